@@ -1,0 +1,43 @@
+"""The `sliver` command line: one sub-command group per part of the flow.
+
+Each group lives in its own module here and is added below; the commands stay
+thin and call the library.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from sliver import __version__
+from sliver.cli._common import run_app
+
+app = typer.Typer(
+    name="sliver",
+    help="Train one elastic super-network, find the sub-networks that are Pareto-optimal for a device, cut them out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sliver {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """sliver: hardware-aware sub-network search on elastic super-networks."""
+
+
+# sub-command groups (each module defines `app`)
+# from sliver.cli import space as _space  # noqa: E402
+# app.add_typer(_space.app, name="space")
+
+
+def main() -> None:
+    """Console entry point."""
+    run_app(app)

@@ -1,0 +1,69 @@
+"""Loading YAML configs into pydantic models, with one-line errors that name the field.
+
+Each part of sliver defines the pydantic model of its own section next to its
+code (e.g. the super-network spec below, training in ``sliver.train``); this
+module only holds the shared loading and error formatting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A YAML config is missing, malformed or has a wrong field; the message is one line."""
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown fields are errors (typos must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, raising :class:`ConfigError` for a missing file or bad YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of field: value")
+    return data
+
+
+def validate(model: type[M], data: dict[str, Any], source: str = "config") -> M:
+    """Validate ``data`` against ``model``; a failure becomes a one-line :class:`ConfigError`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+
+
+def load(model: type[M], path: str | Path) -> M:
+    """Read and validate a YAML file in one step."""
+    return validate(model, read_yaml(path), str(path))
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """The first pydantic error as 'field.path: message' (plus a count of the others)."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field (check its spelling)"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+    return f"field '{where}': {msg}{more}"
