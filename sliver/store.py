@@ -1,0 +1,470 @@
+"""The result store: every study, trial and measurement, in a database, so nothing is paid for twice.
+
+A *measurement* is one objective of one sub-network, keyed by
+``(canonical config key, super-network hash, objective, hardware fingerprint)``;
+hardware-independent objectives (accuracy, params, MACs, size) use the
+fingerprint ``"any"``. A *study* is one search (its space, objectives,
+super-network and target) and its *trials* are the configs it evaluated, in
+order. Any SQLAlchemy URL works; the default is a local SQLite file, opened in
+WAL mode with a busy timeout and a short retry so that several processes can
+write to it at once without losing rows.
+
+This module does not import torch: searches over tables use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from sliver.measure.objectives import Objective
+from sliver.space import Config, SearchSpace, _jsonable
+
+#: version of the table layout below; bump it (and migrate) when the tables change
+SCHEMA_VERSION = 1
+DEFAULT_URL = "sqlite:///sliver.db"
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- tables
+class _Base(DeclarativeBase):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Meta(_Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class _Study(_Base):
+    __tablename__ = "studies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    space_json: Mapped[str] = mapped_column(Text)
+    objectives_json: Mapped[str] = mapped_column(Text)
+    supernet_hash: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    settings_json: Mapped[str] = mapped_column(Text, default="{}")
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class _Measurement(_Base):
+    __tablename__ = "measurements"
+    __table_args__ = (UniqueConstraint("config_key", "supernet_hash", "objective", "fingerprint", name="uq_measurement"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config_key: Mapped[str] = mapped_column(String(64), index=True)
+    config_json: Mapped[str] = mapped_column(Text)
+    supernet_hash: Mapped[str] = mapped_column(String(128), index=True)
+    objective: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stats_json: Mapped[str] = mapped_column(Text, default="{}")
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class _Trial(_Base):
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "config_key", name="uq_trial_config"),
+        UniqueConstraint("study_id", "seq", name="uq_trial_seq"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    config_key: Mapped[str] = mapped_column(String(64))
+    config_json: Mapped[str] = mapped_column(Text)
+    values_json: Mapped[str] = mapped_column(Text)
+    errors_json: Mapped[str] = mapped_column(Text)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    origin: Mapped[str] = mapped_column(String(64), default="")
+    batch: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+# --------------------------------------------------------------------------- records
+@dataclass
+class Study:
+    """One search: what it searched, for which objectives, on which super-network and hardware."""
+
+    id: int
+    name: str
+    space: SearchSpace
+    objectives: list[Objective]
+    supernet_hash: str
+    fingerprint: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    created: datetime | None = None
+
+
+@dataclass
+class Measurement:
+    """One objective of one config; ``value`` is None when ``status`` is ``"failed"``."""
+
+    objective: str
+    value: float | None
+    status: str
+    error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    fingerprint: str = "any"
+
+
+@dataclass
+class Trial:
+    """One config a study evaluated, in the order it did (``seq`` increases from 1)."""
+
+    seq: int
+    config_key: str
+    config: Config
+    values: dict[str, float]
+    errors: dict[str, str]
+    cached: bool
+    origin: str
+    batch: int
+    created: datetime | None
+
+
+# --------------------------------------------------------------------------- the store
+class ResultStore:
+    """Studies, trials and measurements in the database at ``url`` (any SQLAlchemy URL).
+
+    A store whose schema version is newer than this code's is refused with a
+    clear message instead of being misread.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, busy_timeout_s: float = 30.0, retries: int = 8) -> None:
+        self.url = str(url)
+        self.retries = retries
+        self.is_sqlite = self.url.startswith("sqlite")
+        connect_args = {"timeout": busy_timeout_s} if self.is_sqlite else {}
+        self.engine = create_engine(self.url, connect_args=connect_args)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine, busy_timeout_s)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._retry(self._init_schema)
+
+    # ---------------------------------------------------------------- plumbing
+    def _init_schema(self) -> None:
+        _Base.metadata.create_all(self.engine)
+        with self._session.begin() as s:
+            row = s.get(_Meta, "schema_version")
+            if row is None:
+                s.add(_Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            version = int(row.value)
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"the result store {self.url} has schema version {version}, newer than this sliver "
+                f"understands ({SCHEMA_VERSION}); upgrade sliver or use another --db"
+            )
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """Run a transaction, retrying briefly when another process holds the SQLite lock."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except OperationalError as exc:
+                if "locked" not in str(exc).lower() or attempt == self.retries:
+                    raise
+                # jittered backoff so that competing writers do not collide again in lockstep
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._session() as s:
+            return int(s.get(_Meta, "schema_version").value)  # type: ignore[union-attr]
+
+    # ---------------------------------------------------------------- studies
+    def get_or_create_study(
+        self,
+        name: str,
+        space: SearchSpace,
+        objectives: list[Objective],
+        supernet_hash: str,
+        fingerprint: str,
+        settings: dict | None = None,
+    ) -> Study:
+        """The study ``name``, created if new; an existing one must match (else ValueError naming what differs)."""
+        wanted = {
+            "space": space.to_json(),
+            "objectives": _dumps([o.to_dict() for o in objectives]),
+            "supernet": supernet_hash,
+            "fingerprint": fingerprint,
+        }
+
+        def txn() -> Study:
+            with self._session.begin() as s:
+                row = s.scalars(select(_Study).where(_Study.name == name)).first()
+                if row is None:
+                    row = _Study(
+                        name=name,
+                        space_json=wanted["space"],
+                        objectives_json=wanted["objectives"],
+                        supernet_hash=supernet_hash,
+                        fingerprint=fingerprint,
+                        settings_json=_dumps(settings or {}),
+                    )
+                    s.add(row)
+                    s.flush()
+                return _study(row)
+
+        try:
+            study = self._retry(txn)
+        except IntegrityError:  # another process created it between our read and write
+            study = self._retry(txn)
+        have = {
+            "space": study.space.to_json(),
+            "objectives": _dumps([o.to_dict() for o in study.objectives]),
+            "supernet": study.supernet_hash,
+            "fingerprint": study.fingerprint,
+        }
+        differ = [k for k in wanted if wanted[k] != have[k]]
+        if differ:
+            raise ValueError(
+                f"study '{name}' already exists with a different {' and '.join(differ)}; "
+                "choose another study name or the same settings"
+            )
+        return study
+
+    def get_study(self, name: str) -> Study:
+        """The study ``name``, or a ValueError listing the studies the store holds."""
+        with self._session() as s:
+            row = s.scalars(select(_Study).where(_Study.name == name)).first()
+            if row is None:
+                names = [n for (n,) in s.execute(select(_Study.name).order_by(_Study.id))]
+                raise ValueError(f"no study named '{name}' in {self.url}; studies: {names or 'none'}")
+            return _study(row)
+
+    def list_studies(self) -> list[Study]:
+        """Every study, oldest first."""
+        with self._session() as s:
+            return [_study(r) for r in s.scalars(select(_Study).order_by(_Study.id))]
+
+    # ---------------------------------------------------------------- measurements
+    def get_measurements(self, config_key: str, supernet_hash: str, fingerprint_for: dict[str, str]) -> dict[str, Measurement]:
+        """Stored measurements of ``config_key`` for the objectives in ``fingerprint_for`` (each on its fingerprint)."""
+        with self._session() as s:
+            rows = s.scalars(
+                select(_Measurement).where(
+                    _Measurement.config_key == config_key,
+                    _Measurement.supernet_hash == supernet_hash,
+                    _Measurement.objective.in_(list(fingerprint_for)),
+                )
+            )
+            return {r.objective: _measurement(r) for r in rows if r.fingerprint == fingerprint_for[r.objective]}
+
+    def put_measurement(
+        self,
+        config_key: str,
+        config: Config,
+        supernet_hash: str,
+        fingerprint: str,
+        objective: str,
+        value: float | None = None,
+        status: str = "ok",
+        error: str | None = None,
+        stats: dict | None = None,
+        seconds: float = 0.0,
+    ) -> None:
+        """Record one measurement; an existing ok one is kept (idempotent), a failed one is replaced."""
+        if status not in ("ok", "failed"):
+            raise ValueError(f"measurement status must be 'ok' or 'failed', got {status!r}")
+        if status == "ok" and (value is None or not math.isfinite(float(value))):
+            raise ValueError(f"measurement of '{objective}' has status ok but value {value!r}; record it as failed")
+        fields = dict(
+            config_json=_dumps(config),
+            value=None if value is None else float(value),
+            status=status,
+            error=error,
+            stats_json=_dumps(stats or {}),
+            seconds=float(seconds),
+        )
+        key = dict(config_key=config_key, supernet_hash=supernet_hash, objective=objective, fingerprint=fingerprint)
+
+        def txn() -> None:
+            with self._session.begin() as s:
+                row = s.scalars(select(_Measurement).filter_by(**key)).first()
+                if row is None:
+                    s.add(_Measurement(**key, **fields))
+                elif row.status != "ok":
+                    # a failure (e.g. a timeout) may succeed on retry; the first success is kept for good
+                    for k, v in fields.items():
+                        setattr(row, k, v)
+                    row.created = _now()
+
+        try:
+            self._retry(txn)
+        except IntegrityError:  # inserted concurrently by another process: the first one wins
+            pass
+
+    def compatible_results(self, supernet_hash: str, fingerprint_for: dict[str, str]) -> list[tuple[Config, dict[str, float]]]:
+        """Every config with ok measurements of all objectives in ``fingerprint_for`` (for warm starts)."""
+        with self._session() as s:
+            rows = s.execute(
+                select(_Measurement.config_key, _Measurement.config_json, _Measurement.objective,
+                       _Measurement.fingerprint, _Measurement.value)
+                .where(
+                    _Measurement.supernet_hash == supernet_hash,
+                    _Measurement.status == "ok",
+                    _Measurement.objective.in_(list(fingerprint_for)),
+                )
+                .order_by(_Measurement.id)
+            ).all()
+        configs: dict[str, Config] = {}
+        values: dict[str, dict[str, float]] = {}
+        for key, config_json, objective, fp, value in rows:
+            if fp != fingerprint_for[objective]:
+                continue
+            configs.setdefault(key, json.loads(config_json))
+            values.setdefault(key, {})[objective] = value
+        return [(configs[k], v) for k, v in values.items() if len(v) == len(fingerprint_for)]
+
+    def count_measurements(self, status: str | None = None) -> int:
+        """Number of stored measurements (optionally only ``ok`` or ``failed`` ones)."""
+        with self._session() as s:
+            q = select(func.count()).select_from(_Measurement)
+            if status is not None:
+                q = q.where(_Measurement.status == status)
+            return int(s.scalar(q))
+
+    # ---------------------------------------------------------------- trials
+    def add_trial(
+        self,
+        study_id: int,
+        config_key: str,
+        config: Config,
+        values: dict[str, float],
+        errors: dict[str, str],
+        cached: bool,
+        origin: str = "",
+        batch: int = 0,
+    ) -> int:
+        """Append a trial to a study and return its ``seq``; a config already in the study returns its seq."""
+
+        def txn() -> int:
+            with self._session.begin() as s:
+                seq = s.scalar(select(_Trial.seq).where(_Trial.study_id == study_id, _Trial.config_key == config_key))
+                if seq is not None:
+                    return int(seq)
+                last = s.scalar(select(func.max(_Trial.seq)).where(_Trial.study_id == study_id)) or 0
+                s.add(_Trial(
+                    study_id=study_id, seq=last + 1, config_key=config_key, config_json=_dumps(config),
+                    values_json=_dumps(values), errors_json=_dumps(errors), cached=bool(cached),
+                    origin=origin, batch=int(batch),
+                ))
+                return last + 1
+
+        # on SQLite the write lock makes max+1 safe; elsewhere a concurrent insert trips a unique constraint
+        for attempt in range(self.retries + 1):
+            try:
+                return self._retry(txn)
+            except IntegrityError:
+                if attempt == self.retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    def trials(self, study_id: int) -> list[Trial]:
+        """The trials of a study, in ``seq`` order."""
+        with self._session() as s:
+            rows = s.scalars(select(_Trial).where(_Trial.study_id == study_id).order_by(_Trial.seq))
+            return [
+                Trial(r.seq, r.config_key, json.loads(r.config_json), json.loads(r.values_json),
+                      json.loads(r.errors_json), r.cached, r.origin, r.batch, r.created)
+                for r in rows
+            ]
+
+
+# --------------------------------------------------------------------------- helpers
+def _configure_sqlite(engine, busy_timeout_s: float) -> None:
+    """WAL (readers never block the writer), a busy timeout, and BEGIN IMMEDIATE.
+
+    pysqlite starts transactions lazily and upgrades a read lock to a write lock
+    on the first write, which fails at once with "database is locked" when two
+    processes do it together; taking the write lock at BEGIN makes the second
+    writer wait for the busy timeout instead.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below control transactions
+        cur = dbapi_connection.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(_jsonable(obj), sort_keys=True)
+
+
+def _study(row: _Study) -> Study:
+    return Study(
+        id=row.id,
+        name=row.name,
+        space=SearchSpace.from_json(row.space_json),
+        objectives=[Objective(**o) for o in json.loads(row.objectives_json)],
+        supernet_hash=row.supernet_hash,
+        fingerprint=row.fingerprint,
+        settings=json.loads(row.settings_json or "{}"),
+        created=row.created,
+    )
+
+
+def _measurement(row: _Measurement) -> Measurement:
+    return Measurement(
+        objective=row.objective,
+        value=row.value,
+        status=row.status,
+        error=row.error,
+        stats=json.loads(row.stats_json or "{}"),
+        seconds=row.seconds,
+        fingerprint=row.fingerprint,
+    )

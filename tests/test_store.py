@@ -1,0 +1,125 @@
+"""ResultStore: studies, measurements keyed by (config, supernet, objective, fingerprint), trials, concurrency."""
+
+import multiprocessing as mp
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from sliver.measure.objectives import BUILTIN
+from sliver.space import DepthGate, Dimension, SearchSpace
+from sliver.store import SCHEMA_VERSION, ResultStore
+
+SPACE = SearchSpace(
+    [Dimension("d", (1, 2)), Dimension("k", (3, 5), length=2)],
+    [DepthGate("d", (2,), ("k",))],
+)
+OBJS = [BUILTIN["accuracy"], BUILTIN["latency_ms"]]
+
+
+@pytest.fixture
+def store(tmp_path):
+    with ResultStore(f"sqlite:///{tmp_path / 's.db'}") as s:
+        yield s
+
+
+def test_study_round_trip_and_mismatch(store):
+    st = store.get_or_create_study("s1", SPACE, OBJS, "net", "fp", settings={"seed": 1})
+    again = store.get_or_create_study("s1", SPACE, OBJS, "net", "fp")
+    assert again.id == st.id and again.space == SPACE and [o.name for o in again.objectives] == ["accuracy", "latency_ms"]
+    assert again.settings == {"seed": 1} and again.supernet_hash == "net" and again.fingerprint == "fp"
+    with pytest.raises(ValueError, match="different fingerprint"):
+        store.get_or_create_study("s1", SPACE, OBJS, "net", "other")
+    with pytest.raises(ValueError, match="different objectives"):
+        store.get_or_create_study("s1", SPACE, OBJS[:1], "net", "fp")
+    with pytest.raises(ValueError, match="studies: \\['s1'\\]"):
+        store.get_study("nope")
+    assert [s.name for s in store.list_studies()] == ["s1"]
+    assert store.get_study("s1").id == st.id
+
+
+def test_measurements_keyed_by_fingerprint_and_first_ok_kept(store):
+    cfg = {"d": 2, "k": [3, 5]}
+    key = SPACE.key(cfg)
+    store.put_measurement(key, cfg, "net", "any", "accuracy", 91.5, stats={"n": 10}, seconds=1.5)
+    store.put_measurement(key, cfg, "net", "fpA", "latency_ms", 2.0)
+    store.put_measurement(key, cfg, "net", "any", "accuracy", 50.0)  # repeat: first ok kept, no error
+    got = store.get_measurements(key, "net", {"accuracy": "any", "latency_ms": "fpA"})
+    assert got["accuracy"].value == 91.5 and got["accuracy"].stats == {"n": 10} and got["accuracy"].seconds == 1.5
+    assert got["latency_ms"].value == 2.0
+    # another hardware fingerprint or another supernet sees nothing of the latency
+    assert set(store.get_measurements(key, "net", {"accuracy": "any", "latency_ms": "fpB"})) == {"accuracy"}
+    assert store.get_measurements(key, "other", {"accuracy": "any"}) == {}
+    assert store.count_measurements() == 2
+
+
+def test_failed_measurement_recorded_then_replaced_by_success(store):
+    cfg = {"d": 1, "k": [5, 3]}
+    key = SPACE.key(cfg)
+    store.put_measurement(key, cfg, "net", "fp", "latency_ms", status="failed", error="TimeoutError: too slow")
+    m = store.get_measurements(key, "net", {"latency_ms": "fp"})["latency_ms"]
+    assert m.status == "failed" and m.value is None and "too slow" in m.error
+    store.put_measurement(key, cfg, "net", "fp", "latency_ms", 3.0)
+    assert store.get_measurements(key, "net", {"latency_ms": "fp"})["latency_ms"].value == 3.0
+    with pytest.raises(ValueError, match="record it as failed"):
+        store.put_measurement(key, cfg, "net", "fp", "accuracy", float("nan"))
+
+
+def test_trials_ordered_and_deduplicated(store):
+    st = store.get_or_create_study("s", SPACE, OBJS, "net", "fp")
+    cfgs = SPACE.enumerate()
+    seqs = [store.add_trial(st.id, SPACE.key(c), c, {"accuracy": i}, {}, cached=False, origin="random", batch=i)
+            for i, c in enumerate(cfgs)]
+    assert seqs == list(range(1, len(cfgs) + 1))
+    assert store.add_trial(st.id, SPACE.key(cfgs[1]), cfgs[1], {}, {}, cached=True) == 2
+    trials = store.trials(st.id)
+    assert [t.seq for t in trials] == seqs and trials[1].config == cfgs[1] and trials[1].values == {"accuracy": 1}
+    assert trials[0].origin == "random" and trials[2].batch == 2 and trials[0].cached is False
+
+
+def test_compatible_results_need_all_objectives_on_their_fingerprints(store):
+    a, b = {"d": 1, "k": [3, 3]}, {"d": 2, "k": [5, 5]}
+    for cfg, acc, lat_fp in [(a, 90.0, "fp"), (b, 80.0, "other")]:
+        store.put_measurement(SPACE.key(cfg), cfg, "net", "any", "accuracy", acc)
+        store.put_measurement(SPACE.key(cfg), cfg, "net", lat_fp, "latency_ms", 1.0)
+    got = store.compatible_results("net", {"accuracy": "any", "latency_ms": "fp"})
+    assert got == [(a, {"accuracy": 90.0, "latency_ms": 1.0})]
+    assert len(store.compatible_results("net", {"accuracy": "any"})) == 2
+
+
+def test_newer_schema_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    ResultStore(url).close()
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION + 1)})
+    eng.dispose()
+    with pytest.raises(ValueError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+        ResultStore(url)
+
+
+def _writer(url: str, worker: int, n: int) -> None:
+    store = ResultStore(url)
+    study = store.get_or_create_study("shared", SPACE, OBJS, "net", "fp")
+    for i in range(n):
+        key = f"w{worker}-{i}"
+        store.put_measurement(key, {"i": i}, "net", "any", "accuracy", float(i))
+        store.add_trial(study.id, key, {"i": i}, {"accuracy": float(i)}, {}, cached=False)
+    store.close()
+
+
+@pytest.mark.slow
+def test_two_processes_writing_one_sqlite_file_lose_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    n = 40
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(url, w, n)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    store = ResultStore(url)
+    assert store.count_measurements() == 2 * n
+    trials = store.trials(store.get_study("shared").id)
+    assert sorted(t.seq for t in trials) == list(range(1, 2 * n + 1))
+    assert len({t.config_key for t in trials}) == 2 * n
