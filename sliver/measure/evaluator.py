@@ -1,0 +1,111 @@
+"""Store-aware evaluation: measure only what the store does not already hold.
+
+:func:`evaluate` is what search loops call for every config. It canonicalises
+the config, serves every objective it can from the :class:`~sliver.store.ResultStore`
+(keyed by config, super-network and the objective's hardware fingerprint), asks
+the :class:`~sliver.measure.base.Evaluator` for the rest, records each result
+(failures with their message) and appends the config to the study's trials.
+
+No torch here: tabular evaluators use this too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING
+
+from sliver.measure.base import EvalResult, Evaluator
+from sliver.space import Config
+
+if TYPE_CHECKING:
+    from sliver.store import ResultStore
+
+
+def evaluate(
+    evaluator: Evaluator,
+    config: Config,
+    store: "ResultStore | None" = None,
+    study_id: int | None = None,
+    objectives: list[str] | None = None,
+    origin: str = "",
+    batch: int = 0,
+    retry_failed: bool = False,
+) -> EvalResult:
+    """Evaluate ``config`` on ``evaluator``, paying only for objectives the store lacks.
+
+    ``objectives`` defaults to all of the evaluator's. A stored failure is
+    served like a stored value unless ``retry_failed``. A failing objective
+    never raises: it lands in ``EvalResult.errors`` (and in the store).
+    ``cached`` is True when nothing had to be measured.
+    """
+    known = [o.name for o in evaluator.objectives]
+    names = list(objectives) if objectives is not None else known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"objective '{unknown[0]}' is not measured by this evaluator; it measures {known}")
+    if study_id is not None and store is None:
+        raise ValueError("study_id given without a store; pass store= to record trials")
+
+    space = evaluator.space
+    config = space.canonical(config)
+    key = space.key(config)
+    fp_for = {n: evaluator.fingerprint_for(n) for n in names}
+
+    values: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    stats: dict[str, dict] = {}
+    found = store.get_measurements(key, evaluator.supernet_hash, fp_for) if store is not None else {}
+    for name, m in found.items():
+        if m.status == "ok":
+            values[name] = float(m.value)  # type: ignore[arg-type]
+        elif not retry_failed:
+            errors[name] = m.error or "failed"
+        if name in values or name in errors:
+            stats[name] = m.stats
+    missing = [n for n in names if n not in values and n not in errors]
+
+    seconds = 0.0
+    if missing:
+        t0 = time.perf_counter()
+        try:
+            measured = evaluator.measure(config, missing)
+        except Exception as exc:  # the evaluator itself broke (e.g. extraction): every missing objective failed
+            measured = {n: exc for n in missing}
+        seconds = time.perf_counter() - t0
+        per_seconds = getattr(evaluator, "last_seconds", {}) or {}
+        per_stats = getattr(evaluator, "last_stats", {}) or {}
+        for name in missing:
+            result = measured.get(name, RuntimeError("the evaluator returned no value"))
+            error = _error_of(result)
+            spent = float(per_seconds.get(name, seconds / len(missing)))
+            stats[name] = dict(per_stats.get(name, {}))
+            if error is None:
+                values[name] = float(result)  # type: ignore[arg-type]
+            else:
+                errors[name] = error
+            if store is not None:
+                store.put_measurement(
+                    key, config, evaluator.supernet_hash, fp_for[name], name,
+                    value=values.get(name), status="ok" if error is None else "failed",
+                    error=error, stats=stats[name], seconds=spent,
+                )
+
+    if store is not None and study_id is not None:
+        store.add_trial(study_id, key, config, values, errors, cached=not missing, origin=origin, batch=batch)
+    return EvalResult(
+        config=config, key=key, values=values, errors=errors, cached=not missing, seconds=seconds,
+        stats={"objectives": stats, "measured": missing, "from_store": sorted(set(names) - set(missing))},
+    )
+
+
+def _error_of(result: object) -> str | None:
+    """None for a usable number, else a one-line message saying what went wrong."""
+    if isinstance(result, BaseException):
+        text = str(result).strip().splitlines()
+        return f"{type(result).__name__}: {text[0] if text else ''}".rstrip(": ")
+    try:
+        value = float(result)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"not a number: {result!r}"
+    return None if math.isfinite(value) else f"non-finite value {value}"
