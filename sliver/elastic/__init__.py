@@ -1,5 +1,8 @@
 """Elastic super-networks: layers that run a slice of their weights, and families built from them."""
 
 from sliver.elastic.base import Supernet, build_extracted, build_supernet, families, register_builder, register_family
+from sliver.elastic.mobilenet import ElasticMobileNet  # registers the "mobilenet" family and builder
 
-__all__ = ["Supernet", "build_extracted", "build_supernet", "families", "register_builder", "register_family"]
+__all__ = [
+    "ElasticMobileNet", "Supernet", "build_extracted", "build_supernet", "families", "register_builder", "register_family",
+]
