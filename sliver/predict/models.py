@@ -1,0 +1,172 @@
+"""Surrogate models of expensive objectives: ridge, SVR, LightGBM, a small MLP, and an ensemble.
+
+Every predictor takes feature rows from :meth:`sliver.space.SearchSpace.features`
+(one-hot genes, inactive genes zeroed) and gives a mean and an uncertainty.
+Single families report an uncertainty of zero; the ensemble reports the spread
+of its members (different model families see different structure, so where
+they disagree the truth is least known). Targets are standardised inside, so
+one set of hyper-parameters serves milliseconds and percent alike; fitting a
+few hundred points takes well under a second.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import Ridge
+from sklearn.neural_network import MLPRegressor
+from sklearn.svm import SVR
+
+FAMILIES = ("ridge", "svr", "lgbm", "mlp")
+#: every name :class:`Predictor` accepts
+KINDS = FAMILIES + ("ensemble", "auto")
+
+
+def make_model(family: str, seed: int = 0) -> RegressorMixin:
+    """A fresh scikit-learn-compatible regressor of one family (hyper-parameters fixed, no grid search)."""
+    if family == "ridge":
+        return Ridge(alpha=1.0)
+    if family == "svr":
+        return SVR(C=3.0, epsilon=0.05, gamma="scale")
+    if family == "lgbm":
+        import lightgbm as lgb  # imported lazily: it is the slowest import of the families
+
+        # small leaves and min_child_samples because searches fit on tens to hundreds of points
+        return lgb.LGBMRegressor(
+            n_estimators=300, learning_rate=0.05, num_leaves=7, min_child_samples=3,
+            subsample=0.8, subsample_freq=1, colsample_bytree=0.8, random_state=seed, n_jobs=1, verbose=-1,
+        )
+    if family == "mlp":
+        return MLPRegressor(hidden_layer_sizes=(64, 64), alpha=1e-2, learning_rate_init=3e-3, max_iter=1000, random_state=seed)
+    raise ValueError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
+
+
+class Predictor:
+    """Fit/predict one objective from feature rows; ``kind`` is a family, ``"ensemble"`` or ``"auto"``.
+
+    ``"auto"`` picks the family with the best cross-validated Kendall tau at
+    each :meth:`fit` (see :func:`choose_family`); ``"ensemble"`` fits one
+    member per family in ``members``.
+    """
+
+    def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = FAMILIES):
+        if kind not in KINDS:
+            raise ValueError(f"predictor kind '{kind}' is unknown; choose one of {list(KINDS)}")
+        bad = [m for m in members if m not in FAMILIES]
+        if bad:
+            raise ValueError(f"ensemble member '{bad[0]}' is unknown; choose from {list(FAMILIES)}")
+        self.kind = kind
+        self.seed = seed
+        self.members = tuple(members)
+        self.chosen: str | None = None
+        self.n_features: int | None = None
+        self._models: list[RegressorMixin] = []
+        self._mu = 0.0
+        self._sd = 1.0
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "Predictor":
+        """Fit on feature rows ``X`` ``(n, n_features)`` and targets ``y`` ``(n,)``."""
+        X = np.asarray(X, dtype=float)
+        y = np.asarray(y, dtype=float).ravel()
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"features: expected a matrix with one row per target ({len(y)}), got shape {X.shape}")
+        if len(y) < 2:
+            raise ValueError(f"a predictor needs at least 2 measured points to fit, got {len(y)}")
+        if not np.isfinite(y).all():
+            raise ValueError("targets: contain NaN or infinity; drop failed measurements before fitting")
+        self.n_features = X.shape[1]
+        self._mu, sd = float(y.mean()), float(y.std())
+        self._sd = sd if sd > 0 else 1.0
+        z = (y - self._mu) / self._sd
+        if self.kind == "ensemble":
+            families = list(self.members)
+        elif self.kind == "auto":
+            self.chosen = choose_family(X, y, self.members, seed=self.seed) if len(y) >= 10 else "ridge"
+            families = [self.chosen]
+        else:
+            families = [self.kind]
+        self._models = [_fit_quietly(make_model(f, self.seed), X, z) for f in families]
+        return self
+
+    def _check(self, X: np.ndarray) -> np.ndarray:
+        if not self._models:
+            raise RuntimeError("predictor is not fitted; call fit(X, y) first")
+        X = np.asarray(X, dtype=float)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"features: expected {self.n_features} columns (the search space's n_features), got {X.shape[1]}")
+        return X
+
+    def predict_dist(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (across ensemble members; 0 for one family) of each row."""
+        X = self._check(X)
+        Z = np.stack([m.predict(X) for m in self._models])
+        return self._mu + self._sd * Z.mean(0), self._sd * Z.std(0)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Mean prediction of each row."""
+        return self.predict_dist(X)[0]
+
+    def __repr__(self) -> str:
+        extra = f", chosen={self.chosen!r}" if self.chosen else ""
+        return f"Predictor(kind={self.kind!r}{extra})"
+
+
+def _fit_quietly(model: RegressorMixin, X: np.ndarray, z: np.ndarray) -> RegressorMixin:
+    with warnings.catch_warnings():
+        # a small MLP on tens of points may stop before "converging"; its fit is still useful
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X, z)
+
+
+# ------------------------------------------------------------- rank quality
+def kendall_tau(pred: np.ndarray, true: np.ndarray) -> float:
+    """Kendall's tau-b between predictions and truth (0 when either is constant)."""
+    from scipy.stats import kendalltau
+
+    t = kendalltau(pred, true)[0]
+    return 0.0 if np.isnan(t) else float(t)
+
+
+def spearman(pred: np.ndarray, true: np.ndarray) -> float:
+    """Spearman's rank correlation (0 when either is constant)."""
+    from scipy.stats import spearmanr
+
+    r = spearmanr(pred, true)[0]
+    return 0.0 if np.isnan(r) else float(r)
+
+
+def mape(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean absolute percentage error (%), ignoring true values of zero."""
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    nz = true != 0
+    return float(np.mean(np.abs((pred[nz] - true[nz]) / true[nz])) * 100) if nz.any() else 0.0
+
+
+def cross_validate(kind: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, float]:
+    """K-fold out-of-fold Kendall tau, Spearman and MAPE of a predictor kind."""
+    from sklearn.model_selection import KFold
+
+    X, y = np.asarray(X, float), np.asarray(y, float)
+    folds = max(2, min(folds, len(y)))
+    pred = np.empty_like(y)
+    for tr, te in KFold(folds, shuffle=True, random_state=seed).split(X):
+        model = Predictor(kind, seed=seed).fit(X[tr], y[tr])
+        pred[te] = model.predict(X[te])
+    return {"kendall_tau": kendall_tau(pred, y), "spearman": spearman(pred, y), "mape": mape(pred, y), "n": int(len(y))}
+
+
+def choose_family(X: np.ndarray, y: np.ndarray, families: Sequence[str] = FAMILIES, folds: int = 5, seed: int = 0) -> str:
+    """The family with the best cross-validated Kendall tau (ties go to the earlier, simpler one)."""
+    scores = {f: cross_validate(f, X, y, folds, seed)["kendall_tau"] for f in families}
+    return max(families, key=lambda f: scores[f])
+
+
+__all__ = [
+    "FAMILIES", "KINDS", "Predictor", "make_model", "kendall_tau", "spearman", "mape", "cross_validate", "choose_family",
+]

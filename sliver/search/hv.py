@@ -1,0 +1,88 @@
+"""Pareto fronts and hypervolume (pymoo's indicator), plus a fast exact 2-D improvement for acquisition."""
+
+from __future__ import annotations
+
+import numpy as np
+from pymoo.config import Config as _PymooConfig
+from pymoo.indicators.hv import HV
+
+# pymoo warns on import that its compiled extensions are missing; the pure-Python paths are fine here
+_PymooConfig.warnings["not_compiled"] = False
+
+
+def nondominated(F: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows of ``F`` (minimisation) that no other row dominates.
+
+    Exact duplicates are all kept (none dominates the other).
+    """
+    F = np.asarray(F, dtype=float)
+    n = len(F)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    if F.shape[1] == 2:
+        # sort by f1 then f2: a point is non-dominated iff its f2 is below every earlier f2,
+        # or it equals the previous kept point exactly
+        order = np.lexsort((F[:, 1], F[:, 0]))
+        keep = np.zeros(n, dtype=bool)
+        best2, last = np.inf, None
+        for i in order:
+            f = F[i]
+            if f[1] < best2 or (last is not None and np.array_equal(f, last)):
+                keep[i] = True
+                best2, last = min(best2, f[1]), f
+        return keep
+    le = (F[:, None, :] <= F[None, :, :]).all(-1)
+    lt = (F[:, None, :] < F[None, :, :]).any(-1)
+    dominated = (le & lt).any(0)
+    return ~dominated
+
+
+def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
+    """Hypervolume of the points ``F`` (minimisation) dominated below ``ref`` (pymoo's exact indicator)."""
+    F = np.asarray(F, dtype=float)
+    ref = np.asarray(ref, dtype=float)
+    if F.size == 0:
+        return 0.0
+    F = F[(F < ref).all(1)]
+    if len(F) == 0:
+        return 0.0
+    F = F[nondominated(F)]
+    return float(HV(ref_point=ref)(F))
+
+
+def hvi_2d(front: np.ndarray, P: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Exact hypervolume improvement of each point of ``P`` over ``front`` (2 objectives, minimisation).
+
+    Vectorised: the region ``front`` dominates is a staircase; a new point adds
+    the area between its corner and the staircase, segment by segment.
+    """
+    P = np.asarray(P, dtype=float)
+    ref = np.asarray(ref, dtype=float)
+    front = np.asarray(front, dtype=float).reshape(-1, 2)
+    front = front[(front < ref).all(1)]
+    if len(front):
+        front = front[nondominated(front)]
+        front = np.unique(front, axis=0)
+        front = front[np.argsort(front[:, 0])]
+    # staircase: on [xs[i], xs[i+1]) the dominated region reaches down to height hs[i]
+    xs = np.concatenate([[-np.inf], front[:, 0], [ref[0]]])
+    hs = np.concatenate([[ref[1]], front[:, 1]])
+    lo = np.maximum(xs[:-1][None, :], P[:, :1])
+    hi = np.minimum(xs[1:][None, :], ref[0])
+    width = np.clip(hi - lo, 0.0, None)
+    height = np.clip(hs[None, :] - P[:, 1:2], 0.0, None)
+    return (width * height).sum(1)
+
+
+def hvi(front: np.ndarray, P: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Hypervolume improvement of each row of ``P`` over ``front`` (any number of objectives)."""
+    P = np.asarray(P, dtype=float)
+    if P.shape[1] == 2:
+        return hvi_2d(front, P, ref)
+    front = np.asarray(front, dtype=float).reshape(-1, P.shape[1])
+    base = hypervolume(front, ref)
+    out = np.zeros(len(P))
+    for i, p in enumerate(P):
+        if (p < ref).all() and not (front <= p).all(1).any():
+            out[i] = hypervolume(np.vstack([front, p]), ref) - base
+    return out

@@ -1,0 +1,127 @@
+"""What a search optimises: objectives with directions, constraints, and the exact cheap metrics.
+
+Strategies see a :class:`Problem`; they never talk to an evaluator. Values are
+dicts ``objective -> float``; :meth:`Problem.to_min` turns them into a matrix
+where every column is to be minimised (``max`` objectives are negated).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sliver.measure.objectives import Objective
+from sliver.space import Config, SearchSpace
+
+_OPS = {"<=": operator.le, ">=": operator.ge}
+_CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric <= bound`` or ``metric >= bound`` on a measured or computed metric."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"constraint on '{self.metric}': operator must be '<=' or '>=', got {self.op!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Constraint":
+        """Parse ``"latency_ms <= 5"`` (a one-line error if it is malformed)."""
+        m = _CONSTRAINT_RE.match(str(text))
+        if not m:
+            raise ValueError(f"constraint {text!r}: write it as 'metric <= number' or 'metric >= number'")
+        try:
+            bound = float(m.group(3))
+        except ValueError:
+            raise ValueError(f"constraint {text!r}: {m.group(3)!r} is not a number") from None
+        return cls(m.group(1), m.group(2), bound)
+
+    def violation(self, value: float) -> float:
+        """How far ``value`` is on the wrong side of the bound (0 when satisfied), relative to the bound."""
+        scale = max(abs(self.bound), 1e-12)
+        excess = value - self.bound if self.op == "<=" else self.bound - value
+        return max(0.0, excess / scale)
+
+    def ok(self, value: float) -> bool:
+        return bool(_OPS[self.op](value, self.bound))
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+@dataclass
+class Problem:
+    """The search problem as strategies see it.
+
+    ``cheap`` computes the cheap objectives/metrics of a config exactly (e.g.
+    params, MACs); strategies call it freely and never predict those. ``seed``
+    makes every strategy deterministic.
+    """
+
+    space: SearchSpace
+    objectives: list[Objective]
+    constraints: list[Constraint] = field(default_factory=list)
+    cheap: Callable[[Config], dict[str, float]] | None = None
+    #: metrics ``cheap`` returns (defaults to the cheap objectives); constraints on them are cheap
+    cheap_metrics: list[str] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.objectives) <= 4:
+            raise ValueError(f"objectives: a search takes 1 to 4 objectives, got {len(self.objectives)}")
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    @property
+    def signs(self) -> np.ndarray:
+        return np.array([o.sign for o in self.objectives])
+
+    @property
+    def cheap_names(self) -> list[str]:
+        return [o.name for o in self.objectives if o.cost == "cheap"]
+
+    @property
+    def expensive_names(self) -> list[str]:
+        return [o.name for o in self.objectives if o.cost == "expensive"]
+
+    def cheap_constraints(self) -> list[Constraint]:
+        """Constraints decidable before measuring (their metric is computed by ``cheap``)."""
+        if self.cheap is None:
+            return []
+        known = set(self.cheap_metrics if self.cheap_metrics is not None else self.cheap_names)
+        return [c for c in self.constraints if c.metric in known]
+
+    def cheap_values(self, config: Config) -> dict[str, float]:
+        return dict(self.cheap(config)) if self.cheap is not None else {}
+
+    def passes_cheap(self, config: Config) -> bool:
+        """Whether ``config`` satisfies every cheap constraint (True when there are none)."""
+        cons = self.cheap_constraints()
+        if not cons:
+            return True
+        vals = self.cheap_values(config)
+        return all(c.metric not in vals or c.ok(vals[c.metric]) for c in cons)
+
+    def to_min(self, values: Sequence[dict[str, float]]) -> np.ndarray:
+        """Matrix ``(n, n_objectives)`` of values oriented for minimisation."""
+        if not len(values):
+            return np.zeros((0, len(self.objectives)))
+        return np.array([[v[n] for n in self.names] for v in values], dtype=float) * self.signs
+
+    def violation(self, values: dict[str, float]) -> float:
+        """Total relative constraint violation of measured ``values`` (0 = feasible)."""
+        return float(sum(c.violation(values[c.metric]) for c in self.constraints if c.metric in values))
+
+    def feasible(self, values: dict[str, float]) -> bool:
+        return all(c.ok(values[c.metric]) for c in self.constraints if c.metric in values)
