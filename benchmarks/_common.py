@@ -1,0 +1,76 @@
+"""Shared helpers of the benchmark scripts: where the data is, the machine fingerprint, the result JSON."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def data_dir(override: str | None = None) -> Path:
+    """The shared benchmark data: ``override``, else ``$SLIVER_DATA``, else ``<repo>/../shared/data``."""
+    return Path(override or os.environ.get("SLIVER_DATA") or REPO.parent / "shared" / "data")
+
+
+def skip(reason: str) -> None:
+    """Say why the benchmark cannot run here (e.g. data absent) and exit cleanly."""
+    print(f"SKIPPED: {reason}")
+    raise SystemExit(0)
+
+
+def fingerprint() -> dict:
+    """CPU model, cores, OS, Python and (if installed) torch versions of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    out = {"cpu": cpu, "cores": cores, "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:
+        out["torch"] = None
+    return out
+
+
+def write_result(name: str, figure, target: str, met: bool, table, **extra) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the fields every benchmark reports."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {
+        "name": name,
+        "figure": figure,
+        "target": target,
+        "met": bool(met),
+        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": fingerprint(),
+        **extra,
+        "table": table,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
