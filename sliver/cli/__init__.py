@@ -34,8 +34,8 @@ def _root(
 
 
 # sub-command groups (each module defines `app`)
-# from sliver.cli import space as _space  # noqa: E402
-# app.add_typer(_space.app, name="space")
+from sliver.cli import space as _space  # noqa: E402
+app.add_typer(_space.app, name="space")
 
 
 def main() -> None:

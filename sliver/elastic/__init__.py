@@ -2,7 +2,9 @@
 
 from sliver.elastic.base import Supernet, build_extracted, build_supernet, families, register_builder, register_family
 from sliver.elastic.mobilenet import ElasticMobileNet  # registers the "mobilenet" family and builder
+from sliver.elastic.spec import from_spec, register_spec
 
 __all__ = [
     "ElasticMobileNet", "Supernet", "build_extracted", "build_supernet", "families", "register_builder", "register_family",
+    "from_spec", "register_spec",
 ]

@@ -1,0 +1,66 @@
+"""`sliver space ...`: inspect the search space of a super-network described in a YAML file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from sliver.cli._common import USER_ERRORS, console, fail
+from sliver.config import ConfigError, read_yaml
+
+app = typer.Typer(help="Inspect the search space of a super-network.", no_args_is_help=True)
+
+
+def _supernet_from_yaml(path: Path):
+    # imported here so `sliver --help` stays fast (no torch import)
+    from sliver.elastic import from_spec
+
+    data = read_yaml(path)
+    if "supernet" not in data:
+        raise ConfigError(f"{path}: field 'supernet': required section is missing (e.g. supernet: {{family: mobilenet, preset: tiny}})")
+    return from_spec(data["supernet"], f"{path}: supernet")
+
+
+def space_summary(supernet) -> dict:
+    """Dimensions, distinct sub-network count and min/max costs of a super-network, as a JSON-able dict."""
+    space = supernet.space
+    return {
+        "family": supernet.supernet_config()["family"],
+        "dimensions": [{"name": n, "shape": s, "choices": c} for n, s, c in space.describe()],
+        "distinct_subnetworks": space.count(),
+        "min": supernet.costs(supernet.min_config()),
+        "max": supernet.costs(supernet.max_config()),
+    }
+
+
+@app.command("show")
+def show(
+    config: Path = typer.Argument(..., help="YAML file with a 'supernet:' section."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON instead of tables."),
+) -> None:
+    """Print the dimensions, the number of distinct sub-networks and params/MACs of the smallest and largest."""
+    try:
+        summary = space_summary(_supernet_from_yaml(config))
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    dims = Table(title=f"{config} ({summary['family']})")
+    for col in ("dimension", "shape", "choices"):
+        dims.add_column(col)
+    for d in summary["dimensions"]:
+        dims.add_row(d["name"], d["shape"], ", ".join(map(str, d["choices"])))
+    console.print(dims)
+    count = summary["distinct_subnetworks"]
+    console.print(f"distinct sub-networks: {count:,} ({count:.2e})")
+    costs = Table()
+    for col in ("sub-network", "params", "MACs"):
+        costs.add_column(col, justify="right")
+    for name in ("min", "max"):
+        c = summary[name]
+        costs.add_row(name, f"{c['params']:,}", f"{c['macs']:,}")
+    console.print(costs)

@@ -1,0 +1,94 @@
+"""The ``supernet:`` section of a YAML config, validated with pydantic, and building from it.
+
+Example (``examples/mobilenet_tiny.yaml``)::
+
+    supernet:
+      family: mobilenet
+      preset: tiny          # imagenet | tiny | digits
+      kernel_transform: true   # any constructor argument overrides the preset
+
+A family can register its own pydantic model with :func:`register_spec`; a
+family without one is built by :func:`sliver.elastic.build_supernet` directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+from pydantic import Field, PositiveInt
+
+from sliver.config import ConfigError, StrictModel, validate
+from sliver.elastic.base import Supernet, build_supernet, families
+from sliver.elastic.mobilenet import PRESETS, ElasticMobileNet
+
+_SPECS: dict[str, type[StrictModel]] = {}
+
+
+def register_spec(family: str) -> Callable[[type[StrictModel]], type[StrictModel]]:
+    """Register the pydantic model of a family's ``supernet:`` section; it must define ``build()``."""
+
+    def deco(model: type[StrictModel]) -> type[StrictModel]:
+        _SPECS[family] = model
+        return model
+
+    return deco
+
+
+class StageSpec(StrictModel):
+    """One stage of inverted-residual blocks."""
+
+    width: PositiveInt
+    blocks: PositiveInt
+    stride: Literal[1, 2]
+    act: Literal["relu", "h_swish"]
+    se: bool
+
+
+@register_spec("mobilenet")
+class MobileNetSpec(StrictModel):
+    """``supernet:`` section for :class:`ElasticMobileNet`: a preset and/or constructor arguments."""
+
+    family: Literal["mobilenet"]
+    preset: Literal[tuple(sorted(PRESETS))] | None = None  # type: ignore[valid-type]
+    stages: list[StageSpec] | None = Field(None, min_length=1)
+    in_channels: PositiveInt | None = None
+    num_classes: PositiveInt | None = None
+    width_mult: float | None = Field(None, gt=0)
+    stem_width: PositiveInt | None = None
+    stem_stride: Literal[1, 2] | None = None
+    first_block_width: PositiveInt | None = None
+    final_expand_width: PositiveInt | None = None
+    feature_width: PositiveInt | None = None
+    kernel_sizes: list[PositiveInt] | None = Field(None, min_length=1)
+    expand_ratios: list[float] | None = Field(None, min_length=1)
+    depths: list[PositiveInt] | None = Field(None, min_length=1)
+    resolutions: list[PositiveInt] | None = Field(None, min_length=1)
+    dropout: float | None = Field(None, ge=0, lt=1)
+    kernel_transform: bool | None = None
+
+    def build(self) -> ElasticMobileNet:
+        args = self.model_dump(exclude_none=True, exclude={"family", "preset"})
+        if self.preset is not None:
+            return ElasticMobileNet.from_preset(self.preset, **args)
+        if self.stages is None:
+            raise ConfigError(f"field 'stages': required when no 'preset' is given (presets: {sorted(PRESETS)})")
+        return ElasticMobileNet(**args)
+
+
+def from_spec(spec: dict[str, Any], source: str = "supernet") -> Supernet:
+    """Build a super-network from a YAML ``supernet:`` section; a wrong field raises a one-line ConfigError."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{source}: must be a mapping with 'family' and its arguments")
+    family = spec.get("family")
+    if family in _SPECS:
+        model = validate(_SPECS[family], spec, source)
+        try:
+            return model.build()
+        except (ValueError, TypeError) as exc:  # cross-field checks of the constructor
+            raise ConfigError(f"{source}: {exc}") from None
+    if family not in families():
+        raise ConfigError(f"{source}: field 'family': must be one of {families()}, got {family!r}")
+    try:
+        return build_supernet(spec)
+    except TypeError as exc:  # an unknown or missing constructor argument
+        raise ConfigError(f"{source}: {exc}") from None
