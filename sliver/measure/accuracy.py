@@ -1,0 +1,50 @@
+"""Top-1 accuracy of a model on a labelled data set, optionally on a seeded subset for speed."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+
+def subset(dataset: Dataset, fraction: float | None, seed: int = 0) -> Dataset:
+    """A seeded random ``fraction`` of ``dataset`` (all of it for None or 1.0)."""
+    if fraction is None or fraction >= 1.0:
+        return dataset
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"accuracy subset fraction must be in (0, 1], got {fraction}")
+    n = len(dataset)  # type: ignore[arg-type]
+    k = max(1, int(round(n * fraction)))
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
+    return Subset(dataset, idx.sort().values.tolist())
+
+
+def top1_accuracy(
+    model: nn.Module,
+    dataset: Dataset,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 256,
+    deadline: float | None = None,
+) -> float:
+    """Percentage of samples whose arg-max prediction equals the label.
+
+    ``prepare`` adapts each input batch (e.g. resizing to the config's
+    resolution); ``deadline`` (a ``time.monotonic()`` value) raises
+    :class:`TimeoutError` between batches once passed.
+    """
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"accuracy took longer than its time limit after {total} samples")
+            if prepare is not None:
+                x = prepare(x)
+            correct += int((model(x).argmax(dim=1) == y).sum())
+            total += len(y)
+    if total == 0:
+        raise ValueError("accuracy: the validation set is empty")
+    return 100.0 * correct / total

@@ -1,0 +1,230 @@
+"""`ModelEvaluator`: measures sub-networks of a super-network on one hardware target.
+
+For each config it recalibrates batch norm (only when accuracy is asked for),
+extracts the sub-network once as a plain PyTorch model, then measures every
+requested objective on that model. Each objective fails on its own: its
+exception is returned in place of the value, and the others are still
+measured. Per-objective seconds and statistics (latency IQR, runs, ...) are
+left in ``last_seconds`` / ``last_stats`` for :func:`sliver.measure.evaluator.evaluate`
+to store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from sliver.elastic.base import Supernet
+from sliver.measure.accuracy import subset, top1_accuracy
+from sliver.measure.hardware import HardwareTarget
+from sliver.measure.latency import measure_latency
+from sliver.measure.objectives import Objective, get_objective
+from sliver.space import Config
+
+#: objectives whose value depends on the hardware target (keyed by its fingerprint); the rest use "any"
+HARDWARE_OBJECTIVES = frozenset({"latency_ms", "peak_memory"})
+DEFAULT_OBJECTIVES = ("accuracy", "latency_ms", "macs", "params", "model_size", "peak_memory")
+
+
+class ModelEvaluator:
+    """The :class:`~sliver.measure.base.Evaluator` of a super-network on a :class:`HardwareTarget`.
+
+    ``data`` is a :class:`sliver.data.DataBundle` (needed for ``accuracy`` only:
+    BN statistics are re-estimated on ``calib_batches`` batches of its
+    calibration split, accuracy is top-1 on its validation split, or on a
+    seeded ``accuracy_subset`` fraction of it). ``timeout_s`` bounds each
+    measurement: accuracy stops between batches, latency caps its timed loop.
+    """
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        target: HardwareTarget | str = "cpu-torch-b1",
+        objectives: list[str] | tuple[str, ...] | None = None,
+        data: Any = None,
+        supernet_hash: str | None = None,
+        accuracy_subset: float | None = None,
+        seed: int = 0,
+        calib_batches: int = 20,
+        batch_size: int = 128,
+        timeout_s: float = 300.0,
+        recalibrate: Callable[..., Any] | None = None,
+    ) -> None:
+        self.supernet = supernet.eval()
+        self.target = HardwareTarget.parse(target)
+        names = list(objectives) if objectives is not None else [
+            n for n in DEFAULT_OBJECTIVES if n != "accuracy" or data is not None
+        ]
+        self.objectives: list[Objective] = [get_objective(n) for n in names]
+        if "accuracy" in names and data is None:
+            raise ValueError("objective 'accuracy' needs data (a DataBundle with val and calib splits); pass data=")
+        if accuracy_subset is not None and not 0.0 < accuracy_subset <= 1.0:
+            raise ValueError(f"accuracy_subset must be in (0, 1], got {accuracy_subset}")
+        self.space = supernet.space
+        self.data = data
+        self.supernet_hash = supernet_hash or supernet_state_hash(supernet)
+        self.fingerprint = self.target.fingerprint_hash()
+        self.accuracy_subset = accuracy_subset
+        self.seed = seed
+        self.calib_batches = calib_batches
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self._recalibrate = recalibrate
+        #: how many times each objective was really measured, failures included (cache hits do not count)
+        self.runs: Counter[str] = Counter()
+        self.last_seconds: dict[str, float] = {}
+        self.last_stats: dict[str, dict] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, target: HardwareTarget | str = "cpu-torch-b1",
+                        objectives: list[str] | None = None, data: Any = None, **kwargs: Any) -> "ModelEvaluator":
+        """An evaluator of a training checkpoint; its data set is rebuilt from the checkpoint's spec if not given."""
+        from sliver.train.checkpoint import load_supernet
+
+        supernet, info = load_supernet(path)
+        wants_accuracy = objectives is None or "accuracy" in objectives
+        if data is None and wants_accuracy:
+            spec = info.get("data") or info.get("dataset")
+            if spec:
+                from sliver.data import load_dataset
+
+                data = load_dataset(**spec) if isinstance(spec, dict) else load_dataset(spec)
+            elif objectives is not None:
+                raise ValueError(f"checkpoint {path} records no data set; pass data= to measure accuracy")
+        return cls(supernet, target, objectives, data=data, supernet_hash=info.get("hash"), **kwargs)
+
+    # ------------------------------------------------------------------ protocol
+    def fingerprint_for(self, objective: str) -> str:
+        """The target's fingerprint hash for latency and memory, "any" for hardware-independent objectives."""
+        return self.fingerprint if objective in HARDWARE_OBJECTIVES else "any"
+
+    def measure(self, config: Config, objectives: list[str]) -> dict[str, float | BaseException]:
+        """Measure ``objectives`` of ``config``: extract once, then each objective on its own."""
+        config = self.space.validate(config)
+        self.last_seconds, self.last_stats = {}, {}
+        out: dict[str, float | BaseException] = {}
+        recal_error: BaseException | None = None
+        if "accuracy" in objectives:
+            t0 = time.perf_counter()
+            try:
+                self._recalibrate_bn(config)
+            except Exception as exc:  # only accuracy depends on the statistics
+                recal_error = exc
+            self.last_seconds["accuracy"] = time.perf_counter() - t0
+        model = self.supernet.extract(config).eval()
+        for name in objectives:
+            t0 = time.perf_counter()
+            self.runs[name] += 1
+            try:
+                if name == "accuracy" and recal_error is not None:
+                    raise recal_error
+                out[name] = float(self._measure_one(name, config, model))
+            except Exception as exc:
+                out[name] = exc
+            self.last_seconds[name] = self.last_seconds.get(name, 0.0) + time.perf_counter() - t0
+        return out
+
+    # ------------------------------------------------------------------ objectives
+    def _measure_one(self, name: str, config: Config, model: nn.Module) -> float:
+        if name == "accuracy":
+            return self._accuracy(config, model)
+        if name == "latency_ms":
+            example = self.supernet.example_input(config, batch_size=self.target.batch_size, seed=self.seed)
+            target = self.target.model_copy(update={"max_seconds": min(self.target.max_seconds, self.timeout_s)})
+            result = measure_latency(model, example, target)
+            self.last_stats[name] = {**result.to_dict(), "backend": self.target.backend}
+            return result.median_ms
+        if name in ("macs", "params"):
+            return float(self.supernet.costs(config)[name])
+        if name == "model_size":
+            return float(model_size_bytes(model))
+        if name == "peak_memory":
+            example = self.supernet.example_input(config, batch_size=self.target.batch_size, seed=self.seed)
+            return float(peak_memory_bytes(model, example))
+        raise ValueError(f"objective '{name}' is not measured by ModelEvaluator; it measures {[o.name for o in self.objectives]}")
+
+    def _recalibrate_bn(self, config: Config) -> None:
+        from sliver.data import loader
+
+        recalibrate = self._recalibrate
+        if recalibrate is None:
+            from sliver.train.bn import recalibrate_bn as recalibrate
+        calib = loader(self.data.calib, self.batch_size, shuffle=True, seed=self.seed)
+        recalibrate(self.supernet, config, calib, batches=self.calib_batches)
+
+    def _accuracy(self, config: Config, model: nn.Module) -> float:
+        val = subset(self.data.val, self.accuracy_subset, self.seed)
+        deadline = time.monotonic() + self.timeout_s
+        acc = top1_accuracy(model, val, lambda x: self.supernet.prepare_input(x, config), self.batch_size, deadline)
+        self.last_stats["accuracy"] = {"samples": len(val), "subset": self.accuracy_subset, "calib_batches": self.calib_batches}
+        return acc
+
+
+# ---------------------------------------------------------------------- helpers
+def model_size_bytes(model: nn.Module) -> int:
+    """Bytes of the model's fp32 state dict serialised with ``torch.save``."""
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.tell()
+
+
+def peak_memory_bytes(model: nn.Module, example: torch.Tensor) -> int:
+    """Weight bytes plus the largest input + output activation of any single layer, for one batch.
+
+    Measured on a real forward pass with hooks on every leaf module; it is the
+    memory the inference cannot do without (a lower bound: allocator overhead
+    and tensors kept alive by skip connections are not counted), and it is
+    deterministic, unlike the process's resident size on a shared machine.
+    """
+    peak = 0
+
+    def hook(_module, inputs, output) -> None:
+        nonlocal peak
+        peak = max(peak, _tensor_bytes(inputs) + _tensor_bytes(output))
+
+    weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return weights + peak
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(o) for o in obj)
+    return 0
+
+
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def supernet_state_hash(supernet: Supernet) -> str:
+    """Content hash of a super-network: its constructor config and its weights.
+
+    Batch-norm running statistics are left out: they are re-estimated for every
+    sub-network before its accuracy is measured, so they change during
+    evaluation without changing what is measured.
+    """
+    h = hashlib.sha256(json.dumps(supernet.supernet_config(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(supernet.state_dict().items()):
+        if name.endswith(_BN_STATS):
+            continue
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
