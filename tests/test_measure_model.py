@@ -245,3 +245,17 @@ def test_supernet_hash_follows_weights_not_bn_statistics():
     with torch.no_grad():
         net.fc.bias.add_(1.0)
     assert supernet_state_hash(net) != h
+
+
+@pytest.mark.slow
+def test_onnx_export_of_real_mobilenet_subnets_matches_pytorch():
+    from sliver.elastic.mobilenet import ElasticMobileNet
+
+    net = ElasticMobileNet.from_preset("tiny")
+    for seed in (0, 1):
+        cfg = net.space.sample(seed)
+        model = net.extract(cfg)
+        x = net.example_input(cfg, batch_size=2, seed=seed)
+        got = ort_session(export_onnx(model, x)).run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4, rtol=1e-4)
