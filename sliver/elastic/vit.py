@@ -105,7 +105,7 @@ class ViT(nn.Module):
         self.head_fc = nn.Linear(d, arch["num_classes"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = _with_class_token(_patches(x, self.patch.weight, self.patch.bias, self.patch_size), self.cls_token, self.pos_embed)
+        h = _with_class_token(self.patch(x).flatten(2).transpose(1, 2), self.cls_token, self.pos_embed)
         for layer in self.layers:
             h = layer(h, None)
         return self.head_fc(self.norm(h[:, 0]))
