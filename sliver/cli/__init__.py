@@ -36,6 +36,9 @@ def _root(
 # sub-command groups (each module defines `app`)
 from sliver.cli import space as _space  # noqa: E402
 app.add_typer(_space.app, name="space")
+from sliver.cli import measure as _measure, results as _results  # noqa: E402
+app.command("measure")(_measure.measure)
+app.add_typer(_results.app, name="results")
 
 
 def main() -> None:
