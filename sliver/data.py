@@ -48,7 +48,7 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: list[str] = field(default_factory=list)
-    #: arguments of :func:`load_dataset` that rebuild exactly these splits
+    #: keyword arguments of :func:`load_dataset` that rebuild exactly these splits: ``load_dataset(**spec)``
     spec: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,7 +85,7 @@ def load_dataset(
     def subset(idx: np.ndarray) -> TensorDataset:
         return TensorDataset(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(y[idx]))
 
-    spec = {"name": str(name_or_path), "seed": seed, "val_fraction": val_fraction, "calib_fraction": calib_fraction}
+    spec = {"name_or_path": str(name_or_path), "seed": seed, "val_fraction": val_fraction, "calib_fraction": calib_fraction}
     if num_classes is not None:
         spec["num_classes"] = num_classes
     return DataBundle(

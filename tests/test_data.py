@@ -43,7 +43,8 @@ def test_mnist5k_is_28x28_with_500_per_class():
     assert b.input_shape == (1, 28, 28)
     labels = torch.cat([b.train.tensors[1], b.val.tensors[1], b.calib.tensors[1]])
     assert torch.bincount(labels).tolist() == [500] * 10
-    assert b.spec == {"name": "mnist5k", "seed": 0, "val_fraction": 0.15, "calib_fraction": 0.1}
+    assert torch.equal(load_dataset(**b.spec).calib.tensors[1], b.calib.tensors[1])
+    assert b.spec == {"name_or_path": "mnist5k", "seed": 0, "val_fraction": 0.15, "calib_fraction": 0.1}
 
 
 def test_loader_shuffles_reproducibly():

@@ -1,0 +1,76 @@
+"""Batch-norm recalibration: re-estimate running statistics for one sub-network.
+
+During super-network training every sub-network updates the same running
+statistics, so after training they fit no sub-network in particular. Before a
+sub-network's accuracy means anything, its statistics must be re-estimated on
+a few batches of data with that sub-network active.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from sliver.elastic.base import Supernet
+from sliver.space import Config
+
+
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every batch-norm layer of ``model`` that keeps running statistics."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+@torch.no_grad()
+def recalibrate_bn(supernet: Supernet, config: Config, loader: Iterable, batches: int = 20) -> Config:
+    """Reset and re-estimate BN running statistics of ``config`` on up to ``batches`` batches of ``loader``.
+
+    Statistics are a cumulative average over the batches (``momentum=None``),
+    not an exponential one, so every batch counts equally. The model is left in
+    eval mode with ``config`` active; the validated config is returned.
+    """
+    if batches < 1:
+        raise ValueError(f"batches must be a positive integer, got {batches}")
+    config = supernet.activate(config)
+    layers = batchnorm_layers(supernet)
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
+    supernet.train()
+    seen = 0
+    try:
+        for seen, batch in enumerate(loader, start=1):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            supernet(supernet.prepare_input(x, config))
+            if seen >= batches:
+                break
+    finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
+        supernet.eval()
+    if seen == 0:
+        raise ValueError("recalibrate_bn: the loader gave no batches; pass the calibration split's loader")
+    return config
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader: Iterable, prepare=None) -> float:
+    """Top-1 accuracy in percent of ``model`` (in eval mode) over ``loader``; ``prepare(x)`` adapts inputs."""
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        if prepare is not None:
+            x = prepare(x)
+        correct += int((model(x).argmax(dim=1) == y).sum())
+        total += len(y)
+    if total == 0:
+        raise ValueError("accuracy: the loader gave no examples")
+    return 100.0 * correct / total
+
+
+def evaluate_subnet(supernet: Supernet, config: Config, calib_loader: Iterable, val_loader: Iterable, batches: int = 20) -> float:
+    """Accuracy (percent) of sub-network ``config`` on ``val_loader`` after BN recalibration on ``calib_loader``."""
+    config = recalibrate_bn(supernet, config, calib_loader, batches)
+    return accuracy(supernet, val_loader, lambda x: supernet.prepare_input(x, config))

@@ -1,0 +1,113 @@
+"""The YAML config of ``sliver train``: ``supernet:``, ``data:`` and ``train:`` sections.
+
+Example (``examples/train_digits.yaml``)::
+
+    supernet: {family: mobilenet, preset: digits}
+    data: {name: digits, seed: 0}
+    train:
+      epochs: 8
+      batch_size: 64
+      lr: 0.05
+      sampling: {rule: sandwich, n: 2}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from sliver.config import StrictModel, read_yaml, validate
+
+
+class DataSection(StrictModel):
+    """Arguments of :func:`sliver.data.load_dataset`."""
+
+    name: str = "mnist5k"
+    seed: int = 0
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    calib_fraction: float = Field(0.1, gt=0, lt=1)
+    num_classes: PositiveInt | None = None
+
+    def spec(self) -> dict[str, Any]:
+        """Keyword arguments of ``load_dataset`` (``name`` is its ``name_or_path``)."""
+        spec = self.model_dump(exclude_none=True)
+        spec["name_or_path"] = spec.pop("name")
+        return spec
+
+
+class PhaseSection(StrictModel):
+    """One progressive-shrinking phase; ``unlock`` adds dimensions to those already elastic."""
+
+    name: str
+    epochs: PositiveInt
+    lr: float | None = Field(None, gt=0, description="peak learning rate of the phase (default: train.lr)")
+    unlock: list[str] = Field(default_factory=list)
+
+
+class SamplingSection(StrictModel):
+    """Which sub-networks each step trains (see :mod:`sliver.train.sampling`)."""
+
+    rule: Literal["sandwich", "progressive", "uniform", "nested"] = "sandwich"
+    #: random sub-networks per step besides the largest/smallest (sandwich, progressive); rungs per step (nested)
+    n: int | None = Field(None, ge=0)
+    #: in-place distillation from the largest network's soft outputs (sandwich, progressive)
+    distill: bool = True
+    #: softmax temperature of the distillation targets
+    temperature: float = Field(1.0, gt=0)
+    #: rungs of the nested ladder (default: the largest number of choices of any dimension)
+    levels: int | None = Field(None, ge=2)
+    #: progressive phases in order (default for mobilenet: full, kernel [ks], depth [d], expand [e])
+    phases: list[PhaseSection] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _options_fit_rule(self) -> "SamplingSection":
+        if self.phases is not None and self.rule != "progressive":
+            raise ValueError(f"'phases' only applies to rule 'progressive', not {self.rule!r}")
+        if self.levels is not None and self.rule != "nested":
+            raise ValueError(f"'levels' only applies to rule 'nested', not {self.rule!r}")
+        if self.n is not None and self.rule == "uniform":
+            raise ValueError("'n' does not apply to rule 'uniform' (it trains one sub-network per step)")
+        return self
+
+
+class TrainSection(StrictModel):
+    """Optimisation and bookkeeping of a training run."""
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 64
+    optimizer: Literal["sgd", "adamw", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(3e-5, ge=0)
+    #: no weight decay on batch-norm/layer-norm weights and biases (all 1-D parameters)
+    no_decay_norm_bias: bool = True
+    warmup_epochs: float = Field(1.0, ge=0)
+    #: final learning rate of the cosine decay, as a fraction of the peak
+    final_lr_ratio: float = Field(0.0, ge=0, le=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+    #: save a checkpoint every this many optimiser steps (and at the end of every epoch)
+    checkpoint_every: PositiveInt = 100
+    #: batches of the calibration split used to re-estimate BN statistics before each accuracy
+    bn_batches: PositiveInt = 20
+    seed: int = 0
+    #: torch intra-op threads (default: leave torch's setting)
+    threads: PositiveInt | None = None
+
+
+class RunConfig(StrictModel):
+    """A whole ``sliver train`` config file."""
+
+    supernet: dict[str, Any]
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+
+
+def load_run_config(path: str | Path) -> tuple[RunConfig, str]:
+    """Read and validate a training YAML; returns the config and its text (kept in checkpoints)."""
+    data = read_yaml(path)
+    return validate(RunConfig, data, str(path)), Path(path).read_text()

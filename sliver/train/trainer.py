@@ -1,0 +1,300 @@
+"""The super-network trainer: one optimiser step per batch over the sub-networks a sampling rule picks.
+
+Determinism is what makes resuming exact: the data order of epoch ``e`` is a
+permutation seeded by ``(seed, e)``, the sampling rule draws from its own seeded
+generator, and a checkpoint holds every state that changes (weights, optimiser,
+scheduler, rule, RNGs, step). A run killed at any moment and restarted from its
+last checkpoint therefore reaches bit-identical weights to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from sliver.config import ConfigError
+from sliver.data import DataBundle, load_dataset, loader
+from sliver.elastic.base import Supernet
+from sliver.space import Config
+from sliver.train.bn import evaluate_subnet
+from sliver.train.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from sliver.train.config import RunConfig
+from sliver.train.sampling import (
+    NestedRule, Phase, ProgressiveRule, SamplingRule, SandwichRule, UniformRule, default_phases,
+)
+from sliver.train.schedule import Segment, WarmupCosine, make_optimizer
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+def distillation_loss(logits: torch.Tensor, soft_targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of ``logits`` against the teacher's (detached) soft targets, scaled by T² as usual."""
+    return F.cross_entropy(logits / temperature, soft_targets) * temperature**2
+
+
+def middle_config(supernet: Supernet) -> Config:
+    """The fixed middle sub-network: every gene at its middle choice."""
+    return supernet.space.decode((supernet.space.gene_cardinalities - 1) // 2)
+
+
+class Trainer:
+    """Trains a super-network from a :class:`RunConfig`, writing checkpoints and metrics to ``out_dir``.
+
+    If ``out_dir`` already holds a checkpoint, training resumes from it. ``supernet``
+    and ``data`` may be given directly (otherwise they are built from the config).
+    """
+
+    def __init__(self, config: RunConfig, out_dir: str | Path, *, config_text: str | None = None,
+                 supernet: Supernet | None = None, data: DataBundle | None = None, progress: bool = True) -> None:
+        self.config, t = config, config.train
+        self.out = Path(out_dir)
+        self.config_text = config_text or yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        self.progress = progress
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)  # the initial weights depend on the seed only
+        if supernet is None:
+            from sliver.elastic.spec import from_spec
+
+            supernet = from_spec(config.supernet)
+        self.supernet = supernet
+        self.data = data if data is not None else load_dataset(**config.data.spec())
+        self._check_fit()
+        self.steps_per_epoch = len(self.data.train) // t.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"field 'train.batch_size': {t.batch_size} is larger than the {len(self.data.train)} training images")
+        self.rule, segments = self._make_rule()
+        self.total_steps = sum(s.steps for s in segments)
+        self.total_epochs = self.total_steps // self.steps_per_epoch
+        self.optimizer = make_optimizer(self.supernet, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov, t.no_decay_norm_bias)
+        self.schedule = WarmupCosine(segments, t.lr, round(t.warmup_epochs * self.steps_per_epoch), t.final_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.step = 0
+        self.metrics_done = 0  # epochs whose metrics line is written
+        self._epoch_loss = [0.0, 0]  # running sum and count of the current epoch's step losses
+        self.last_picks: list = []
+        self.checkpoint_path = self.out / CHECKPOINT
+        self.metrics_path = self.out / METRICS
+        self.resumed = self.checkpoint_path.exists()
+        if self.resumed:
+            self._resume()
+
+    # ------------------------------------------------------------ set-up
+    def _check_fit(self) -> None:
+        """Fail early, in one line, if the data does not fit the super-network."""
+        cfg = self.supernet.max_config()
+        self.supernet.activate(cfg)
+        x = self.data.calib.tensors[0][:2]
+        self.supernet.eval()
+        try:
+            with torch.no_grad():
+                out = self.supernet(self.supernet.prepare_input(x, cfg))
+        except RuntimeError as exc:
+            raise ConfigError(f"the data (images {self.data.input_shape}) does not fit the super-network: {str(exc).splitlines()[0]}") from None
+        if out.shape[-1] != self.data.num_classes:
+            raise ConfigError(f"the super-network has {out.shape[-1]} outputs but the data has {self.data.num_classes} classes; set supernet.num_classes: {self.data.num_classes}")
+
+    def _make_rule(self) -> tuple[SamplingRule, list[Segment]]:
+        t, s, space = self.config.train, self.config.train.sampling, self.supernet.space
+        one = [Segment(t.epochs * self.steps_per_epoch, t.lr)]
+        if s.rule == "sandwich":
+            return SandwichRule(space, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed), one
+        if s.rule == "uniform":
+            return UniformRule(space, seed=t.seed), one
+        if s.rule == "nested":
+            return NestedRule(space, n=1 if s.n is None else s.n, levels=s.levels, seed=t.seed), one
+        if s.phases:
+            phases = [Phase(p.name, p.epochs, p.lr or t.lr, list(p.unlock)) for p in s.phases]
+        else:
+            phases = default_phases(space, t.epochs, t.lr)
+        rule = ProgressiveRule(space, phases, self.steps_per_epoch, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed)
+        return rule, [Segment(p.epochs * self.steps_per_epoch, p.lr) for p in phases]
+
+    # ------------------------------------------------------------ training
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The permutation of training images in ``epoch`` (seeded by the run's seed and the epoch)."""
+        gen = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.data.train), generator=gen)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimiser step over the rule's picks, gradients accumulated; returns the mean pick loss."""
+        t, s = self.config.train, self.config.train.sampling
+        self.supernet.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        picks = self.rule.picks(self.step)
+        soft, losses = None, []
+        for pick in picks:
+            config = self.supernet.activate(pick.config)
+            logits = self.supernet(self.supernet.prepare_input(x, config))
+            if soft is not None and not pick.teacher:
+                loss = distillation_loss(logits, soft, s.temperature)
+            else:
+                loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+            if pick.teacher and self.rule.distill:
+                # detached: the students must not push the teacher towards themselves
+                soft = F.softmax(logits.detach() / s.temperature, dim=1)
+            loss.backward()  # one backward per pick frees its graph before the next forward
+            losses.append(float(loss.detach()))
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.last_picks = picks
+        return sum(losses) / len(losses)
+
+    def fit(self, max_steps: int | None = None) -> dict[str, Any]:
+        """Train to the end (or stop after global step ``max_steps`` without saving, as a kill would).
+
+        Returns a summary with the step reached, the checkpoint path and hash, and the last metrics.
+        """
+        t = self.config.train
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._trim_metrics()
+        x_all, y_all = self.data.train.tensors
+        bs, spe = t.batch_size, self.steps_per_epoch
+        summary: dict[str, Any] = {"checkpoint": str(self.checkpoint_path), "stopped": False}
+        columns = [
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[ips]:.0f} img/s"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        ]
+        with Progress(*columns, disable=not self.progress) as bar:
+            task = bar.add_task("train", total=self.total_steps, completed=self.step, epoch=self.step // spe + 1,
+                                epochs=self.total_epochs, loss=float("nan"), ips=0.0)
+            order, order_epoch, epoch_seconds = None, -1, 0.0
+            while self.step < self.total_steps:
+                epoch = self.step // spe
+                if epoch != order_epoch:
+                    order, order_epoch, epoch_seconds = self.epoch_order(epoch), epoch, 0.0
+                b = self.step % spe
+                idx = order[b * bs:(b + 1) * bs]
+                start = time.perf_counter()
+                loss = self.train_step(x_all[idx], y_all[idx])
+                seconds = time.perf_counter() - start
+                epoch_seconds += seconds
+                self.step += 1
+                self._epoch_loss = [self._epoch_loss[0] + loss, self._epoch_loss[1] + 1]
+                bar.update(task, advance=1, epoch=epoch + 1, loss=loss, ips=bs / max(seconds, 1e-9))
+                if self.step % spe == 0:
+                    record = self._end_epoch(epoch, epoch_seconds)
+                    summary["metrics"] = record
+                    if self.progress:
+                        bar.console.print(_format_record(record))
+                elif self.step % t.checkpoint_every == 0:
+                    self.save()
+                if max_steps is not None and self.step >= max_steps and self.step < self.total_steps:
+                    summary["stopped"] = True
+                    break
+        summary.update(step=self.step, epochs=self.total_epochs, finished=self.step >= self.total_steps)
+        if self.checkpoint_path.exists():
+            summary["hash"] = load_checkpoint(self.checkpoint_path)["hash"]
+        return summary
+
+    def _end_epoch(self, epoch: int, train_seconds: float) -> dict[str, Any]:
+        total, count = self._epoch_loss
+        record = {
+            "epoch": epoch + 1,
+            "step": self.step,
+            "phase": self.rule.phase(self.step - 1),
+            "lr": self.schedule.lr(self.step - 1),
+            "loss": total / max(count, 1),
+            **{f"acc_{k}": v for k, v in self.evaluate().items()},
+            "train_seconds": round(train_seconds, 3),
+            "images_per_s": round(count * self.config.train.batch_size / max(train_seconds, 1e-9), 1),
+        }
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.metrics_done = epoch + 1
+        self._epoch_loss = [0.0, 0]
+        self.save()
+        return record
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, configs: dict[str, Config] | None = None) -> dict[str, float]:
+        """Validation accuracy (percent) of the largest, middle and smallest sub-networks after BN recalibration.
+
+        The super-network's BN buffers are restored afterwards, so evaluating
+        never changes what training does next.
+        """
+        net = self.supernet
+        configs = configs or {"max": net.max_config(), "mid": middle_config(net), "min": net.min_config()}
+        saved = [b.detach().clone() for b in net.buffers()]
+        calib = loader(self.data.calib, self.config.train.batch_size)
+        val = loader(self.data.val, 256)
+        try:
+            return {name: evaluate_subnet(net, cfg, calib, val, self.config.train.bn_batches) for name, cfg in configs.items()}
+        finally:
+            with torch.no_grad():
+                for b, s in zip(net.buffers(), saved):
+                    b.copy_(s)
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self) -> str:
+        """Write the checkpoint atomically; returns the weights hash."""
+        scheduler = self.scheduler.state_dict()
+        scheduler.pop("lr_lambdas", None)  # the schedule itself comes from the config
+        np_state = np.random.get_state()
+        state = {
+            "supernet": self.supernet.supernet_config(),
+            "space": self.supernet.space.to_dict(),
+            "model": self.supernet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler,
+            "sampler": self.rule.state_dict(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "metrics_done": self.metrics_done,
+            "epoch_loss": list(self._epoch_loss),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+                "torch": torch.get_rng_state(),
+            },
+            "config_yaml": self.config_text,
+            "data": self.data.spec,
+            "finished": self.step >= self.total_steps,
+        }
+        return save_checkpoint(self.checkpoint_path, state)
+
+    def _resume(self) -> None:
+        state = load_checkpoint(self.checkpoint_path)
+        load_weights(self.supernet, state, str(self.checkpoint_path))
+        if state.get("data") != self.data.spec:
+            raise CheckpointError(f"{self.checkpoint_path} was trained on data {state.get('data')} but the config asks for {self.data.spec}; use a new output folder")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.rule.load_state_dict(state["sampler"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{self.checkpoint_path}: cannot resume with this config ({exc})") from None
+        self.step, self.metrics_done = int(state["step"]), int(state["metrics_done"])
+        self._epoch_loss = list(state["epoch_loss"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np_state = rng["numpy"]
+        np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
+        torch.set_rng_state(rng["torch"])
+
+    def _trim_metrics(self) -> None:
+        """Drop metrics lines of epochs the checkpoint has not finished (a kill between writing them and saving)."""
+        if not self.metrics_path.exists():
+            return
+        lines = self.metrics_path.read_text().splitlines()
+        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) <= self.metrics_done]
+        if len(keep) != len(lines):
+            self.metrics_path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _format_record(r: dict[str, Any]) -> str:
+    return (f"epoch {r['epoch']} [{r['phase']}] loss {r['loss']:.3f} lr {r['lr']:.4f} | acc max {r['acc_max']:.2f} "
+            f"mid {r['acc_mid']:.2f} min {r['acc_min']:.2f} | {r['images_per_s']:.0f} img/s")
