@@ -143,11 +143,14 @@ def load_text_dataset(name: str = "rotten_tomatoes", tokenizer: str | Path | Tex
     rest, val = train_test_split(index, test_size=val_fraction, stratify=y[index], random_state=seed)
     train, calib = train_test_split(rest, test_size=calib_fraction / (1 - val_fraction), stratify=y[rest],
                                     random_state=seed + 1)
-    ids, _ = pad_batch(tok.encode(texts), tok.pad_id)
+    # tokenise only the kept texts; every split is padded to the longest text of the set
+    kept = np.sort(index)
+    ids, _ = pad_batch(tok.encode([texts[i] for i in kept]), tok.pad_id)
+    row_of = {int(i): r for r, i in enumerate(kept)}
 
     def subset(rows: np.ndarray) -> TensorDataset:
         rows = np.sort(rows)
-        return TensorDataset(ids[rows], torch.as_tensor(y[rows]))
+        return TensorDataset(ids[[row_of[int(i)] for i in rows]], torch.as_tensor(y[rows]))
 
     spec = {"name": name, "tokenizer": str(tokenizer) if not isinstance(tokenizer, TextTokenizer) else None,
             "seed": seed, "val_fraction": val_fraction, "calib_fraction": calib_fraction,
