@@ -39,6 +39,8 @@ app.add_typer(_space.app, name="space")
 from sliver.cli import measure as _measure, results as _results  # noqa: E402
 app.command("measure")(_measure.measure)
 app.add_typer(_results.app, name="results")
+from sliver.cli import train as _train  # noqa: E402
+app.command("train")(_train.train)
 
 
 def main() -> None:

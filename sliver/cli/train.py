@@ -1,0 +1,32 @@
+"""`sliver train`: train a super-network from a YAML config, resuming from the last checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sliver.cli._common import USER_ERRORS, console, fail
+
+
+def train(
+    config: Path = typer.Argument(..., help="Training config (YAML with supernet:, data: and train: sections)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output folder for checkpoint.pt and metrics.jsonl (default: runs/<config name>)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train an elastic super-network; restarted with the same --out, it resumes where it stopped."""
+    # heavy imports here so that `sliver --help` stays fast
+    from sliver.train import Trainer, load_run_config
+
+    out = out or Path("runs") / config.stem
+    try:
+        run_config, text = load_run_config(config)
+        trainer = Trainer(run_config, out, config_text=text, progress=not quiet)
+        if trainer.resumed:
+            console.print(f"resuming {trainer.checkpoint_path} at step {trainer.step}/{trainer.total_steps}")
+        summary = trainer.fit()
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    last = summary.get("metrics")
+    accs = f"; accuracy max {last['acc_max']:.2f}, mid {last['acc_mid']:.2f}, min {last['acc_min']:.2f}" if last else ""
+    console.print(f"done: {summary['step']} steps, checkpoint {summary['checkpoint']} (hash {summary.get('hash')}){accs}")
