@@ -405,7 +405,7 @@ class ElasticMobileNet(Supernet):
     def extract(self, config: Config) -> MobileNet:
         """The sub-network as a plain :class:`MobileNet` with copied weights, in eval mode.
 
-        It takes inputs already at the config's resolution.
+        It takes inputs already at the config's resolution and sits on the super-network's device.
         """
         config = self.space.validate(config)
         arch = self.arch_config(config)
@@ -421,7 +421,8 @@ class ElasticMobileNet(Supernet):
             self.activate(saved)
         model = build_extracted(arch)
         model.load_state_dict(state)
-        return model.eval()
+        # the copy lives where the super-network lives (e.g. on the GPU it trains on)
+        return model.to(self.classifier.weight.device).eval()
 
     def costs(self, config: Config) -> dict[str, int]:
         """Parameters and MACs of ``config`` (see :func:`mobilenet_costs`)."""
