@@ -37,7 +37,7 @@ class ToyNet(Supernet):
     def forward(self, x):
         w, k = self.cfg["w"], self.cfg["k"]
         for i in range(self.cfg["d"]):
-            weight = self.convs[i].weight[:w, : x.shape[1]]
+            weight = self.convs[i].weight[:w, : (w if i else self.in_channels)]
             if k == 1:
                 weight = weight[:, :, 1:2, 1:2]  # centre of the 3x3 kernel
             x = F.relu(_bn(F.conv2d(x, weight, padding=k // 2), self.bns[i], w, self.training))

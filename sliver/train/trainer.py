@@ -273,7 +273,8 @@ class Trainer:
             raise CheckpointError(f"{self.checkpoint_path} was trained on data {state.get('data')} but the config asks for {self.data.spec}; use a new output folder")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
+            # None keeps the schedule built from the config (see save)
+            self.scheduler.load_state_dict({**state["scheduler"], "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
             self.rule.load_state_dict(state["sampler"])
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{self.checkpoint_path}: cannot resume with this config ({exc})") from None

@@ -1,0 +1,102 @@
+"""Sampling rules: sandwich, uniform, nested and progressive shrinking, and their resumable state."""
+
+import numpy as np
+import pytest
+
+from sliver.space import DepthGate, Dimension, SearchSpace, SpaceError
+from sliver.train.sampling import NestedRule, Phase, ProgressiveRule, SandwichRule, UniformRule, default_phases
+
+
+def mobilenet_like():
+    return SearchSpace(
+        [Dimension("ks", (3, 5, 7), 4), Dimension("e", (3, 4, 6), 4), Dimension("d", (1, 2), 2), Dimension("r", (20, 28))],
+        [DepthGate("d", (2, 2), ("ks", "e"))],
+    )
+
+
+def test_sandwich_has_max_and_min_every_step_plus_n_random():
+    space = mobilenet_like()
+    rule = SandwichRule(space, n=3, seed=0)
+    seen = set()
+    for step in range(20):
+        picks = rule.picks(step)
+        assert [p.role for p in picks] == ["max", "min", "random", "random", "random"]
+        assert picks[0].config == space.max_config() and picks[0].teacher
+        assert picks[1].config == space.min_config() and not picks[1].teacher
+        seen |= {space.key(p.config) for p in picks[2:]}
+    assert len(seen) > 40  # the random ones really vary
+    assert rule.distill
+
+
+def test_uniform_draws_one_network_uniformly():
+    space = mobilenet_like()
+    rule = UniformRule(space, seed=1)
+    picks = [rule.picks(s) for s in range(3000)]
+    assert all(len(p) == 1 and not p[0].teacher for p in picks) and not rule.distill
+    ks = np.array([p[0].config["ks"] for p in picks])
+    # each kernel size about a third of the time, in every block
+    for k in (3, 5, 7):
+        assert np.all(np.abs((ks == k).mean(axis=0) - 1 / 3) < 0.04)
+
+
+def test_nested_ladder_is_sorted_and_nested():
+    space = mobilenet_like()
+    rule = NestedRule(space, n=2, seed=0)
+    assert len(rule.ladder) == 3
+    assert rule.ladder[0] == space.min_config() and rule.ladder[-1] == space.max_config()
+    enc = np.array([space.encode(c) for c in rule.ladder])
+    assert np.all(np.diff(enc, axis=0) >= 0)  # each rung contains the one below
+    for step in range(30):
+        picks = rule.picks(step)
+        rungs = [rule.ladder.index(p.config) for p in picks]
+        assert len(rungs) == 2 and rungs == sorted(set(rungs))  # distinct, smallest first
+    with pytest.raises(SpaceError, match="n=5"):
+        NestedRule(space, n=5)
+
+
+def test_progressive_phases_unlock_dimensions_in_order():
+    space = mobilenet_like()
+    phases = default_phases(space, epochs=8, lr=0.1)
+    assert [(p.name, p.epochs, p.unlock) for p in phases] == [
+        ("full", 2, []), ("kernel", 2, ["ks"]), ("depth", 2, ["d"]), ("expand", 2, ["e"])]
+    rule = ProgressiveRule(space, phases, steps_per_epoch=5, n=2, seed=0)
+    varied: dict[str, set] = {}
+    for step in range(40):
+        phase = rule.phase(step)
+        picks = rule.picks(step)
+        assert picks[0].config == space.max_config() and picks[0].teacher
+        for p in picks[1:]:
+            for dim in space.names:
+                if p.config[dim] != space.max_config()[dim]:
+                    varied.setdefault(phase, set()).add(dim)
+        if phase == "full":
+            assert len(picks) == 1  # only the full network trains first
+    # resolution (named by no phase) is elastic from the first shrinking phase; the others open in order
+    assert varied["kernel"] == {"ks", "r"}
+    assert varied["depth"] == {"ks", "d", "r"}
+    assert varied["expand"] == {"ks", "d", "e", "r"}
+    assert rule.unlocked(0) == ["r"] and rule.unlocked(39) == ["ks", "e", "d", "r"]
+    assert rule.phase(10_000) == "expand"
+
+
+def test_progressive_errors_name_the_dimension():
+    space = mobilenet_like()
+    with pytest.raises(SpaceError, match="unknown dimension 'width'"):
+        ProgressiveRule(space, [Phase("a", 1, 0.1, ["width"])], steps_per_epoch=1)
+    other = SearchSpace([Dimension("w", (1, 2))])
+    with pytest.raises(SpaceError, match="set train.sampling.phases"):
+        default_phases(other, epochs=4, lr=0.1)
+
+
+def test_state_dict_resumes_the_same_draws():
+    space = mobilenet_like()
+    rule = SandwichRule(space, seed=5)
+    for step in range(7):
+        rule.picks(step)
+    state = rule.state_dict()
+    expected = [rule.picks(s) for s in range(7, 12)]
+    again = SandwichRule(space, seed=123)
+    again.load_state_dict(state)
+    assert [p.config for s in range(7, 12) for p in again.picks(s)] == [p.config for ps in expected for p in ps]
+    with pytest.raises(ValueError, match="sampling rule 'sandwich'"):
+        UniformRule(space).load_state_dict(state)
