@@ -6,3 +6,12 @@ __version__ = "0.1.0"
 from sliver.space import Config, DepthGate, Dimension, SearchSpace, SpaceError  # noqa: E402
 
 __all__ = ["Config", "DepthGate", "Dimension", "SearchSpace", "SpaceError", "__version__"]
+
+
+def __getattr__(name: str):
+    # `sliver.load_model` without importing torch when only the search side is used
+    if name == "load_model":
+        from sliver.export import load_model
+
+        return load_model
+    raise AttributeError(f"module 'sliver' has no attribute {name!r}")

@@ -1,0 +1,263 @@
+"""Export chosen sub-networks as standalone models, verified against the super-network.
+
+An export folder holds:
+
+- ``model.pt``: ``{"arch": ..., "state_dict": ..., "config": ...}``, loadable
+  with :func:`load_model` without the super-network or any elastic code;
+- ``arch.json``: the architecture alone (what :func:`sliver.elastic.build_extracted` takes);
+- ``model.onnx``: the same network for ONNX Runtime;
+- ``card.json`` / ``card.md``: config, measured metrics, hardware fingerprint and
+  provenance (super-network checkpoint hash, study).
+
+:func:`export_subnetwork` refuses to write a model that does not reproduce the
+super-network: PyTorch outputs must match to 1e-5, ONNX to 1e-4, and the
+re-measured accuracy must match the stored one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sliver.measure.objectives import Objective
+from sliver.search.hv import nondominated
+from sliver.search.problem import Constraint
+from sliver.space import Config
+
+TORCH_TOLERANCE = 1e-5
+ONNX_TOLERANCE = 1e-4
+#: accuracy is re-measured with the same seeded procedure, so it must agree to rounding
+ACCURACY_TOLERANCE = 1e-6
+
+
+class ExportError(RuntimeError):
+    """An exported model does not reproduce the super-network, or a pick rule matched nothing."""
+
+
+# ----------------------------------------------------------------- choosing
+@dataclass
+class Choice:
+    """A sub-network chosen from measured points, with the rule that chose it."""
+
+    config: Config
+    values: dict[str, float]
+    rule: str
+
+
+def front_points(points: Sequence[tuple[Config, dict[str, float]]], objectives: Sequence[Objective]) -> list[int]:
+    """Indices of the measured points on the Pareto front of ``objectives``."""
+    names = [o.name for o in objectives]
+    usable = [i for i, (_, v) in enumerate(points) if all(n in v for n in names)]
+    if not usable:
+        return []
+    F = np.array([[points[i][1][o.name] * o.sign for o in objectives] for i in usable])
+    mask = nondominated(F)
+    return [usable[i] for i in np.flatnonzero(mask)]
+
+
+_BEST_RE = re.compile(r"^(?P<constraints>.*?)\s*\b(?P<sense>max|min)\s+(?P<metric>[A-Za-z_]\w*)\s*$")
+
+
+def pick(
+    points: Sequence[tuple[Config, dict[str, float]]],
+    objectives: Sequence[Objective],
+    rule: str,
+) -> Choice:
+    """Choose one measured point by a rule.
+
+    Rules:
+
+    - ``"knee"``: the front point closest to the ideal point after scaling each
+      objective to [0, 1] over the front (a balanced compromise);
+    - ``"<constraints> max|min <metric>"``, e.g. ``"latency_ms<=2 max accuracy"``
+      or ``"accuracy>=98, params<=1e5 min latency_ms"`` (constraints comma-separated,
+      optional): the best point by ``metric`` among those meeting every constraint.
+
+    Raises :class:`ExportError` listing the front's ranges when nothing matches.
+    """
+    rule = rule.strip()
+    if not points:
+        raise ExportError("there are no measured sub-networks to pick from")
+    front = front_points(points, objectives)
+    if rule == "knee":
+        if not front:
+            raise ExportError(f"no point has every objective measured {[o.name for o in objectives]}")
+        F = np.array([[points[i][1][o.name] * o.sign for o in objectives] for i in front])
+        span = F.max(0) - F.min(0)
+        scaled = (F - F.min(0)) / np.where(span > 0, span, 1.0)
+        best = front[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
+        return Choice(points[best][0], points[best][1], rule)
+    m = _BEST_RE.match(rule)
+    if not m:
+        raise ExportError(f"pick rule {rule!r}: use 'knee' or '<metric><=<number>, ... max|min <metric>', e.g. 'latency_ms<=2 max accuracy'")
+    constraints = [Constraint.parse(c) for c in m.group("constraints").split(",") if c.strip()]
+    metric, sense = m.group("metric"), m.group("sense")
+    known = set().union(*(v.keys() for _, v in points))
+    for name in [metric] + [c.metric for c in constraints]:
+        if name not in known:
+            raise ExportError(f"pick rule {rule!r}: unknown metric '{name}'; measured metrics are {sorted(known)}")
+    ok = [
+        i for i, (_, v) in enumerate(points)
+        if metric in v and all(c.metric in v and c.ok(v[c.metric]) for c in constraints)
+    ]
+    if not ok:
+        raise ExportError(f"pick rule {rule!r} matches no measured sub-network; {describe_ranges(points, front, objectives)}")
+    sign = -1.0 if sense == "max" else 1.0
+    # ties broken by the other objectives' sum, so equal-accuracy points prefer the cheaper one
+    best = min(ok, key=lambda i: (sign * points[i][1][metric], _tiebreak(points[i][1], objectives, metric)))
+    return Choice(points[best][0], points[best][1], rule)
+
+
+def _tiebreak(values: dict[str, float], objectives: Sequence[Objective], metric: str) -> float:
+    return sum(values.get(o.name, 0.0) * o.sign for o in objectives if o.name != metric)
+
+
+def describe_ranges(points: Sequence[tuple[Config, dict[str, float]]], front: list[int], objectives: Sequence[Objective]) -> str:
+    """'the front spans accuracy 91.2..98.7 %, latency_ms 0.31..1.9 ms' for error messages."""
+    idx = front or list(range(len(points)))
+    parts = []
+    for o in objectives:
+        vals = [points[i][1][o.name] for i in idx if o.name in points[i][1]]
+        if vals:
+            parts.append(f"{o.name} {min(vals):.4g}..{max(vals):.4g}{(' ' + o.unit) if o.unit else ''}")
+    return "the front spans " + ", ".join(parts)
+
+
+# ---------------------------------------------------------------- exporting
+@dataclass
+class ExportResult:
+    """Where an export went and what its checks measured."""
+
+    path: Path
+    config: Config
+    metrics: dict[str, float]
+    checks: dict[str, float] = field(default_factory=dict)
+
+
+def export_subnetwork(
+    evaluator: Any,
+    config: Config,
+    out_dir: str | Path,
+    stored: dict[str, float] | None = None,
+    provenance: dict[str, Any] | None = None,
+    calibration_batch: int = 16,
+) -> ExportResult:
+    """Cut ``config`` out of the evaluator's super-network, write it, and verify it.
+
+    ``evaluator`` is a :class:`sliver.measure.model.ModelEvaluator` (its data,
+    target and BN recalibration are the ones the stored metrics came from).
+    ``stored`` are the metrics recorded in the store for this config; accuracy
+    is re-measured and must match. Raises :class:`ExportError` on any mismatch,
+    before anything is written.
+    """
+    import torch
+
+    from sliver.measure.latency import export_onnx, ort_session
+
+    supernet = evaluator.supernet
+    config = supernet.space.validate(config)
+    stored = dict(stored or {})
+    checks: dict[str, float] = {}
+
+    # re-measure accuracy (this also recalibrates BN for the config, as the stored run did)
+    if evaluator.data is not None:
+        remeasured = evaluator.measure(config, ["accuracy"])["accuracy"]
+        if isinstance(remeasured, BaseException):
+            raise ExportError(f"could not re-measure accuracy: {remeasured}")
+        checks["accuracy"] = float(remeasured)
+        if "accuracy" in stored and abs(stored["accuracy"] - remeasured) > ACCURACY_TOLERANCE:
+            raise ExportError(
+                f"re-measured accuracy {remeasured:.4f} differs from the stored {stored['accuracy']:.4f}: "
+                "the checkpoint or data changed since the search"
+            )
+        stored.setdefault("accuracy", float(remeasured))
+
+    supernet.eval()
+    supernet.activate(config)
+    model = supernet.extract(config).eval()
+    x = _calibration_batch(evaluator, config, calibration_batch)
+    with torch.inference_mode():
+        reference = supernet(x)
+        plain = model(x)
+    checks["torch_max_abs_diff"] = float((reference - plain).abs().max())
+    if checks["torch_max_abs_diff"] > TORCH_TOLERANCE:
+        raise ExportError(f"extracted model differs from the super-network by {checks['torch_max_abs_diff']:.2e} (> {TORCH_TOLERANCE})")
+
+    onnx_bytes = export_onnx(model, x[:1])
+    session = ort_session(onnx_bytes)
+    input_name = session.get_inputs()[0].name
+    onnx_out = np.concatenate([session.run(None, {input_name: x[i:i + 1].numpy()})[0] for i in range(len(x))])
+    checks["onnx_max_abs_diff"] = float(np.abs(onnx_out - reference.numpy()).max())
+    if checks["onnx_max_abs_diff"] > ONNX_TOLERANCE:
+        raise ExportError(f"ONNX model differs from the super-network by {checks['onnx_max_abs_diff']:.2e} (> {ONNX_TOLERANCE})")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arch = supernet.arch_config(config)
+    torch.save({"arch": arch, "state_dict": model.state_dict(), "config": config}, out / "model.pt")
+    (out / "arch.json").write_text(json.dumps(arch, indent=2))
+    (out / "model.onnx").write_bytes(onnx_bytes)
+    card = {
+        "config": config,
+        "metrics": stored,
+        "input_shape": list(supernet.input_shape(config, 1)),
+        "target": evaluator.target.model_dump() if hasattr(evaluator.target, "model_dump") else str(evaluator.target),
+        "fingerprint": evaluator.target.fingerprint(),
+        "supernet_hash": evaluator.supernet_hash,
+        "checks": checks,
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(provenance or {}),
+    }
+    (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
+    (out / "card.md").write_text(_card_markdown(card))
+    return ExportResult(out, config, stored, checks)
+
+
+def _calibration_batch(evaluator: Any, config: Config, n: int):
+    """A batch from the calibration split at the config's resolution (random input without data)."""
+    import torch
+
+    supernet = evaluator.supernet
+    if evaluator.data is not None:
+        x = torch.stack([evaluator.data.calib[i][0] for i in range(min(n, len(evaluator.data.calib)))])
+        return supernet.prepare_input(x, config)
+    return supernet.example_input(config, batch_size=n, seed=0)
+
+
+def load_model(path: str | Path):
+    """Load an exported sub-network (folder or ``model.pt``) as a plain PyTorch module in eval mode."""
+    import torch
+
+    from sliver.elastic.base import build_extracted
+
+    path = Path(path)
+    file = path / "model.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no exported model at {file} (expected a folder written by 'sliver export' or its model.pt)")
+    saved = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or "arch" not in saved or "state_dict" not in saved:
+        raise ExportError(f"{file} is not a sliver export (needs 'arch' and 'state_dict')")
+    model = build_extracted(saved["arch"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def _card_markdown(card: dict[str, Any]) -> str:
+    lines = ["# sliver sub-network", "", "## Metrics (as measured)", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.6g} |" for k, v in sorted(card["metrics"].items())]
+    lines += ["", "## Config", "", "```json", json.dumps(card["config"]), "```", ""]
+    lines += [f"- input shape (batch 1): {card['input_shape']}"]
+    lines += [f"- super-network weights hash: `{card['supernet_hash']}`"]
+    for key in ("study", "checkpoint", "rule"):
+        if key in card:
+            lines.append(f"- {key}: {card[key]}")
+    lines += ["", "## Checks", ""]
+    lines += [f"- {k}: {v:.3g}" for k, v in card["checks"].items()]
+    lines += ["", "## Hardware target", "", "```json", json.dumps(card["fingerprint"], indent=2, default=str), "```", ""]
+    return "\n".join(lines)

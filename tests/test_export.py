@@ -1,0 +1,87 @@
+"""Export: pick rules, verified standalone models, load_model without the super-network."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sliver.elastic.mobilenet import ElasticMobileNet
+from sliver.export import ExportError, export_subnetwork, front_points, load_model, pick
+from sliver.measure.model import ModelEvaluator
+from sliver.measure.objectives import get_objective
+
+OBJECTIVES = [get_objective("accuracy"), get_objective("latency_ms")]
+POINTS = [
+    ({"id": 0}, {"accuracy": 90.0, "latency_ms": 1.0}),
+    ({"id": 1}, {"accuracy": 95.0, "latency_ms": 2.0}),
+    ({"id": 2}, {"accuracy": 97.0, "latency_ms": 4.0}),
+    ({"id": 3}, {"accuracy": 94.0, "latency_ms": 3.0}),  # dominated by 1
+    ({"id": 4}, {"accuracy": 97.0, "latency_ms": 5.0}),  # dominated by 2
+]
+
+
+def test_front_points():
+    assert sorted(front_points(POINTS, OBJECTIVES)) == [0, 1, 2]
+
+
+def test_pick_rules():
+    assert pick(POINTS, OBJECTIVES, "latency_ms<=2 max accuracy").config == {"id": 1}
+    assert pick(POINTS, OBJECTIVES, "accuracy>=96 min latency_ms").config == {"id": 2}
+    # equal accuracy: the cheaper point wins
+    assert pick(POINTS, OBJECTIVES, "max accuracy").config == {"id": 2}
+    assert pick(POINTS, OBJECTIVES, "latency_ms <= 4.5, accuracy >= 91 min latency_ms").config == {"id": 1}
+    assert pick(POINTS, OBJECTIVES, "knee").config == {"id": 1}
+
+
+def test_pick_that_matches_nothing_lists_the_front_ranges():
+    with pytest.raises(ExportError, match=r"matches no measured sub-network; the front spans accuracy 90\.\.97 %, latency_ms 1\.\.4 ms"):
+        pick(POINTS, OBJECTIVES, "latency_ms<=0.5 max accuracy")
+    with pytest.raises(ExportError, match="unknown metric 'speed'"):
+        pick(POINTS, OBJECTIVES, "speed<=1 max accuracy")
+    with pytest.raises(ExportError, match="use 'knee'"):
+        pick(POINTS, OBJECTIVES, "fastest please")
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    from sliver.data import load_dataset
+
+    torch.manual_seed(0)
+    net = ElasticMobileNet.from_preset("digits")
+    data = load_dataset("digits", seed=0)
+    return ModelEvaluator(net, "cpu-torch-b1", ["accuracy", "params"], data=data, accuracy_subset=0.5, calib_batches=2)
+
+
+def test_export_writes_a_verified_standalone_model(evaluator, tmp_path):
+    config = evaluator.space.sample(3)
+    stored = {k: float(v) for k, v in evaluator.measure(config, ["accuracy", "params"]).items()}
+    result = export_subnetwork(evaluator, config, tmp_path / "pick", stored=stored, provenance={"study": "s", "rule": "test"})
+    for name in ("model.pt", "arch.json", "model.onnx", "card.json", "card.md"):
+        assert (result.path / name).is_file()
+    card = json.loads((result.path / "card.json").read_text())
+    assert card["metrics"] == stored and card["study"] == "s"
+    assert result.checks["torch_max_abs_diff"] <= 1e-5 and result.checks["onnx_max_abs_diff"] <= 1e-4
+
+    model = load_model(result.path)
+    assert "Elastic" not in "".join(type(m).__name__ for m in model.modules())
+    assert sum(p.numel() for p in model.parameters()) == stored["params"]
+    evaluator.supernet.activate(config)
+    x = evaluator.supernet.example_input(config, batch_size=4)
+    with torch.inference_mode():
+        np.testing.assert_allclose(model(x).numpy(), evaluator.supernet(x).numpy(), atol=1e-5)
+
+
+def test_export_refuses_an_accuracy_mismatch(evaluator, tmp_path):
+    config = evaluator.space.sample(4)
+    with pytest.raises(ExportError, match="differs from the stored"):
+        export_subnetwork(evaluator, config, tmp_path / "bad", stored={"accuracy": 101.0})
+    assert not (tmp_path / "bad").exists()
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no exported model"):
+        load_model(tmp_path)
+    torch.save({"weights": 1}, tmp_path / "model.pt")
+    with pytest.raises(ExportError, match="not a sliver export"):
+        load_model(tmp_path)
