@@ -16,6 +16,7 @@ between the two backends' rankings.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ def main() -> None:
         inputs.append(x)
         onnx_models.append(export_onnx(model, x))
 
+    load_before = os.getloadavg()
     medians = {b: [[] for _ in configs] for b in targets}
     runs = {b: [[] for _ in configs] for b in targets}
     for rep in range(args.repeats):
@@ -80,6 +82,7 @@ def main() -> None:
         "latency_repeatability", figure, "median CV <= 3% on each backend (idle machine)", met, table,
         median_cv={b: cv[b] for b in targets}, kendall_tau=float(tau), kendall_p=float(p),
         protocol={b: t.model_dump() for b, t in targets.items()},
+        load_average_1min={"before": load_before[0], "after": os.getloadavg()[0]},
         note="tiny MNIST super-network, untrained weights (latency does not depend on weight values); "
              "2-core machine shared with other engineers' test runs",
     )

@@ -16,6 +16,7 @@ near chance, but it costs the same to measure).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -88,7 +89,7 @@ def main() -> None:
     write_result(
         "measure_cost", figure, "every repeat is a cache hit (no model run); report the cost of both", met, table,
         median_full_s=full, median_cache_hit_s=hit, speedup=full / hit, median_parts_s=parts,
-        validation_images=len(data.val), weights=weights,
+        validation_images=len(data.val), weights=weights, load_average_1min=os.getloadavg()[0],
         note="tiny MNIST super-network; 2-core machine shared with other engineers' test runs, "
              "so absolute seconds are noisy and the ratio is the figure",
     )

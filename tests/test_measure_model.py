@@ -78,7 +78,7 @@ from sliver.measure.latency import export_onnx, measure_latency, ort_session, ti
 from sliver.measure.model import ModelEvaluator, model_size_bytes, peak_memory_bytes
 from sliver.store import ResultStore
 
-FAST = dict(warmup=2, min_repeats=5, max_repeats=15, max_seconds=2.0)
+FAST = dict(warmup=2, warmup_s=0.0, min_repeats=5, max_repeats=15, max_seconds=2.0)
 
 
 def toy_data(n=60, seed=0):

@@ -35,6 +35,8 @@ class HardwareTarget(StrictModel):
     threads: int = Field(1, ge=1, description="intra-op threads, pinned for the measurement")
     batch_size: int = Field(1, ge=1)
     warmup: int = Field(5, ge=0, description="untimed runs first (allocation, caches, lazy init)")
+    # a few runs are not enough for sub-millisecond models: caches and the CPU clock need a moment to settle
+    warmup_s: float = Field(0.2, ge=0, description="keep warming up for at least this many seconds")
     min_repeats: int = Field(20, ge=3)
     max_repeats: int = Field(200, ge=3)
     stability: float = Field(0.05, gt=0, description="stop once IQR / median is below this")

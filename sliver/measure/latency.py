@@ -1,7 +1,7 @@
 """Latency of a plain model on a hardware target: PyTorch eager or ONNX Runtime on the CPU.
 
 The protocol is the same on both backends: pin the thread count, run
-``warmup`` untimed batches, then time single batches with
+``warmup`` untimed batches (and keep going for at least ``warmup_s``), then time single batches with
 ``time.perf_counter_ns`` until the relative interquartile range drops below
 ``stability`` (after at least ``min_repeats`` runs), ``max_repeats`` runs are
 done or ``max_seconds`` have passed. The median is reported with the IQR and
@@ -46,6 +46,7 @@ class LatencyResult:
 def time_runs(
     fn: Callable[[], object],
     warmup: int = 5,
+    warmup_s: float = 0.0,
     min_repeats: int = 20,
     max_repeats: int = 200,
     stability: float = 0.05,
@@ -53,6 +54,9 @@ def time_runs(
 ) -> LatencyResult:
     """Time ``fn()`` repeatedly and summarise; see the module docstring for the stopping rule."""
     for _ in range(warmup):
+        fn()
+    warm_until = time.perf_counter_ns() + int(warmup_s * 1e9)
+    while time.perf_counter_ns() < warm_until:
         fn()
     times_ns: list[int] = []
     stable = False
@@ -142,6 +146,6 @@ def measure_latency(model: nn.Module, example: torch.Tensor, target: HardwareTar
 
 def _protocol(target: HardwareTarget) -> dict:
     return dict(
-        warmup=target.warmup, min_repeats=target.min_repeats, max_repeats=target.max_repeats,
+        warmup=target.warmup, warmup_s=target.warmup_s, min_repeats=target.min_repeats, max_repeats=target.max_repeats,
         stability=target.stability, max_seconds=target.max_seconds,
     )
