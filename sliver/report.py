@@ -1,0 +1,213 @@
+"""A study as pictures: Pareto plots, hypervolume over evaluations, the front table, one HTML file.
+
+:func:`write_report` reads a study from the :class:`~sliver.store.ResultStore`
+and writes PNGs plus a single self-contained ``report.html`` (images embedded
+as data URIs), so it can be mailed or opened anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sliver.measure.objectives import Objective
+from sliver.search.hv import hypervolume, nondominated
+from sliver.search.problem import Constraint
+
+
+@dataclass
+class StudyPoints:
+    """The measured points of a study as arrays, in evaluation order."""
+
+    objectives: list[Objective]
+    values: np.ndarray  # (n, m) raw values, evaluation order
+    feasible: np.ndarray  # (n,) bool
+    front: np.ndarray  # (n,) bool: on the Pareto front of the feasible points
+    configs: list[dict]
+    seqs: list[int]
+    cached: list[bool]
+
+    def minimised(self) -> np.ndarray:
+        return self.values * np.array([o.sign for o in self.objectives])
+
+
+def study_points(store: Any, study: Any) -> StudyPoints:
+    """Collect the study's successful trials, their feasibility and the measured front."""
+    objectives = list(study.objectives)
+    constraints = [Constraint.parse(c) for c in study.settings.get("constraints", [])]
+    rows = [t for t in store.trials(study.id) if all(o.name in t.values for o in objectives)]
+    values = np.array([[t.values[o.name] for o in objectives] for t in rows], dtype=float).reshape(-1, len(objectives))
+    feasible = np.array(
+        [all(c.metric not in t.values or c.ok(t.values[c.metric]) for c in constraints) for t in rows], dtype=bool
+    )
+    front = np.zeros(len(rows), dtype=bool)
+    if feasible.any():
+        signs = np.array([o.sign for o in objectives])
+        idx = np.flatnonzero(feasible)
+        front[idx[nondominated(values[idx] * signs)]] = True
+    return StudyPoints(objectives, values, feasible, front, [t.config for t in rows], [t.seq for t in rows], [t.cached for t in rows])
+
+
+def hypervolume_history(points: StudyPoints) -> tuple[np.ndarray, np.ndarray]:
+    """Hypervolume of the feasible points after each evaluation.
+
+    Objectives are scaled to [0, 1] by the min and max over all the study's
+    points and the reference point is 1.1 in each (so the curve ends below
+    1.1^m); it shows progress within a study, not across studies.
+    """
+    F = points.minimised()
+    if len(F) == 0:
+        return np.zeros(0), np.zeros(0)
+    lo, hi = F.min(0), F.max(0)
+    scaled = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    ref = np.full(F.shape[1], 1.1)
+    hv = np.array([hypervolume(scaled[: i + 1][points.feasible[: i + 1]], ref) for i in range(len(F))])
+    return np.arange(1, len(F) + 1), hv
+
+
+def write_report(
+    store: Any,
+    study_name: str,
+    out_dir: str | Path,
+    picks: dict[str, dict] | None = None,
+    history: Sequence[dict] | None = None,
+    fingerprint: dict | None = None,
+) -> Path:
+    """Write PNGs and ``report.html`` for a study; returns the HTML path.
+
+    ``picks`` maps a label (e.g. "most accurate under 2 ms") to an exported
+    config, labelled on the plots. ``history`` is the search log (one dict per
+    batch with ``evaluations`` and optional predictor ``kendall_tau`` per
+    objective); ``fingerprint`` the hardware target's description.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    study = store.get_study(study_name)
+    points = study_points(store, study)
+    if len(points.values) == 0:
+        raise ValueError(f"study '{study_name}' has no successful evaluation to report")
+    keys = {json.dumps(c, sort_keys=True): i for i, c in enumerate(points.configs)}
+    pick_idx = {label: keys.get(json.dumps(c, sort_keys=True)) for label, c in (picks or {}).items()}
+
+    images: list[tuple[str, Path]] = []
+    for a, b in itertools.combinations(range(len(points.objectives)), 2):
+        path = out / f"pareto_{points.objectives[a].name}_vs_{points.objectives[b].name}.png"
+        _pareto_plot(plt, points, a, b, pick_idx, path)
+        images.append((f"{points.objectives[b].name} vs {points.objectives[a].name}", path))
+    evals, hv = hypervolume_history(points)
+    hv_path = out / "hypervolume.png"
+    _line_plot(plt, evals, hv, "evaluations (unique sub-networks)", "hypervolume (normalised, ref 1.1)", hv_path)
+    images.append(("hypervolume over evaluations", hv_path))
+    tau_rows = [h for h in (history or []) if h.get("kendall_tau")]
+    if tau_rows:
+        tau_path = out / "predictor_quality.png"
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for name in sorted({k for h in tau_rows for k in h["kendall_tau"]}):
+            xs = [h["evaluations"] for h in tau_rows if name in h["kendall_tau"]]
+            ys = [h["kendall_tau"][name] for h in tau_rows if name in h["kendall_tau"]]
+            ax.plot(xs, ys, marker="o", label=name)
+        ax.set(xlabel="evaluations", ylabel="cross-validated Kendall τ", ylim=(-0.1, 1.05), title="predictor quality")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(tau_path, dpi=110)
+        plt.close(fig)
+        images.append(("predictor quality over the search", tau_path))
+
+    html_path = out / "report.html"
+    html_path.write_text(_html(study, points, images, pick_idx, hv, fingerprint, bool(tau_rows)))
+    return html_path
+
+
+def _pareto_plot(plt, points: StudyPoints, a: int, b: int, picks: dict[str, int | None], path: Path) -> None:
+    oa, ob = points.objectives[a], points.objectives[b]
+    V = points.values
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    infeasible = ~points.feasible
+    ax.scatter(V[points.feasible, a], V[points.feasible, b], s=18, c="#8fa8c8", label="measured (feasible)")
+    if infeasible.any():
+        ax.scatter(V[infeasible, a], V[infeasible, b], s=18, c="#bbbbbb", marker="x", label="measured (infeasible)")
+    # the front of this pair of objectives among feasible points, drawn as a staircase
+    idx = np.flatnonzero(points.feasible)
+    if len(idx):
+        pair = V[idx][:, [a, b]] * np.array([oa.sign, ob.sign])
+        f = idx[nondominated(pair)]
+        f = f[np.argsort(V[f, a])]
+        ax.step(V[f, a], V[f, b], where="post" if (oa.sign > 0) == (ob.sign > 0) else "pre", c="#d62728", lw=1.2)
+        ax.scatter(V[f, a], V[f, b], s=34, c="#d62728", label="Pareto front", zorder=3)
+    for label, i in picks.items():
+        if i is not None:
+            ax.scatter([V[i, a]], [V[i, b]], s=120, facecolors="none", edgecolors="k", lw=1.5, zorder=4)
+            ax.annotate(label, (V[i, a], V[i, b]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set(xlabel=oa.label, ylabel=ob.label, title=f"{ob.name} vs {oa.name} ({len(V)} sub-networks)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _line_plot(plt, x, y, xlabel: str, ylabel: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(x, y, c="#1f77b4")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _html(study, points: StudyPoints, images, picks, hv, fingerprint, has_tau: bool) -> str:
+    esc = html.escape
+    names = [o.label for o in points.objectives]
+    front = np.flatnonzero(points.front)
+    front = front[np.argsort(points.values[front, 0])]
+    pick_of = {i: label for label, i in picks.items() if i is not None}
+    rows = "".join(
+        "<tr>" + f"<td>{points.seqs[i]}</td>" + "".join(f"<td>{points.values[i, j]:.4g}</td>" for j in range(len(names)))
+        + f"<td>{esc(pick_of.get(i, ''))}</td><td><code>{esc(json.dumps(points.configs[i]))}</code></td></tr>"
+        for i in front
+    )
+    figures = "".join(
+        f'<figure><img alt="{esc(title)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+        f"<figcaption>{esc(title)}</figcaption></figure>"
+        for title, p in images
+    )
+    tau_note = "" if has_tau else "<p>No predictor was used by this search's strategy, so there is no predictor-quality plot.</p>"
+    fp = esc(json.dumps(fingerprint or {"fingerprint hash": study.fingerprint}, indent=2, default=str))
+    constraints = ", ".join(study.settings.get("constraints", [])) or "none"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>sliver report: {esc(study.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; border: 1px solid #ddd; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }} td, th {{ border: 1px solid #ccc; padding: 3px 6px; }}
+code {{ font-size: 0.8em; }} .summary td:first-child {{ font-weight: bold; }}
+</style></head><body>
+<h1>sliver report: {esc(study.name)}</h1>
+<table class="summary">
+<tr><td>sub-networks measured</td><td>{len(points.values)} ({sum(points.feasible)} feasible)</td></tr>
+<tr><td>Pareto front</td><td>{len(front)} sub-networks</td></tr>
+<tr><td>objectives</td><td>{esc(", ".join(f"{o.name} ({o.direction})" for o in points.objectives))}</td></tr>
+<tr><td>constraints</td><td>{esc(constraints)}</td></tr>
+<tr><td>final hypervolume</td><td>{hv[-1]:.4f} (normalised over this study, reference 1.1)</td></tr>
+<tr><td>super-network</td><td><code>{esc(study.supernet_hash)}</code></td></tr>
+</table>
+<h2>Trade-offs</h2>{figures}{tau_note}
+<h2>Pareto front</h2>
+<table><tr><th>#</th>{"".join(f"<th>{esc(n)}</th>" for n in names)}<th>exported as</th><th>config</th></tr>{rows}</table>
+<h2>Hardware target</h2><pre>{fp}</pre>
+</body></html>
+"""
