@@ -20,6 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
 from sklearn.neural_network import MLPRegressor
 from sklearn.svm import SVR
+from threadpoolctl import threadpool_limits
 
 FAMILIES = ("ridge", "svr", "lgbm", "mlp")
 #: every name :class:`Predictor` accepts
@@ -53,13 +54,16 @@ class Predictor:
     member per family in ``members``.
     """
 
-    def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = FAMILIES):
+    def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = FAMILIES, target: str = "raw"):
+        if target not in ("raw", "rank"):
+            raise ValueError(f"predictor target must be 'raw' or 'rank', got {target!r}")
         if kind not in KINDS:
             raise ValueError(f"predictor kind '{kind}' is unknown; choose one of {list(KINDS)}")
         bad = [m for m in members if m not in FAMILIES]
         if bad:
             raise ValueError(f"ensemble member '{bad[0]}' is unknown; choose from {list(FAMILIES)}")
         self.kind = kind
+        self.target = target
         self.seed = seed
         self.members = tuple(members)
         self.chosen: str | None = None
@@ -79,6 +83,9 @@ class Predictor:
         if not np.isfinite(y).all():
             raise ValueError("targets: contain NaN or infinity; drop failed measurements before fitting")
         self.n_features = X.shape[1]
+        if self.target == "rank":
+            self._ranks = _RankTarget(y)
+            y = self._ranks.forward(y)
         self._mu, sd = float(y.mean()), float(y.std())
         self._sd = sd if sd > 0 else 1.0
         z = (y - self._mu) / self._sd
@@ -105,8 +112,13 @@ class Predictor:
     def predict_dist(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation (across ensemble members; 0 for one family) of each row."""
         X = self._check(X)
-        Z = np.stack([m.predict(X) for m in self._models])
-        return self._mu + self._sd * Z.mean(0), self._sd * Z.std(0)
+        with threadpool_limits(1):
+            Z = np.stack([m.predict(X) for m in self._models])
+        mean, std = self._mu + self._sd * Z.mean(0), self._sd * Z.std(0)
+        if self.target == "rank":
+            lo, hi = self._ranks.inverse(mean - std), self._ranks.inverse(mean + std)
+            return self._ranks.inverse(mean), (hi - lo) / 2
+        return mean, std
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Mean prediction of each row."""
@@ -117,8 +129,40 @@ class Predictor:
         return f"Predictor(kind={self.kind!r}{extra})"
 
 
+class _RankTarget:
+    """Targets replaced by normal scores of their ranks, and back by monotone interpolation.
+
+    Heavy tails (e.g. a few broken networks at 90% error) otherwise dominate a
+    squared loss, and the fit ignores the differences among the good networks
+    that decide the front. Beyond the measured range the map continues with
+    the slope of its last segments, so a prediction can still beat the best.
+    """
+
+    def __init__(self, y: np.ndarray):
+        from scipy.stats import norm
+
+        ys = np.sort(y)
+        self.y = ys
+        self.z = norm.ppf((np.arange(len(ys)) + 0.5) / len(ys))
+        order = np.argsort(np.argsort(y, kind="stable"), kind="stable")
+        self._train_z = self.z[order]
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        return self._train_z
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        ys, zs = self.y, self.z
+        k = min(5, len(ys) - 1)
+        out = np.interp(z, zs, ys)
+        lo_slope = (ys[k] - ys[0]) / (zs[k] - zs[0])
+        hi_slope = (ys[-1] - ys[-1 - k]) / (zs[-1] - zs[-1 - k])
+        out = np.where(z < zs[0], ys[0] + (z - zs[0]) * lo_slope, out)
+        return np.where(z > zs[-1], ys[-1] + (z - zs[-1]) * hi_slope, out)
+
+
 def _fit_quietly(model: RegressorMixin, X: np.ndarray, z: np.ndarray) -> RegressorMixin:
-    with warnings.catch_warnings():
+    # one BLAS thread: these matrices are tiny, and threads only add overhead (and fight on a shared machine)
+    with warnings.catch_warnings(), threadpool_limits(1):
         # a small MLP on tens of points may stop before "converging"; its fit is still useful
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(X, z)

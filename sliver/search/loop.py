@@ -1,0 +1,347 @@
+"""The search loop: spend a budget of unique real evaluations, record everything, resume after a kill.
+
+``Search.run`` asks the strategy for a batch, evaluates each config through
+the store-aware :func:`sliver.measure.evaluator.evaluate` (so each result is
+in the store the moment it is measured and a stored one is never paid for
+again), tells the strategy, and records the hypervolume after the batch. On
+restart with the same study name, the study's trials are replayed into the
+strategy first, so the budget accounting continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sliver.measure.base import EvalResult, Evaluator
+from sliver.measure.evaluator import evaluate
+from sliver.measure.objectives import Objective
+from sliver.search.base import Outcome, Strategy, make_strategy
+from sliver.search.hv import hypervolume, nondominated
+from sliver.search.problem import Constraint, Problem
+from sliver.space import Config, SearchSpace
+
+
+@dataclass
+class Point:
+    """One evaluated config as the search saw it."""
+
+    config: Config
+    key: str
+    values: dict[str, float]
+    errors: dict[str, str]
+    feasible: bool
+    #: "search" (measured now), "cache" (from the store, free), "warm" (warm start), "resumed", "filtered"
+    origin: str
+    batch: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass
+class SearchResult:
+    """Measured points, the fronts, the hypervolume history and the accounting of a search."""
+
+    objectives: list[Objective]
+    points: list[Point]
+    #: (unique evaluations so far, hypervolume, front size) after each batch
+    hv_history: list[tuple[int, float, int]]
+    reference: np.ndarray
+    n_evaluations: int
+    n_cache_hits: int
+    n_warm: int
+    n_filtered: int
+    n_failed: int
+    eval_seconds: float
+    search_seconds: float
+    stopped: str
+    log: list[str] = field(default_factory=list)
+
+    def _front(self, feasible_only: bool) -> list[Point]:
+        pts = [p for p in self.points if p.ok and p.origin != "filtered" and (p.feasible or not feasible_only)]
+        if not pts:
+            return []
+        F = np.array([[p.values[o.name] * o.sign for o in self.objectives] for p in pts])
+        return [p for p, keep in zip(pts, nondominated(F)) if keep]
+
+    @property
+    def front(self) -> list[Point]:
+        """Non-dominated measured points (constraints ignored)."""
+        return self._front(False)
+
+    @property
+    def feasible_front(self) -> list[Point]:
+        """Non-dominated measured points that satisfy every constraint."""
+        return self._front(True)
+
+    @property
+    def hypervolume(self) -> float:
+        return self.hv_history[-1][1] if self.hv_history else 0.0
+
+    @property
+    def overhead_per_evaluation(self) -> float:
+        """Seconds spent outside measurement per unique evaluation."""
+        return self.search_seconds / max(self.n_evaluations, 1)
+
+
+class Search:
+    """A multi-objective search over ``space`` measured by ``evaluator``.
+
+    ``objectives`` are names of the evaluator's objectives (or
+    :class:`Objective` objects); ``strategy`` a name or a :class:`Strategy`;
+    ``budget`` the number of unique real evaluations; ``constraints`` strings
+    like ``"latency_ms <= 5"``; ``store`` a :class:`~sliver.store.ResultStore`
+    (None keeps everything in memory); ``warm_start`` tells the strategy every
+    compatible measurement already in the store before it asks anything.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        evaluator: Evaluator,
+        objectives: Sequence[str | Objective],
+        strategy: str | Strategy = "linas",
+        budget: int = 100,
+        constraints: Sequence[str | Constraint] = (),
+        store=None,
+        study_name: str | None = None,
+        warm_start: bool = False,
+        batch_size: int | None = None,
+        seed: int = 0,
+        reference: dict[str, float] | None = None,
+        progress: bool = False,
+        on_batch: Callable[[list[Point]], bool] | None = None,
+        strategy_options: dict | None = None,
+    ):
+        if budget is None or int(budget) <= 0:
+            raise ValueError(f"budget must be a positive number of evaluations, got {budget}")
+        known = {o.name: o for o in evaluator.objectives}
+        self.objectives = [self._objective(o, known) for o in objectives]
+        self.constraints = [c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints]
+        for c in self.constraints:
+            if c.metric not in known:
+                raise ValueError(f"constraint '{c}': metric '{c.metric}' is not measured by this evaluator; it measures {sorted(known)}")
+        self.space, self.evaluator, self.budget = space, evaluator, int(budget)
+        self.strategy = strategy if isinstance(strategy, Strategy) else make_strategy(strategy, **(strategy_options or {}))
+        self.store, self.study_name, self.warm_start = store, study_name, warm_start
+        self.batch_size = batch_size or self.strategy.default_batch
+        self.seed, self.reference, self.progress, self.on_batch = seed, reference, progress, on_batch
+        # measured together: the objectives plus any constrained metric that is not an objective
+        names = [o.name for o in self.objectives]
+        self._extra = [c.metric for c in self.constraints if c.metric not in names]
+        self._cheap_metrics = sorted({n for n in names + self._extra if known[n].cost == "cheap"})
+        self._measure = list(dict.fromkeys(names + self._extra))
+        self._cheap_cache: dict[str, dict[str, float]] = {}
+
+    @staticmethod
+    def _objective(o: str | Objective, known: dict[str, Objective]) -> Objective:
+        name = o.name if isinstance(o, Objective) else o
+        if name not in known:
+            raise ValueError(f"objective '{name}' is not measured by this evaluator; it measures {sorted(known)}")
+        return known[name]
+
+    # ------------------------------------------------------------------ cheap
+    def _cheap(self, config: Config) -> dict[str, float]:
+        key = self.space.key(config)
+        if key not in self._cheap_cache:
+            r = evaluate(self.evaluator, config, self.store, objectives=self._cheap_metrics)
+            self._cheap_cache[key] = dict(r.values)
+        return self._cheap_cache[key]
+
+    # -------------------------------------------------------------------- run
+    def run(self) -> SearchResult:
+        """Run until the budget is spent (or the strategy has nothing new); see :class:`SearchResult`."""
+        t_start = time.perf_counter()
+        problem = Problem(
+            self.space, self.objectives, self.constraints,
+            cheap=self._cheap if self._cheap_metrics else None, cheap_metrics=self._cheap_metrics, seed=self.seed,
+        )
+        self.strategy.setup(problem)
+        self._problem = problem
+        study_id = self._open_study()
+        self.points: list[Point] = []
+        self._seen: set[str] = set()
+        self.hv_history: list[tuple[int, float, int]] = []
+        self._ref: np.ndarray | None = None
+        self.n_eval = self.n_cache = self.n_warm = self.n_filtered = self.n_failed = 0
+        self.eval_seconds = 0.0
+        batch = self._replay(study_id)
+        stopped = "budget spent"
+        idle = 0
+        with self._progress() as bar:
+            while self.n_eval < self.budget:
+                configs = self.strategy.ask(min(self.batch_size, self.budget - self.n_eval))
+                if not configs:
+                    stopped = "the strategy has nothing new to propose"
+                    break
+                told_c, told_o, before = [], [], self.n_eval
+                for config in configs:
+                    if self.n_eval >= self.budget:
+                        break
+                    point = self._evaluate(config, study_id, batch)
+                    if point is None:
+                        continue
+                    told_c.append(point.config)
+                    told_o.append(self._outcome(point))
+                    bar(self)
+                self.strategy.tell(told_c, told_o)
+                self._record_hv()
+                bar(self)
+                batch += 1
+                idle = idle + 1 if self.n_eval == before else 0
+                if idle >= 100:
+                    stopped = "100 batches in a row brought nothing new"
+                    break
+                if self.on_batch is not None and self.on_batch(self.points):
+                    stopped = "stopped by callback"
+                    break
+        total = time.perf_counter() - t_start
+        return SearchResult(
+            self.objectives, self.points, self.hv_history, self._ref if self._ref is not None else np.zeros(0),
+            self.n_eval, self.n_cache, self.n_warm, self.n_filtered, self.n_failed,
+            self.eval_seconds, max(total - self.eval_seconds, 0.0), stopped, list(self.strategy.log),
+        )
+
+    # ------------------------------------------------------------- internals
+    def _open_study(self) -> int | None:
+        if self.store is None:
+            return None
+        name = self.study_name or f"search-{self.evaluator.supernet_hash[:8]}-{self.evaluator.fingerprint[:8]}"
+        settings = {"strategy": self.strategy.name, "budget": self.budget, "constraints": [str(c) for c in self.constraints]}
+        study = self.store.get_or_create_study(
+            name, self.space, self.objectives, self.evaluator.supernet_hash, self.evaluator.fingerprint, settings,
+        )
+        return study.id
+
+    def _replay(self, study_id: int | None) -> int:
+        """Tell the strategy the study's earlier trials (resume) and, if asked, the store's (warm start)."""
+        batch = 0
+        if study_id is not None:
+            by_batch: dict[int, list] = {}
+            for t in self.store.trials(study_id):
+                by_batch.setdefault(t.batch, []).append(t)
+            for b in sorted(by_batch):
+                cs, os_ = [], []
+                for t in by_batch[b]:
+                    origin = t.origin or "search"
+                    p = self._point(t.config, t.config_key, t.values, t.errors, origin, b)
+                    if origin == "search" and not t.cached:
+                        self.n_eval += 1
+                    elif origin == "filtered":
+                        self.n_filtered += 1
+                    elif origin == "warm":
+                        self.n_warm += 1
+                    else:
+                        self.n_cache += 1
+                    cs.append(p.config)
+                    os_.append(self._outcome(p))
+                self.strategy.tell(cs, os_)
+                self._record_hv()
+                batch = b + 1
+        if self.warm_start and self.store is not None:
+            fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
+            cs, os_ = [], []
+            for config, values in self.store.compatible_results(self.evaluator.supernet_hash, fp_for):
+                key = self.space.key(config)
+                if key in self._seen:
+                    continue
+                p = self._point(config, key, values, {}, "warm", batch)
+                if study_id is not None:
+                    self.store.add_trial(study_id, key, p.config, values, {}, cached=True, origin="warm", batch=batch)
+                self.n_warm += 1
+                cs.append(p.config)
+                os_.append(self._outcome(p))
+            if cs:
+                self.strategy.tell(cs, os_)
+                self._record_hv()
+                batch += 1
+        return batch
+
+    def _point(self, config, key, values, errors, origin, batch) -> Point:
+        p = Point(self.space.canonical(config), key, dict(values), dict(errors),
+                  self._problem.feasible(values) and not errors, origin, batch)
+        self._seen.add(key)
+        self.points.append(p)
+        return p
+
+    def _evaluate(self, config: Config, study_id: int | None, batch: int) -> Point | None:
+        key = self.space.key(config)
+        if key in self._seen:  # the loop itself never measures a canonical duplicate
+            return None
+        if self._cheap_metrics and not self._problem.passes_cheap(config):
+            cheap = self._cheap(config)
+            if study_id is not None:
+                self.store.add_trial(study_id, key, self.space.canonical(config), cheap, {}, cached=True, origin="filtered", batch=batch)
+            self.n_filtered += 1
+            p = self._point(config, key, cheap, {}, "filtered", batch)
+            p.feasible = False
+            return p
+        r: EvalResult = evaluate(self.evaluator, config, self.store, study_id, objectives=self._measure, origin="search", batch=batch)
+        self.eval_seconds += r.seconds
+        if r.cached:
+            self.n_cache += 1
+        else:
+            self.n_eval += 1
+        if r.errors:
+            self.n_failed += 1
+        return self._point(r.config, r.key, r.values, r.errors, "cache" if r.cached else "search", batch)
+
+    def _outcome(self, p: Point) -> Outcome:
+        if p.origin == "filtered":
+            vio = sum(c.violation(p.values[c.metric]) for c in self.constraints if c.metric in p.values)
+            return Outcome(p.values, ok=False, feasible=False, violation=max(vio, 1e-9))
+        return Outcome(p.values, ok=p.ok, feasible=p.feasible, violation=self._problem.violation(p.values))
+
+    def _record_hv(self) -> None:
+        pts = [p for p in self.points if p.ok and p.feasible and p.origin != "filtered"]
+        if not pts:
+            self.hv_history.append((self.n_eval, 0.0, 0))
+            return
+        F = self._problem.to_min([p.values for p in pts])
+        if self._ref is None:
+            # fixed once, from the first points: later batches must be comparable
+            if self.reference:
+                self._ref = np.array([self.reference[o.name] * o.sign for o in self.objectives], dtype=float)
+            else:
+                lo, hi = F.min(0), F.max(0)
+                self._ref = hi + 0.1 * np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+        front = F[nondominated(F)]
+        self.hv_history.append((self.n_eval, hypervolume(front, self._ref), len(front)))
+
+    def _progress(self):
+        return _Progress(self.budget, enabled=self.progress)
+
+
+class _Progress:
+    """A rich progress bar with evaluations, current hypervolume and front size (or nothing)."""
+
+    def __init__(self, budget: int, enabled: bool):
+        self.budget, self.enabled = budget, enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda search: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("HV {task.fields[hv]:.4g}"),
+            TextColumn("front {task.fields[front]}"), TimeElapsedColumn(),
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task("search", total=self.budget, hv=0.0, front=0)
+
+        def update(search: Search) -> None:
+            hv, front = (search.hv_history[-1][1], search.hv_history[-1][2]) if search.hv_history else (0.0, 0)
+            self._bar.update(task, completed=search.n_eval, hv=hv, front=front)
+
+        return update
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._bar.__exit__(*exc)
+        return False
