@@ -1,0 +1,143 @@
+"""`sliver search <config.yaml>`: run a multi-objective search and print the measured front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+from pydantic import Field, field_validator, model_validator
+from rich.table import Table
+
+from sliver.cli._common import console, fail
+from sliver.config import ConfigError, StrictModel, load
+from sliver.measure.objectives import BUILTIN
+
+NB201_METRICS = ("accuracy", "latency_ms")
+
+
+class NB201Problem(StrictModel):
+    """The NAS-Bench-201 table: accuracy on ``dataset`` and latency on ``device``."""
+
+    kind: Literal["nb201"]
+    device: str = "raspi4"
+    dataset: str = "cifar10"
+    data: str | None = None
+
+
+class SupernetProblem(StrictModel):
+    """A trained super-network checkpoint measured on a hardware target."""
+
+    kind: Literal["supernet"]
+    checkpoint: str
+    target: str = "cpu-torch-b1"
+    accuracy_subset: float | None = Field(None, gt=0, le=1)
+
+
+class StrategySpec(StrictModel):
+    name: Literal["random", "nsga2", "age", "unsga3", "linas", "tpe"] = "linas"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchConfig(StrictModel):
+    """A search: what to measure, under which constraints, with which strategy and budget, stored where."""
+
+    problem: NB201Problem | SupernetProblem = Field(discriminator="kind")
+    objectives: list[str] = Field(min_length=1, max_length=4)
+    constraints: list[str] = Field(default_factory=list)
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    budget: int = Field(gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    seed: int = 0
+    store: str | None = "sqlite:///sliver.db"
+    study: str | None = None
+    warm_start: bool = False
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, names: list[str]) -> list[str]:
+        for n in names:
+            if n not in BUILTIN:
+                raise ValueError(f"unknown objective '{n}'; known objectives: {sorted(BUILTIN)}")
+        return names
+
+    @field_validator("constraints")
+    @classmethod
+    def _parse_constraints(cls, items: list[str]) -> list[str]:
+        from sliver.search.problem import Constraint
+
+        for text in items:
+            c = Constraint.parse(text)
+            if c.metric not in BUILTIN:
+                raise ValueError(f"constraint '{text}' is on unknown metric '{c.metric}'; known metrics: {sorted(BUILTIN)}")
+        return items
+
+    @model_validator(mode="after")
+    def _fits_problem(self) -> "SearchConfig":
+        if self.problem.kind == "nb201":
+            from sliver.search.problem import Constraint
+
+            for n in self.objectives + [Constraint.parse(c).metric for c in self.constraints]:
+                if n not in NB201_METRICS:
+                    raise ValueError(f"the nb201 problem measures only {list(NB201_METRICS)}, not '{n}'")
+        return self
+
+
+def build_search(cfg: SearchConfig, progress: bool = False):
+    """The :class:`~sliver.search.Search` a validated config describes (and its store, or None)."""
+    from sliver.search import Search
+
+    if cfg.problem.kind == "nb201":
+        from sliver.bench.nb201 import NB201
+
+        evaluator = NB201(cfg.problem.device, cfg.problem.dataset, cfg.problem.data).evaluator()
+    else:
+        from sliver.measure.model import ModelEvaluator  # torch is needed only for a real super-network
+
+        names = list(dict.fromkeys(cfg.objectives + [c.split("<")[0].split(">")[0].strip() for c in cfg.constraints]))
+        evaluator = ModelEvaluator.from_checkpoint(cfg.problem.checkpoint, cfg.problem.target, names,
+                                                   accuracy_subset=cfg.problem.accuracy_subset)
+    store = None
+    if cfg.store:
+        from sliver.store import ResultStore
+
+        store = ResultStore(cfg.store)
+    search = Search(
+        evaluator.space, evaluator, cfg.objectives, cfg.strategy.name, budget=cfg.budget, constraints=cfg.constraints,
+        store=store, study_name=cfg.study, warm_start=cfg.warm_start, batch_size=cfg.batch_size, seed=cfg.seed,
+        progress=progress, strategy_options=cfg.strategy.options,
+    )
+    return search, store
+
+
+def search(config: Path = typer.Argument(..., help="Search config (YAML): problem, objectives, constraints, strategy, budget, store.")) -> None:
+    """Search the Pareto front of a super-network or a benchmark table; prints the measured front."""
+    try:
+        cfg = load(SearchConfig, config)
+        runner, store = build_search(cfg, progress=True)
+        result = runner.run()
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    for line in result.log:
+        console.print(f"[dim]{line}[/]", highlight=False)
+    front = result.feasible_front if cfg.constraints else result.front
+    table = Table(title=f"{'feasible ' if cfg.constraints else ''}Pareto front: {len(front)} of {len(result.points)} points")
+    for o in result.objectives:
+        table.add_column(o.label + (" ↑" if o.direction == "max" else " ↓"))
+    table.add_column("config")
+    first = result.objectives[0]
+    for p in sorted(front, key=lambda p: p.values[first.name] * first.sign):
+        table.add_row(*(f"{p.values[o.name]:.4g}" for o in result.objectives), _short(p.config))
+    console.print(table)
+    console.print(
+        f"{result.n_evaluations} unique evaluations, {result.n_cache_hits} cache hits, {result.n_warm} warm-start points, "
+        f"{result.n_filtered} filtered by cheap constraints, {result.n_failed} failed; hypervolume {result.hypervolume:.6g}; "
+        f"{result.eval_seconds:.1f} s measuring, {result.search_seconds:.1f} s searching ({result.stopped})"
+    )
+    if store is not None:
+        store.close()
+
+
+def _short(config: dict) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in config.items())
+    return text if len(text) <= 80 else text[:77] + "..."
