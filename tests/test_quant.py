@@ -202,3 +202,23 @@ def test_export_verifies_accuracy_against_the_store(evaluator, supernet, data, t
     with pytest.raises(QuantError, match="differs from the stored"):
         export_quantized(fresh, config, tmp_path / "bad.onnx", stored={"accuracy": stored["accuracy"] + 1.0})
     assert not (tmp_path / "bad.onnx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["random", "nsga2"])
+def test_joint_search_runs_through_the_search_loop(supernet, data, tmp_path, strategy):
+    from sliver.config import ConfigError, validate
+    from sliver.quant import QuantizationSection, joint_search
+
+    section = validate(QuantizationSection, {"search": True, "calib_samples": 32, "accuracy_subset": 0.3, "act_modes": ["asymmetric"]})
+    ev = section.evaluator(supernet, data, workdir=tmp_path / "work")
+    store = ResultStore(f"sqlite:///{tmp_path / 's.db'}")
+    options = {"pop_size": 4} if strategy == "nsga2" else {}
+    result = joint_search(ev, strategy=strategy, budget=5, store=store, study_name="joint", strategy_options=options, seed=1)
+    assert result.n_evaluations == 5 and result.n_failed == 0
+    policies = {(p.config["q_stem"], tuple(p.config["q"])) for p in result.points}
+    assert len(policies) == 5 and all(p.config["q_act"] == "asymmetric" for p in result.points)
+    assert all({"accuracy", "latency_ms", "model_size"} <= set(p.values) for p in result.points)
+    assert len(store.trials(store.get_study("joint").id)) == 5
+    with pytest.raises(ConfigError, match="precisions"):
+        validate(QuantizationSection, {"precisions": ["int4"]})
