@@ -34,6 +34,10 @@ def _root(
 
 
 # sub-command groups (each module defines `app`)
+from sliver.cli import bench as _bench  # noqa: E402
+app.add_typer(_bench.app, name="bench")
+from sliver.cli import search as _search  # noqa: E402
+app.command("search")(_search.search)
 from sliver.cli import space as _space  # noqa: E402
 app.add_typer(_space.app, name="space")
 from sliver.cli import measure as _measure, results as _results  # noqa: E402
