@@ -1,0 +1,56 @@
+"""`sliver train` end to end on the real digits super-network: trains, writes metrics, resumes, fails in one line."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sliver.cli import app
+from sliver.train import load_supernet
+
+
+def write_config(path, **train):
+    base = {"epochs": 1, "batch_size": 256, "lr": 0.1, "warmup_epochs": 0, "bn_batches": 1, "threads": 1}
+    base.update(train)
+    cfg = {"supernet": {"family": "mobilenet", "preset": "digits"}, "data": {"name": "digits"}, "train": base}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_train_command_trains_then_resumes(tmp_path):
+    config = write_config(tmp_path / "digits.yaml")
+    out = tmp_path / "run"
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", str(config), "--out", str(out), "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert "done: 5 steps" in first.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and {"acc_max", "acc_mid", "acc_min"} <= set(rows[0])
+    net, info = load_supernet(out / "checkpoint.pt")
+    assert info["config"]["supernet"]["preset"] == "digits" and info["hash"] in first.output
+    again = runner.invoke(app, ["train", str(config), "--out", str(out), "--quiet"])
+    assert again.exit_code == 0 and "resuming" in again.output and info["hash"] in again.output
+
+
+def test_train_command_bad_config_is_one_line(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", epoch=3)
+    result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "field 'train.epoch': unknown field" in result.output and "Traceback" not in result.output
+    missing = CliRunner().invoke(app, ["train", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2 and "config file not found" in missing.output
+
+
+@pytest.mark.parametrize("name", ["train_digits.yaml", "train_mnist.yaml"])
+def test_example_configs_are_valid(name):
+    from pathlib import Path
+
+    from sliver.elastic.spec import from_spec
+    from sliver.train import load_run_config
+
+    config, text = load_run_config(Path(__file__).parent.parent / "examples" / name)
+    assert config.train.sampling.rule == "sandwich" and "supernet:" in text
+    net = from_spec(config.supernet)
+    assert net.space.names == ["ks", "e", "d", "r"]
