@@ -8,8 +8,8 @@ task decoder's width sets how much capacity its task gets.
 Layout: ``len(encoder_widths)`` encoder stages, each a 3x3 convolution, batch
 norm and ReLU; then, per task, a head:
 
-* ``classify`` -- 3x3 convolution (stride 2), BN, ReLU, global average pooling,
-  linear classifier;
+* ``classify`` -- two 3x3 convolutions (stride 2), each with BN and ReLU, global
+  average pooling, linear classifier;
 * ``dense`` -- 3x3 convolution, BN, ReLU, 3x3 convolution to
   ``channels * scale**2`` maps and a pixel shuffle (``scale`` x up-sampling);
   with ``residual`` the input, bilinearly up-sampled, is added (the decoder
@@ -61,8 +61,11 @@ class Head(nn.Module):
     def __init__(self, arch: dict[str, Any]) -> None:
         super().__init__()
         self.type, self.scale, self.residual = arch["type"], arch.get("scale", 1), arch.get("residual", False)
-        stride = 2 if self.type == "classify" else 1
-        self.body = _conv_bn_relu(arch["in"], arch["width"], stride)
+        w = arch["width"]
+        if self.type == "classify":
+            self.body = nn.Sequential(_conv_bn_relu(arch["in"], w, 2), _conv_bn_relu(w, w, 2))
+        else:
+            self.body = nn.Sequential(_conv_bn_relu(arch["in"], w, 1))
         if self.type == "classify":
             self.out = nn.Linear(arch["width"], arch["classes"])
         else:
@@ -132,23 +135,37 @@ class ElasticHead(nn.Module):
         self.spec = dict(spec)
         self.type = spec["type"]
         self.scale, self.residual = int(spec.get("scale", 1)), bool(spec.get("residual", False))
-        self.body = ElasticStage(in_channels, width, 2 if self.type == "classify" else 1)
+        if self.type == "classify":
+            self.body = nn.ModuleList([ElasticStage(in_channels, width, 2), ElasticStage(width, width, 2)])
+        else:
+            self.body = nn.ModuleList([ElasticStage(in_channels, width, 1)])
         if self.type == "classify":
             self.out = ElasticLinear(width, spec["classes"])
         else:
             self.out = ElasticConv2d(width, spec["channels"] * self.scale**2, 3, bias=True)
+            # a residual head starts as the identity (its correction is zero), as in image-restoration networks
+            if self.residual:
+                nn.init.zeros_(self.out.weight)
+
+    @property
+    def width(self) -> int:
+        """Largest hidden width."""
+        return self.body[0].conv.out_channels
+
+    def set_width(self, width: int) -> None:
+        for stage in self.body:
+            stage.conv.active_out = width
 
     def forward(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return _head_forward(self.type, self.body(features), self.out, x, self.scale, self.residual)
-
-    def arch(self, cin: int) -> dict[str, Any]:
-        return {**self.spec, "in": cin, "width": self.body.conv.active_out}
+        for stage in self.body:
+            features = stage(features)
+        return _head_forward(self.type, features, self.out, x, self.scale, self.residual)
 
     def extract(self, cin: int) -> Head:
-        arch = self.arch(cin)
-        head = Head(arch)
-        head.body = self.body.extract(cin)
-        head.out.load_state_dict(self.out.to_plain(arch["width"]).state_dict())
+        width = self.body[0].conv.active_out
+        head = Head({**self.spec, "in": cin, "width": width})
+        head.body = nn.Sequential(*[stage.extract(c) for stage, c in zip(self.body, [cin] + [width] * len(self.body))])
+        head.out.load_state_dict(self.out.to_plain(width).state_dict())
         return head
 
 
@@ -210,7 +227,7 @@ class ElasticMultiTask(Supernet):
         for stage, mult in zip(self.encoder, config["enc_w"]):
             stage.conv.active_out = channels(mult, stage.conv.out_channels)
         for name, head in self.heads.items():
-            head.body.conv.active_out = channels(config[self.decoder_dim(name)], head.body.conv.out_channels)
+            head.set_width(channels(config[self.decoder_dim(name)], head.width))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Shared features of the active encoder (its last stage's active channels)."""
@@ -240,7 +257,7 @@ class ElasticMultiTask(Supernet):
             encoder.append({"in": cin, "out": out, "stride": stage.conv.stride})
             cin = out
         heads = {
-            name: {**head.spec, "in": cin, "width": channels(config[self.decoder_dim(name)], head.body.conv.out_channels)}
+            name: {**head.spec, "in": cin, "width": channels(config[self.decoder_dim(name)], head.width)}
             for name, head in self.heads.items()
         }
         return {"kind": "multitask", "in_channels": self.in_channels, "image_size": self.image_size,
@@ -291,7 +308,7 @@ def multitask_costs(arch: dict[str, Any]) -> dict[str, int]:
         size = conv(s["in"], s["out"], s["stride"], size)
     for h in arch["heads"].values():
         if h["type"] == "classify":
-            conv(h["in"], h["width"], 2, size)
+            conv(h["width"], h["width"], 2, conv(h["in"], h["width"], 2, size))
             params += h["width"] * h["classes"] + h["classes"]
             macs += h["width"] * h["classes"]
         else:
