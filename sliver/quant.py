@@ -576,8 +576,21 @@ class QuantizationSection(StrictModel):
     accuracy_subset: float | None = Field(None, gt=0, le=1)
     seed: int = 0
 
+    def space(self, supernet: Any) -> SearchSpace:
+        """The super-network's space with this section's quantisation genes."""
+        return quantization_space(supernet, tuple(self.precisions), tuple(self.weight_modes), tuple(self.act_modes))
+
     def evaluator(self, supernet: Any, data: Any, target: Any = "cpu-ort-b1", **kwargs: Any) -> QuantEvaluator:
         """The :class:`QuantEvaluator` this section describes (its ``space`` is what the search explores)."""
-        space = quantization_space(supernet, tuple(self.precisions), tuple(self.weight_modes), tuple(self.act_modes))
-        return QuantEvaluator(supernet, data, target=target, space=space, calib_samples=self.calib_samples,
+        return QuantEvaluator(supernet, data, target=target, space=self.space(supernet), calib_samples=self.calib_samples,
                               accuracy_subset=self.accuracy_subset, seed=self.seed, **kwargs)
+
+    def evaluator_from_checkpoint(self, path: str | Path, target: Any = "cpu-ort-b1", **kwargs: Any) -> QuantEvaluator:
+        """The same, for a training checkpoint (its data set and content hash come from the checkpoint)."""
+        from sliver.data import load_dataset
+        from sliver.train.checkpoint import load_supernet
+
+        supernet, info = load_supernet(path)
+        if not info.get("data"):
+            raise QuantError(f"checkpoint {path} records no data set; build the evaluator with evaluator(supernet, data)")
+        return self.evaluator(supernet, load_dataset(**info["data"]), target, supernet_hash=info["hash"], **kwargs)

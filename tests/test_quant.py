@@ -222,3 +222,20 @@ def test_joint_search_runs_through_the_search_loop(supernet, data, tmp_path, str
     assert len(store.trials(store.get_study("joint").id)) == 5
     with pytest.raises(ConfigError, match="precisions"):
         validate(QuantizationSection, {"precisions": ["int4"]})
+
+
+def test_example_yaml_and_checkpoint_evaluator(supernet, tmp_path):
+    from pathlib import Path
+
+    from sliver.config import read_yaml, validate
+    from sliver.quant import QuantizationSection
+    from sliver.train.checkpoint import save_checkpoint
+
+    cfg = read_yaml(Path(__file__).resolve().parent.parent / "examples" / "search_quant.yaml")
+    section = validate(QuantizationSection, cfg["quantization"])
+    assert section.search and "dynamic" not in section.space(supernet)["q_act"].choices
+    path = tmp_path / "ckpt.pt"
+    digest = save_checkpoint(path, {"model": supernet.state_dict(), "supernet": supernet.supernet_config(),
+                                    "data": {"name_or_path": "digits", "seed": 0}})
+    ev = section.model_copy(update={"calib_samples": 32}).evaluator_from_checkpoint(path, cfg["target"])
+    assert ev.supernet_hash.startswith(digest) and ev.space == section.space(supernet)
