@@ -31,8 +31,9 @@ MIN_SAMPLES_FOR_FIT = 3
 #: ridge penalties tried by leave-one-out CV (on standardised source columns)
 ALPHAS = tuple(np.logspace(-1, 2, 7))
 
-#: latencies are floored here before the log (degenerate cells measure ~0 ms)
-_FLOOR_QUANTILE = 0.01
+#: latencies are floored at this share of their device's median before the log:
+#: degenerate cells (e.g. NAS-Bench-201 all-`none`) measure ~0 ms and would dominate a log scale
+_FLOOR_OF_MEDIAN = 0.05
 
 
 @dataclass
@@ -148,6 +149,6 @@ def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]
 
 
 def _log_latency(latency_ms: np.ndarray) -> np.ndarray:
-    floor = np.quantile(latency_ms, _FLOOR_QUANTILE, axis=0)
+    floor = _FLOOR_OF_MEDIAN * np.median(latency_ms, axis=0)
     floor = np.where(floor > 0, floor, latency_ms[latency_ms > 0].min())
     return np.log(np.maximum(latency_ms, floor))

@@ -1,0 +1,73 @@
+"""`sliver latency ...`: latency models for a device (few-shot transfer, operator lookup tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sliver.cli._common import USER_ERRORS, console, err_console, fail
+
+app = typer.Typer(help="Latency models for any device: few-shot transfer and operator lookup tables.", no_args_is_help=True)
+
+
+def read_source_table(path: Path, arch_column: str | None, prefix: str | None):
+    """The source table as a DataFrame indexed by architecture, one column per device."""
+    import pandas as pd
+
+    from sliver.predict.transfer import latency_columns
+
+    frame = pd.read_csv(path)
+    arch_column = arch_column or _first_text_column(frame, path)
+    if arch_column not in frame.columns:
+        raise ValueError(f"{path}: no column '{arch_column}'; columns are {list(frame.columns)}")
+    return frame.set_index(arch_column)[latency_columns(frame, prefix)]
+
+
+def read_samples(path: Path, arch_column: str | None, latency_column: str):
+    """The new device's measurements as a Series (latency in ms) indexed by architecture."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    arch_column = arch_column or _first_text_column(frame, path)
+    for col in (arch_column, latency_column):
+        if col not in frame.columns:
+            raise ValueError(f"{path}: no column '{col}'; columns are {list(frame.columns)} (see --arch-column / --latency-column)")
+    return frame.set_index(arch_column)[latency_column].astype(float)
+
+
+def _first_text_column(frame, path: Path) -> str:
+    from pandas.api.types import is_numeric_dtype
+
+    text = [c for c in frame.columns if not is_numeric_dtype(frame[c])]
+    if not text:
+        raise ValueError(f"{path}: no architecture column (text); name it with --arch-column")
+    return text[0]
+
+
+@app.command("transfer")
+def transfer(
+    source: Path = typer.Option(..., "--source", exists=True, dir_okay=False, help="CSV: one row per architecture, one latency column (ms) per source device."),
+    samples: Path = typer.Option(..., "--samples", exists=True, dir_okay=False, help="CSV: architectures measured on the new device and their latency (ms)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write every architecture's predicted latency to this CSV."),
+    arch_column: str = typer.Option(None, "--arch-column", help="Column naming the architecture (default: the first text column)."),
+    latency_column: str = typer.Option("latency_ms", "--latency-column", help="Latency column of the samples CSV."),
+    columns: str = typer.Option(None, "--columns", help="Prefix of the source device columns (default lat_ms_ if present, else all numeric)."),
+    top: int = typer.Option(10, "--top", min=0, help="Show this many fastest predicted architectures."),
+) -> None:
+    """Predict a new device's latency of every architecture in the source table from k measurements on it."""
+    from sliver.predict.transfer import transfer as run_transfer
+
+    try:
+        table = read_source_table(source, arch_column, columns)
+        measured = read_samples(samples, arch_column, latency_column)
+        result = run_transfer(table, measured)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    (err_console if result.fallback else console).print(("[yellow]warning:[/] " if result.fallback else "") + result.message, highlight=False, soft_wrap=True)
+    if output is not None:
+        result.latency_ms.rename_axis(table.index.name or "arch").to_frame().to_csv(output)
+        console.print(f"wrote {len(result.latency_ms)} predictions to {output}")
+    if top:
+        for arch, ms in result.latency_ms.nsmallest(top).items():
+            console.print(f"{ms:10.3f} ms  {arch}", highlight=False)

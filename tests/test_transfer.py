@@ -1,0 +1,112 @@
+"""Few-shot latency transfer: fallback to the prior, fitting from k samples, clear errors, the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+from typer.testing import CliRunner
+
+from sliver.cli import app
+from sliver.predict.transfer import MIN_SAMPLES_FOR_FIT, DeviceTransfer, latency_columns, transfer
+
+
+def _table(n_arch: int = 300, n_dev: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sources and a new device that share two latent architecture factors (compute, memory)."""
+    rng = np.random.default_rng(seed)
+    arch = rng.uniform(0.5, 2.0, size=(n_arch, 2))
+    dev = rng.uniform(0.2, 1.0, size=(2, n_dev + 1))
+    lat = arch @ dev * np.exp(rng.normal(0, 0.01, size=(n_arch, n_dev + 1)))
+    return lat[:, :n_dev], lat[:, n_dev]
+
+
+def test_k0_falls_back_to_prior_and_says_so():
+    source, _ = _table()
+    model = DeviceTransfer(source).fit([], [])
+    assert model.fallback
+    assert "falling back to the prior" in model.describe()
+    # the prior is the geometric mean of the source devices
+    np.testing.assert_allclose(model.predict(), np.exp(np.log(source).mean(1)), rtol=1e-9)
+
+
+def test_few_samples_shift_the_prior_to_their_level():
+    source, target = _table()
+    rows = np.arange(MIN_SAMPLES_FOR_FIT - 1)
+    model = DeviceTransfer(source).fit(rows, target[rows])
+    assert model.fallback and f"{len(rows)} samples" in model.describe()
+    prior = np.exp(np.log(source).mean(1))
+    ratio = model.predict() / prior
+    np.testing.assert_allclose(ratio, ratio[0])  # same ranking as the prior, only rescaled
+    assert np.isclose(np.log(ratio[0]), np.mean(np.log(target[rows] / prior[rows])))
+
+
+def test_ten_samples_rank_the_new_device_better_than_the_prior():
+    source, target = _table()
+    rows = np.random.default_rng(1).choice(len(target), 10, replace=False)
+    model = DeviceTransfer(source).fit(rows, target[rows])
+    assert not model.fallback and "10 samples" in model.describe()
+    rest = np.setdiff1d(np.arange(len(target)), rows)
+    rho_fit = spearmanr(model.predict()[rest], target[rest])[0]
+    rho_prior = spearmanr(np.log(source).mean(1)[rest], target[rest])[0]
+    assert rho_fit > 0.95
+    assert rho_fit > rho_prior
+    mape = np.mean(np.abs(model.predict()[rest] / target[rest] - 1))
+    assert mape < 0.1  # predictions are in ms, not just a ranking
+
+
+def test_bad_inputs_are_one_line_errors():
+    source, target = _table()
+    with pytest.raises(ValueError, match="source table"):
+        DeviceTransfer(source[:, :0])
+    model = DeviceTransfer(source)
+    with pytest.raises(ValueError, match="3 architectures but 2 latencies"):
+        model.fit([0, 1, 2], [1.0, 2.0])
+    with pytest.raises(ValueError, match="out of range"):
+        model.fit([0, 1, 10_000], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="positive"):
+        model.fit([0, 1, 2], [1.0, -2.0, 3.0])
+    with pytest.raises(ValueError, match="listed twice"):
+        model.fit([0, 0, 2], [1.0, 2.0, 3.0])
+
+
+def test_transfer_by_architecture_name_averages_repeats_and_rejects_unknown():
+    source, target = _table(n_arch=50)
+    names = [f"a{i}" for i in range(50)]
+    frame = pd.DataFrame(source, index=names, columns=[f"lat_ms_d{j}" for j in range(source.shape[1])])
+    samples = pd.Series([target[0], target[0] * 1.1, target[5], target[9], target[20]], index=["a0", "a0", "a5", "a9", "a20"])
+    result = transfer(frame, samples)
+    assert result.n_samples == 4 and not result.fallback
+    assert list(result.latency_ms.index) == names
+    with pytest.raises(ValueError, match="'zz' is not in the source table"):
+        transfer(frame, pd.Series([1.0], index=["zz"]))
+
+
+def test_latency_columns_prefers_lat_ms_prefix():
+    frame = pd.DataFrame({"arch": ["x"], "acc": [90.0], "lat_ms_a": [1.0], "lat_ms_b": [2.0]})
+    assert latency_columns(frame) == ["lat_ms_a", "lat_ms_b"]
+    assert latency_columns(frame.drop(columns=["lat_ms_a", "lat_ms_b"])) == ["acc"]
+    with pytest.raises(ValueError, match="no column starts with 'gpu_'"):
+        latency_columns(frame, "gpu_")
+
+
+def test_cli_transfer_writes_predictions_and_warns_on_fallback(tmp_path):
+    source, target = _table(n_arch=40)
+    names = [f"a{i}" for i in range(40)]
+    pd.DataFrame(source, columns=[f"lat_ms_d{j}" for j in range(source.shape[1])]).assign(arch=names).to_csv(tmp_path / "src.csv", index=False)
+    pd.DataFrame({"arch": names[:12], "latency_ms": target[:12]}).to_csv(tmp_path / "new.csv", index=False)
+    runner = CliRunner()
+    out = tmp_path / "pred.csv"
+    res = runner.invoke(app, ["latency", "transfer", "--source", str(tmp_path / "src.csv"), "--samples", str(tmp_path / "new.csv"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "fitted the new device from 12 samples" in res.output
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["arch", "latency_ms"] and len(pred) == 40
+
+    pd.DataFrame({"arch": [], "latency_ms": []}).to_csv(tmp_path / "none.csv", index=False)
+    res = runner.invoke(app, ["latency", "transfer", "--source", str(tmp_path / "src.csv"), "--samples", str(tmp_path / "none.csv")])
+    assert res.exit_code == 0
+    assert "falling back to the prior" in res.output
+
+    res = runner.invoke(app, ["latency", "transfer", "--source", str(tmp_path / "src.csv"), "--samples", str(tmp_path / "new.csv"), "--latency-column", "ms"])
+    assert res.exit_code == 2 and "no column 'ms'" in res.output
