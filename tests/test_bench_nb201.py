@@ -1,0 +1,83 @@
+"""NB201 tabular problem (skipped without ../shared/data), the bench runner, and `sliver search` YAML errors."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sliver.bench.nb201 import NB201, data_root
+from sliver.cli import app
+
+HAVE_DATA = (data_root() / "nb201" / "nb201_acc_latency.csv").is_file()
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason="NB201 table not in ../shared/data (set SLIVER_DATA)")
+
+
+@needs_data
+def test_table_front_and_hypervolume():
+    p = NB201("raspi4")
+    assert len(p.index) == 15625
+    assert p.hv_ratio([p.values({"ops": ["nor_conv_3x3"] * 6})]) < 0.99
+    front = [p.values({"ops": list(k)}) for k, i in p.index.items() if i in set(p.true_front)]
+    assert p.hv_ratio(front) == pytest.approx(1.0)
+    degenerate = p.values({"ops": ["none"] * 6})
+    assert degenerate["accuracy"] == pytest.approx(10.0, abs=0.5)
+    ev = p.evaluator()
+    assert ev.fingerprint_for("accuracy") == "any" and ev.fingerprint_for("latency_ms") == "nb201-raspi4"
+    assert isinstance(ev.measure({"ops": ["none"] * 6}, ["flops"])["flops"], KeyError)
+
+
+@needs_data
+def test_unknown_device_and_dataset_are_clear():
+    with pytest.raises(ValueError, match="raspi4"):
+        NB201("raspi5")
+    with pytest.raises(ValueError, match="cifar100"):
+        NB201("raspi4", "mnist")
+
+
+def test_missing_table_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SLIVER_DATA"):
+        NB201("raspi4", root=tmp_path)
+
+
+@needs_data
+@pytest.mark.slow
+def test_linas_beats_random_at_a_small_budget():
+    from sliver.bench.runner import run_nb201
+
+    p = NB201("raspi4")
+    linas = run_nb201(p, "linas", 0, 100).final
+    rand = run_nb201(p, "random", 0, 100).final
+    assert linas > rand
+
+
+def _yaml(tmp_path, body):
+    path = tmp_path / "search.yaml"
+    path.write_text(body)
+    return str(path)
+
+
+BASE = "problem: {kind: nb201, device: raspi4}\nstore: null\n"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (BASE + "objectives: [accuracy, flops]\nbudget: 10\n", "unknown objective 'flops'"),
+        (BASE + "objectives: [accuracy]\nconstraints: ['energy <= 3']\nbudget: 10\n", "unknown metric 'energy'"),
+        (BASE + "objectives: [accuracy]\nbudget: 0\n", "budget"),
+        (BASE + "objectives: [accuracy]\nbudget: 10\nstrategy: {name: sgd}\n", "strategy.name"),
+        (BASE + "objectives: [accuracy, params]\nbudget: 10\n", "measures only"),
+    ],
+)
+def test_bad_yaml_is_one_line(tmp_path, body, message):
+    out = CliRunner().invoke(app, ["search", _yaml(tmp_path, body)])
+    assert out.exit_code == 2
+    text = out.output.strip()
+    assert message in text and len(text.splitlines()) == 1
+
+
+@needs_data
+def test_search_cli_prints_the_front(tmp_path):
+    body = BASE.replace("store: null", f"store: sqlite:///{tmp_path}/s.db") + "objectives: [accuracy, latency_ms]\nbudget: 12\nstrategy: {name: random}\n"
+    out = CliRunner().invoke(app, ["search", _yaml(tmp_path, body)])
+    assert out.exit_code == 0, out.output
+    assert "Pareto front" in out.output and "12 unique evaluations" in out.output

@@ -1,0 +1,80 @@
+"""Predictors: every family fits and ranks, the ensemble gives an uncertainty, bad input is a clear error."""
+
+import numpy as np
+import pytest
+
+from sliver.predict import FAMILIES, Predictor, choose_family, cross_validate, kendall_tau, mape, spearman
+from sliver.predict.features import features_from_vectors
+from sliver.space import Dimension, SearchSpace
+
+
+def data(n=120, seed=0):
+    space = SearchSpace([Dimension("op", (0, 1, 2, 3), 6)])
+    rng = np.random.default_rng(seed)
+    configs = space.sample(rng, n)
+    X = space.features(configs)
+    w = rng.normal(size=X.shape[1])
+    y = X @ w + 0.3 * (X[:, 3] * X[:, 7]) + 0.05 * rng.normal(size=n)
+    return space, configs, X, y
+
+
+@pytest.mark.parametrize("kind", list(FAMILIES) + ["ensemble", "auto"])
+def test_each_kind_ranks_held_out_points(kind):
+    _, _, X, y = data(160)
+    model = Predictor(kind, seed=0).fit(X[:120], y[:120])
+    mean, std = model.predict_dist(X[120:])
+    assert mean.shape == std.shape == (40,)
+    assert kendall_tau(mean, y[120:]) > 0.6
+    if kind == "ensemble":
+        assert (std > 0).all()
+    else:
+        assert (std == 0).all()
+
+
+def test_rank_targets_resist_a_heavy_tail():
+    _, _, X, y = data(200, seed=1)
+    y = np.where(np.arange(200) % 10 == 0, 100.0, y)  # a few broken networks far away
+    good = np.arange(150, 200)[y[150:] < 50]
+    raw = Predictor("ridge", target="raw").fit(X[:150], y[:150]).predict(X[good])
+    rank = Predictor("ridge", target="rank").fit(X[:150], y[:150]).predict(X[good])
+    assert kendall_tau(rank, y[good]) > kendall_tau(raw, y[good])
+
+
+def test_wrong_feature_length_is_a_clear_error():
+    _, _, X, y = data()
+    model = Predictor("ridge").fit(X, y)
+    with pytest.raises(ValueError, match="expected 24 columns"):
+        model.predict(X[:, :5])
+
+
+@pytest.mark.parametrize("bad", ["forest", "xgboost"])
+def test_unknown_kind_names_the_choices(bad):
+    with pytest.raises(ValueError, match="ridge"):
+        Predictor(bad)
+
+
+def test_unfitted_and_nan_targets():
+    _, _, X, y = data()
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Predictor("ridge").predict(X)
+    y = y.copy()
+    y[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        Predictor("ridge").fit(X, y)
+
+
+def test_metrics_and_cross_validation():
+    t = np.arange(10.0)
+    assert kendall_tau(t, t) == pytest.approx(1.0)
+    assert spearman(t, -t) == pytest.approx(-1.0)
+    assert mape(t + 1 + 0.1 * (t + 1), t + 1) == pytest.approx(10.0)
+    _, _, X, y = data()
+    cv = cross_validate("ridge", X, y, folds=3)
+    assert cv["kendall_tau"] > 0.6 and cv["n"] == len(y)
+    assert choose_family(X, y, ["ridge", "svr"], folds=3) in ("ridge", "svr")
+
+
+def test_vector_features_match_space_features():
+    space, configs, X, _ = data(30)
+    V = np.stack([space.encode(c) for c in configs])
+    assert np.array_equal(features_from_vectors(space, V), X)

@@ -1,0 +1,161 @@
+"""The search loop and strategies on a small gated toy space with a counting evaluator."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sliver.measure.objectives import BUILTIN
+from sliver.search import Constraint, Search, hypervolume, make_strategy, nondominated
+from sliver.search.hv import hvi_2d
+from sliver.space import DepthGate, Dimension, SearchSpace
+from sliver.store import ResultStore
+
+STRATEGIES = ["random", "nsga2", "unsga3", "tpe", "linas"]
+FAST_OPTIONS = {"linas": {"n_init": 8, "batch": 4, "inner": "nsga2", "inner_pop": 20, "inner_generations": 5, "samples": 8}}
+
+
+def toy_space():
+    return SearchSpace(
+        [Dimension("k", (3, 5, 7), 4), Dimension("d", (1, 2), 2), Dimension("w", (1, 2, 3))],
+        [DepthGate("d", (2, 2), ("k",))],
+    )
+
+
+class Killed(BaseException):
+    """Stands in for the process dying mid-search."""
+
+
+class ToyEvaluator:
+    """accuracy / latency_ms (expensive) and params (cheap) from the active blocks; counts what it measures."""
+
+    def __init__(self, kill_after=None):
+        self.space = toy_space()
+        self.objectives = [BUILTIN["accuracy"], BUILTIN["latency_ms"], BUILTIN["params"]]
+        self.supernet_hash = "toy"
+        self.fingerprint = "cpu"
+        self.measured = []  # keys measured for expensive objectives
+        self.kill_after = kill_after
+
+    def fingerprint_for(self, objective):
+        return "cpu" if objective == "latency_ms" else "any"
+
+    def measure(self, config, objectives):
+        if "accuracy" in objectives or "latency_ms" in objectives:
+            if self.kill_after is not None and len(self.measured) >= self.kill_after:
+                raise Killed()
+            self.measured.append(self.space.key(config))
+        active = [k for k, a in zip(config["k"], self.space.active_mask(config)["k"]) if a]
+        size = sum(k * k for k in active) * config["w"]
+        out = {
+            "accuracy": 60 + 10 * np.log(size) + (config["k"][0] == 5) * 2.0,
+            "latency_ms": 0.1 * size + len(active),
+            "params": float(size * 100),
+        }
+        return {n: out[n] for n in objectives}
+
+
+def run(strategy, budget=30, **kw):
+    ev = kw.pop("evaluator", None) or ToyEvaluator()
+    s = Search(ev.space, ev, ["accuracy", "latency_ms"], strategy, budget=budget, seed=0,
+               strategy_options=FAST_OPTIONS.get(strategy), **kw)
+    return s.run(), ev
+
+
+@pytest.mark.parametrize("strategy", [pytest.param(s, marks=pytest.mark.slow) if s == "linas" else s for s in STRATEGIES])
+def test_budget_respected_and_no_canonical_duplicate(strategy):
+    result, ev = run(strategy, budget=30)
+    assert result.n_evaluations == len(ev.measured) <= 30
+    assert len(set(ev.measured)) == len(ev.measured)
+    assert len(ev.measured) >= 20  # the toy space has 3**... networks: no strategy should run dry this early
+    assert result.hv_history and result.hv_history[-1][0] == result.n_evaluations
+    assert all(b >= a for (_, a, _), (_, b, _) in zip(result.hv_history, result.hv_history[1:]))
+
+
+def test_linas_returns_only_measured_points():
+    result, ev = run("linas", budget=24)
+    measured = set(ev.measured)
+    assert {p.key for p in result.points} == measured
+    assert {p.key for p in result.front} <= measured
+    assert any("Kendall tau" in line for line in result.log)
+
+
+@pytest.mark.parametrize("strategy", ["random", "nsga2", "linas"])
+def test_constraints_honoured(strategy):
+    cons = ["latency_ms <= 8", "params <= 10000"]
+    result, ev = run(strategy, budget=20, constraints=cons)
+    parsed = [Constraint.parse(c) for c in cons]
+    for p in result.feasible_front:
+        assert all(c.ok(p.values[c.metric]) for c in parsed)
+    # the cheap constraint filters before measuring: no measured network breaks it
+    for p in result.points:
+        if p.origin == "search":
+            assert p.values["params"] <= 10000
+    assert result.feasible_front
+
+
+@pytest.mark.slow
+def test_kill_and_restart_loses_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    full, _ = run("linas", budget=20, store=ResultStore(f"sqlite:///{tmp_path}/full.db"), study_name="s")
+    ev = ToyEvaluator(kill_after=11)
+    store = ResultStore(url)
+    with pytest.raises(Killed):
+        run("linas", budget=20, store=store, study_name="s", evaluator=ev)
+    assert len(store.trials(store.get_study("s").id)) == 11
+    ev2 = ToyEvaluator()
+    resumed, _ = run("linas", budget=20, store=ResultStore(url), study_name="s", evaluator=ev2)
+    assert resumed.n_evaluations == full.n_evaluations == 20
+    assert len(ev2.measured) == 9  # only the rest was paid for
+    trials = ResultStore(url).trials(store.get_study("s").id)
+    assert len(trials) == 20 and len({t.config_key for t in trials}) == 20
+    assert set(ev.measured) <= {t.config_key for t in trials}
+
+
+def test_warm_start_reuses_stored_measurements(tmp_path):
+    store = ResultStore(f"sqlite:///{tmp_path}/s.db")
+    first, _ = run("random", budget=15, store=store, study_name="a")
+    ev = ToyEvaluator()
+    second, _ = run("nsga2", budget=10, store=store, study_name="b", warm_start=True, evaluator=ev)
+    assert second.n_warm == 15
+    assert second.n_evaluations == len(ev.measured) == 10
+    assert not set(ev.measured) & {p.key for p in first.points}
+    assert len(second.points) == 25
+
+
+def test_store_cache_hits_are_free(tmp_path):
+    store = ResultStore(f"sqlite:///{tmp_path}/s.db")
+    run("random", budget=15, store=store, study_name="a")
+    ev = ToyEvaluator()
+    again, _ = run("random", budget=15, store=store, study_name="b", evaluator=ev)  # same seed: same proposals
+    assert again.n_cache_hits == 15 and again.n_evaluations == 15 and len(ev.measured) == 15
+
+
+def test_bad_arguments_are_clear():
+    ev = ToyEvaluator()
+    with pytest.raises(ValueError, match="budget"):
+        Search(ev.space, ev, ["accuracy"], "random", budget=0)
+    with pytest.raises(ValueError, match="objective 'flops'"):
+        Search(ev.space, ev, ["flops"], "random", budget=5)
+    with pytest.raises(ValueError, match="metric 'energy'"):
+        Search(ev.space, ev, ["accuracy"], "random", budget=5, constraints=["energy <= 3"])
+    with pytest.raises(ValueError, match="metric <= number"):
+        Constraint.parse("latency < 5")
+    with pytest.raises(ValueError, match="strategy 'sgd'"):
+        make_strategy("sgd")
+
+
+def test_hypervolume_helpers_agree_with_pymoo():
+    rng = np.random.default_rng(0)
+    F, P, ref = rng.random((40, 2)), rng.random((10, 2)), np.array([1.1, 1.1])
+    base = hypervolume(F, ref)
+    exact = [hypervolume(np.vstack([F, p]), ref) - base for p in P]
+    assert np.allclose(hvi_2d(F, P, ref), exact)
+    assert nondominated(np.array([[1, 1], [2, 2], [0, 3]])).tolist() == [True, False, True]
+
+
+def test_search_stack_never_imports_torch():
+    code = "import sys, sliver.space, sliver.search, sliver.predict, sliver.store, sliver.bench, sliver.search.strategies; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
