@@ -397,7 +397,7 @@ class QuantEvaluator:
         if MODEL_OBJECTIVES & set(objectives):
             t0 = time.perf_counter()
             try:
-                path = self.quantized_model(config, self.workdir / "current.onnx")
+                path = self.quantized_model(config, self.workdir / f"{self.space.key(config)}.onnx")
             except Exception as exc:  # every model objective fails with it; macs/params still work
                 build_error = exc
             build_s = time.perf_counter() - t0
@@ -413,6 +413,8 @@ class QuantEvaluator:
                 out[name] = exc
             # the shared build cost is split over the objectives that needed it
             self.last_seconds[name] = time.perf_counter() - t0 + (build_s / n_model if name in MODEL_OBJECTIVES else 0.0)
+        if path is not None:
+            path.unlink(missing_ok=True)  # its measurements are taken; only the float models and calibrations are kept
         return out
 
     def _measure_one(self, name: str, config: Config, path: Path | None) -> float:
