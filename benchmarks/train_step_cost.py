@@ -5,7 +5,7 @@ backward and optimiser step), interleaved so that load on the shared machine
 hits both alike; the figure is the ratio of the medians. The per-network
 forward+backward times say where the time goes.
 
-    python benchmarks/train_step_cost.py [--reps 30] [--threads 2]
+    python benchmarks/train_step_cost.py [--reps 30] [--threads 1]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def timed(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/bench_step_cost")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
