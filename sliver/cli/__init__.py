@@ -45,6 +45,9 @@ app.command("measure")(_measure.measure)
 app.add_typer(_results.app, name="results")
 from sliver.cli import train as _train  # noqa: E402
 app.command("train")(_train.train)
+from sliver.cli import control as _control  # noqa: E402
+app.command("control")(_control.control)
+app.command("train-multitask")(_control.train_multitask)
 from sliver.cli import latency as _latency  # noqa: E402
 app.add_typer(_latency.app, name="latency")
 
