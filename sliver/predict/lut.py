@@ -1,4 +1,11 @@
-"""Latency models of sub-networks: learned predictors over any features.
+"""Latency models of sub-networks: operator lookup tables and learned predictors.
+
+An :class:`OperatorLUT` holds the measured latency of every distinct operator
+(stem, inverted-residual block, head, each with its input resolution and
+shapes) that an ``ElasticMobileNet`` can produce, on one hardware target. A
+sub-network's predicted latency is the sum over its operators. The table is
+keyed by the target's fingerprint and refuses to serve another one: latencies
+from different machines or libraries are never mixed.
 
 :class:`LatencyPredictor` maps feature rows (one-hot genes from
 :meth:`sliver.space.SearchSpace.features`, cost features such as MACs and
@@ -7,14 +14,16 @@ family (:class:`sliver.predict.Predictor`), picks the member with the best
 cross-validated Kendall tau, and standardises the columns first so that
 features in channels, MACs and one-hots share one scale.
 
-No torch import here.
+Torch is imported only inside the functions that build and time operators.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import yaml
 
 from sliver.predict.models import Predictor
 
@@ -60,3 +69,147 @@ class LatencyPredictor:
         if X.ndim != 2 or X.shape[1] != self._mean.size:
             raise ValueError(f"features: expected {self._mean.size} values per row (as in fit), got shape {X.shape}")
         return self._model.predict((X - self._mean) / self._scale)
+
+
+# ------------------------------------------------------------ operator LUT
+def operator_key(kind: str, spec: dict[str, Any]) -> str:
+    """Canonical text key of one operator, e.g. ``block:act=relu,expand=1,...,res=56``."""
+    return kind + ":" + ",".join(f"{k}={spec[k]}" for k in sorted(spec))
+
+
+def operators(arch: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(key, kind, spec)`` of every operator of a MobileNet ``arch_config``, in execution order."""
+    res = arch["resolution"]
+    stem = arch["stem"]
+    ops = [("stem", {"in": arch["in_channels"], "out": stem["out"], "stride": stem["stride"], "act": stem["act"], "res": res})]
+    res = (res - 1) // stem["stride"] + 1  # padding k // 2 with odd kernels
+    for b in arch["blocks"]:
+        ops.append(("block", {k: b[k] for k in ("in", "mid", "out", "kernel", "stride", "expand", "se_mid", "act")} | {"res": res}))
+        res = (res - 1) // b["stride"] + 1
+    ops.append(("head", {"in": arch["blocks"][-1]["out"], "final": arch["final_expand_width"], "feature": arch["feature_width"],
+                         "classes": arch["num_classes"], "res": res}))
+    return [(operator_key(kind, spec), kind, spec) for kind, spec in ops]
+
+
+def enumerate_operators(supernet) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every distinct operator the super-network can produce: ``key -> (kind, spec)``.
+
+    A block's shapes depend on its position, kernel, expand ratio and the input
+    resolution, never on how many blocks run after it; so the deepest config
+    with one (kernel, expand) everywhere, at each resolution, contains every
+    operator of that (kernel, expand, resolution).
+    """
+    space = supernet.space
+    deepest = space.max_config()
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for r in space["r"].choices:
+        for k in space["ks"].choices:
+            for e in space["e"].choices:
+                config = dict(deepest, r=r, ks=[k] * space["ks"].length, e=[e] * space["e"].length)
+                for key, kind, spec in operators(supernet.arch_config(config)):
+                    found.setdefault(key, (kind, spec))
+    return found
+
+
+def build_operator(kind: str, spec: dict[str, Any]):
+    """The plain PyTorch module of one operator and an example input (batch 1)."""
+    import torch
+    from torch import nn
+
+    from sliver.elastic.mobilenet import InvertedResidual, _conv_bn_act
+
+    if kind == "stem":
+        module = _conv_bn_act(spec["in"], spec["out"], 3, spec["stride"], spec["act"])
+    elif kind == "block":
+        module = InvertedResidual(spec)
+    elif kind == "head":
+        # the same layers as MobileNet's tail: 1x1 expand, pool, 1x1 feature mix, classifier
+        module = nn.Sequential(
+            _conv_bn_act(spec["in"], spec["final"], 1, 1, "h_swish"), nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(spec["final"], spec["feature"], 1, bias=False), nn.Hardswish(), nn.Flatten(),
+            nn.Linear(spec["feature"], spec["classes"]),
+        )
+    else:
+        raise ValueError(f"operator kind '{kind}' is unknown; expected stem, block or head")
+    return module.eval(), torch.randn(1, spec["in"], spec["res"], spec["res"])
+
+
+class OperatorLUT:
+    """Per-operator latency (ms) on one hardware target, identified by its fingerprint."""
+
+    def __init__(self, fingerprint: dict[str, Any], fingerprint_hash: str, entries: dict[str, float] | None = None) -> None:
+        # plain str/int values (torch's version is a str subclass that YAML cannot write)
+        self.fingerprint = {str(k): v if type(v) in (int, float, bool) else str(v) for k, v in fingerprint.items()}
+        self.fingerprint_hash = fingerprint_hash
+        self.entries: dict[str, float] = dict(entries or {})
+
+    @classmethod
+    def for_target(cls, target) -> "OperatorLUT":
+        """An empty table for a :class:`~sliver.measure.hardware.HardwareTarget`."""
+        return cls(target.fingerprint(), target.fingerprint_hash())
+
+    def check_target(self, target) -> None:
+        """Refuse a target whose fingerprint differs from the table's."""
+        if target.fingerprint_hash() != self.fingerprint_hash:
+            theirs = target.fingerprint()
+            diff = sorted(k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k))
+            raise ValueError(f"lookup table was built for fingerprint {self.fingerprint_hash}, not {target.fingerprint_hash()} "
+                             f"(differs in {', '.join(diff) or 'hash'}); build a table on this target")
+
+    def missing(self, arch: dict[str, Any]) -> list[str]:
+        """Keys of ``arch``'s operators that the table lacks."""
+        return [key for key, _, _ in operators(arch) if key not in self.entries]
+
+    def predict(self, arch: dict[str, Any]) -> float:
+        """Latency (ms) of a MobileNet ``arch_config``: the sum over its operators."""
+        missing = self.missing(arch)
+        if missing:
+            raise ValueError(f"lookup table has no entry for operator '{missing[0]}' ({len(missing)} missing); "
+                             "rebuild it for this super-network with 'sliver latency build-lut'")
+        return float(sum(self.entries[key] for key, _, _ in operators(arch)))
+
+    def save(self, path: str | Path) -> None:
+        """Write the table as YAML (fingerprint, its hash, and ``key: ms`` entries)."""
+        data = {"fingerprint": self.fingerprint, "fingerprint_hash": self.fingerprint_hash, "unit": "ms",
+                "entries": {k: float(v) for k, v in sorted(self.entries.items())}}
+        Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path, target=None) -> "OperatorLUT":
+        """Read a YAML table; with ``target``, refuse it unless the fingerprints match."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        for field in ("fingerprint", "fingerprint_hash", "entries"):
+            if field not in data:
+                raise ValueError(f"{path}: field '{field}' is missing; not a sliver lookup table")
+        lut = cls(data["fingerprint"], data["fingerprint_hash"], {k: float(v) for k, v in (data["entries"] or {}).items()})
+        if target is not None:
+            lut.check_target(target)
+        return lut
+
+
+def build_lut(supernet, target, path: str | Path | None = None,
+              on_progress: Callable[[int, int], None] | None = None) -> OperatorLUT:
+    """Time every operator of ``supernet`` on ``target`` once; resumes from ``path`` if it exists.
+
+    The YAML at ``path`` is rewritten after each operator, so an interrupted
+    build loses at most the operator being timed.
+    """
+    from sliver.measure.latency import measure_latency
+
+    if path is not None and Path(path).is_file():
+        lut = OperatorLUT.load(path, target)
+    else:
+        lut = OperatorLUT.for_target(target)
+    todo = {k: v for k, v in enumerate_operators(supernet).items() if k not in lut.entries}
+    total, done = len(todo) + len(lut.entries), len(lut.entries)
+    for key, (kind, spec) in todo.items():
+        module, example = build_operator(kind, spec)
+        if target.batch_size != 1:
+            example = example.expand(target.batch_size, *example.shape[1:]).contiguous()
+        lut.entries[key] = float(measure_latency(module, example, target).median_ms)
+        done += 1
+        if path is not None:
+            lut.save(path)
+        if on_progress is not None:
+            on_progress(done, total)
+    return lut

@@ -1,0 +1,95 @@
+"""Operator lookup tables: coverage, summing, fingerprint refusal, YAML round trip, resumable build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sliver.elastic.mobilenet import ElasticMobileNet  # noqa: E402
+from sliver.measure.hardware import HardwareTarget  # noqa: E402
+from sliver.predict.lut import OperatorLUT, build_lut, build_operator, enumerate_operators, operators  # noqa: E402
+
+FAST = dict(warmup=0, min_repeats=3, max_repeats=3, max_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return ElasticMobileNet.from_preset("tiny")
+
+
+def test_enumeration_covers_every_operator_of_random_configs(tiny):
+    table = enumerate_operators(tiny)
+    for config in tiny.space.sample(0, n=40):
+        arch = tiny.arch_config(config)
+        keys = [k for k, _, _ in operators(arch)]
+        assert len(keys) == len(arch["blocks"]) + 2  # stem, each block, head
+        assert not [k for k in keys if k not in table]
+
+
+def test_lut_sum_equals_hand_checked_operator_sum(tiny):
+    space = tiny.space
+    config = dict(space.min_config(), r=28)
+    arch = tiny.arch_config(config)
+    lut = OperatorLUT({"machine": "test"}, "abc", {k: float(i + 1) for i, k in enumerate(enumerate_operators(tiny))})
+    ops = operators(arch)
+    # min config of the tiny preset: stem, the fixed first block, one block per stage (3), head
+    assert [kind for _, kind, _ in ops] == ["stem", "block", "block", "block", "block", "head"]
+    assert ops[0][2] == {"in": 1, "out": 8, "stride": 1, "act": arch["stem"]["act"], "res": 28}
+    assert [spec["res"] for _, kind, spec in ops if kind == "block"] == [28, 28, 14, 7]
+    assert ops[-1][2]["res"] == 4
+    assert lut.predict(arch) == sum(lut.entries[k] for k, _, _ in ops)
+    del lut.entries[ops[2][0]]
+    with pytest.raises(ValueError, match="no entry for operator 'block:"):
+        lut.predict(arch)
+
+
+def test_lut_from_one_fingerprint_is_refused_for_another(tmp_path):
+    one = HardwareTarget.preset("cpu-torch-b1")
+    other = HardwareTarget.preset("cpu-torch-b2")
+    lut = OperatorLUT.for_target(one)
+    lut.entries["stem:x"] = 1.0
+    lut.save(tmp_path / "lut.yaml")
+    assert OperatorLUT.load(tmp_path / "lut.yaml", one).entries == {"stem:x": 1.0}
+    with pytest.raises(ValueError, match="differs in batch_size"):
+        OperatorLUT.load(tmp_path / "lut.yaml", other)
+    (tmp_path / "bad.yaml").write_text("entries: {}\n")
+    with pytest.raises(ValueError, match="field 'fingerprint' is missing"):
+        OperatorLUT.load(tmp_path / "bad.yaml")
+
+
+def test_operator_modules_run_and_match_the_extracted_network(tiny):
+    config = tiny.space.sample(3)
+    arch = tiny.arch_config(config)
+    for _, kind, spec in operators(arch):
+        module, example = build_operator(kind, spec)
+        with torch.no_grad():
+            out = module(example)
+        if kind == "head":
+            assert out.shape == (1, arch["num_classes"])
+        else:
+            assert out.shape[1] == spec["out"]
+    with pytest.raises(ValueError, match="operator kind 'pool' is unknown"):
+        build_operator("pool", {})
+
+
+@pytest.mark.slow
+def test_build_lut_is_resumable_and_predicts_positive_latency(tmp_path):
+    net = ElasticMobileNet.from_preset("digits")
+    target = HardwareTarget.preset("cpu-torch-b1", **FAST)
+    all_ops = enumerate_operators(net)
+    path = tmp_path / "lut.yaml"
+    # a partial table on disk, as left by an interrupted build
+    partial = OperatorLUT.for_target(target)
+    first = next(iter(all_ops))
+    partial.entries[first] = 123.0
+    partial.save(path)
+    seen = []
+    lut = build_lut(net, target, path, on_progress=lambda done, total: seen.append((done, total)))
+    assert lut.entries[first] == 123.0  # kept, not re-timed
+    assert set(lut.entries) == set(all_ops)
+    assert seen[0] == (2, len(all_ops)) and seen[-1] == (len(all_ops), len(all_ops))
+    assert set(OperatorLUT.load(path, target).entries) == set(all_ops)
+    arch = net.arch_config(net.space.sample(1))
+    assert np.isfinite(lut.predict(arch)) and lut.predict(arch) > 0
