@@ -118,6 +118,13 @@ def search(config: Path = typer.Argument(..., help="Search config (YAML): proble
         result = runner.run()
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    print_front(result, cfg, console)
+    if store is not None:
+        store.close()
+
+
+def print_front(result, cfg: SearchConfig, console=console) -> None:
+    """Print the search log, the measured (feasible) front as a table, and the accounting."""
     for line in result.log:
         console.print(f"[dim]{line}[/]", highlight=False)
     front = result.feasible_front if cfg.constraints else result.front
@@ -134,8 +141,6 @@ def search(config: Path = typer.Argument(..., help="Search config (YAML): proble
         f"{result.n_filtered} filtered by cheap constraints, {result.n_failed} failed; hypervolume {result.hypervolume:.6g}; "
         f"{result.eval_seconds:.1f} s measuring, {result.search_seconds:.1f} s searching ({result.stopped})"
     )
-    if store is not None:
-        store.close()
 
 
 def _short(config: dict) -> str:
