@@ -198,10 +198,11 @@ def _check_fit(model: nn.Module, data: MultiTaskData, tasks: list[Task]) -> None
     with torch.no_grad():
         out = model(batch["x"])
     for t in tasks:
-        target = batch[t.target]
-        want = target.shape if target.dtype.is_floating_point else (target.shape[0], int(data.val.tensors[1].max()) + 1)
-        if tuple(out[t.name].shape) != tuple(want):
-            raise ConfigError(f"task '{t.name}': output shape {tuple(out[t.name].shape)} does not match its target {tuple(want)}; "
+        got, target = tuple(out[t.name].shape), batch[t.target]
+        # dense targets must match pixel for pixel; class labels need one row of scores per example
+        fits = got == tuple(target.shape) if target.dtype.is_floating_point else got[:1] == tuple(target.shape)
+        if not fits:
+            raise ConfigError(f"task '{t.name}': output shape {got} does not fit its target {tuple(target.shape)}; "
                               "check data.low_res against the head's scale")
 
 
