@@ -105,7 +105,7 @@ def test_killed_and_resumed_run_gives_bit_identical_weights(tmp_path):
     assert resumed.resumed and resumed.step == 25
     done = resumed.fit()
     assert done["hash"] == whole["hash"]
-    _, ref = load_supernet(tmp_path / "whole" / "checkpoint.pt")
+    assert load_supernet(tmp_path / "killed" / "checkpoint.pt")[1]["hash"] == whole["hash"]
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -162,3 +162,17 @@ def test_data_that_does_not_fit_the_supernet_is_a_clear_error(tmp_path):
         Trainer(run_config(), tmp_path, supernet=ToyNet(num_classes=3), data=digits(), progress=False)
     with pytest.raises(ValueError, match="does not fit the super-network"):
         Trainer(run_config(), tmp_path, supernet=ToyNet(in_channels=3), data=digits(), progress=False)
+
+
+def test_weight_decay_skips_norms_and_biases_and_lr_warms_up_then_decays(tmp_path):
+    trainer = make(tmp_path, epochs=4, warmup_epochs=1, weight_decay=1e-3)
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 1e-3 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == sum(p.numel() for p in trainer.supernet.parameters())
+    spe, lr = trainer.steps_per_epoch, trainer.schedule.lr
+    warm = [lr(s) for s in range(spe)]
+    assert warm == sorted(warm) and warm[0] < 0.01 and lr(spe) == pytest.approx(0.1, rel=1e-3)
+    decay_part = [lr(s) for s in range(spe, 4 * spe)]
+    assert decay_part == sorted(decay_part, reverse=True) and decay_part[-1] < 1e-3
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr(0))  # LambdaLR applies it from step 0
