@@ -93,3 +93,17 @@ def test_build_lut_is_resumable_and_predicts_positive_latency(tmp_path):
     assert set(OperatorLUT.load(path, target).entries) == set(all_ops)
     arch = net.arch_config(net.space.sample(1))
     assert np.isfinite(lut.predict(arch)) and lut.predict(arch) > 0
+
+
+def test_cli_build_lut_refuses_a_table_of_another_target(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from sliver.cli import app
+
+    OperatorLUT.for_target(HardwareTarget.preset("cpu-torch-b1")).save(tmp_path / "lut.yaml")
+    example = Path(__file__).resolve().parents[1] / "examples" / "mobilenet_digits.yaml"
+    res = CliRunner().invoke(app, ["latency", "build-lut", str(example), "--target", "cpu-torch-b2", "-o", str(tmp_path / "lut.yaml")])
+    assert res.exit_code == 2
+    assert "build a table on this target" in res.output
