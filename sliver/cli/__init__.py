@@ -50,6 +50,10 @@ app.command("control")(_control.control)
 app.command("train-multitask")(_control.train_multitask)
 from sliver.cli import latency as _latency  # noqa: E402
 app.add_typer(_latency.app, name="latency")
+from sliver.cli import deploy as _deploy  # noqa: E402
+app.command("demo")(_deploy.demo)
+app.command("export")(_deploy.export)
+app.command("report")(_deploy.report)
 
 
 def main() -> None:

@@ -1,0 +1,116 @@
+"""`sliver demo`, `sliver export` and `sliver report`: from a finished search to deployable models and a picture.
+
+``export`` and ``report`` take the search's YAML (the one ``sliver search`` ran,
+or ``<run>/search.yaml`` written by ``sliver demo``), so the evaluator that
+re-checks an export is built exactly as the search built it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from sliver.cli._common import USER_ERRORS, console, fail
+
+
+def demo(
+    quick: bool = typer.Option(False, "--quick", help="A ≤ 2-minute version on scikit-learn's digits (smoke test)."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run folder: checkpoint, sliver.db, exports, report."),
+    budget: int = typer.Option(None, "--budget", min=1, help="Unique real evaluations for the search (default 40, quick 12)."),
+) -> None:
+    """Train the tiny super-network, search it for this CPU, export two sub-networks, write the report. Resumable."""
+    from sliver.demo import run_demo
+
+    try:
+        run_demo(out / "quick" if quick and out == Path("runs/demo") else out, quick=quick, budget=budget, console=console)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+
+
+def _open(search_yaml: Path, study: str | None):
+    """The validated search config, its store and the study name it used."""
+    from sliver.cli.search import SearchConfig
+    from sliver.config import load
+    from sliver.store import ResultStore
+
+    cfg = load(SearchConfig, search_yaml)
+    if not cfg.store:
+        raise ValueError(f"{search_yaml}: 'store' is empty, so the search kept nothing to export or report")
+    store = ResultStore(cfg.store)
+    name = study or cfg.study
+    if name is None:
+        studies = store.list_studies()
+        if len(studies) != 1:
+            raise ValueError(f"{search_yaml} names no study and the store holds {len(studies)}; pass --study "
+                             f"(one of {[s.name for s in studies]})")
+        name = studies[0].name
+    return cfg, store, store.get_study(name)
+
+
+def export(
+    search_yaml: Path = typer.Argument(..., help="The search's YAML (problem kind 'supernet')."),
+    pick_rule: str = typer.Option("knee", "--pick", "-p", help="'knee', a rule like 'latency_ms<=2 max accuracy', or a config as JSON."),
+    out: Path = typer.Option(Path("export"), "--out", "-o", help="Folder to write model.pt, arch.json, model.onnx, card.md/json."),
+    study: str = typer.Option(None, "--study", help="Study name (default: the YAML's)."),
+) -> None:
+    """Cut a sub-network out of the super-network, verify it against the stored metrics, and write it."""
+    from sliver.export import export_subnetwork, pick
+
+    try:
+        cfg, store, record = _open(search_yaml, study)
+        if cfg.problem.kind != "supernet":
+            raise ValueError(f"{search_yaml}: only a 'supernet' problem has models to export (this one is '{cfg.problem.kind}')")
+        from sliver.cli.search import build_search
+
+        search, _ = build_search(cfg)
+        evaluator = search.evaluator
+        points = [(t.config, t.values) for t in store.trials(record.id) if not t.errors]
+        if pick_rule.lstrip().startswith("{"):
+            try:
+                config = evaluator.space.validate(json.loads(pick_rule))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"--pick: not valid JSON ({exc.msg})") from None
+            key = evaluator.space.key(config)
+            stored = next((v for c, v in points if evaluator.space.key(c) == key), None)
+            rule = "explicit config"
+        else:
+            choice = pick(points, record.objectives, pick_rule)
+            config, stored, rule = choice.config, choice.values, choice.rule
+        result = export_subnetwork(evaluator, config, out, stored=stored,
+                                   provenance={"study": record.name, "rule": rule, "checkpoint": cfg.problem.checkpoint,
+                                               "store": cfg.store})
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    except RuntimeError as exc:  # ExportError: the exported model does not reproduce the super-network
+        fail(str(exc))
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+    checks = ", ".join(f"{k} {v:.2g}" for k, v in result.checks.items())
+    console.print(f"exported ({rule}): {metrics}\nchecks: {checks}\n→ {result.path}")
+
+
+def report(
+    search_yaml: Path = typer.Argument(..., help="The search's YAML."),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for report.html and the PNGs (default: report/ beside the YAML)."),
+    study: str = typer.Option(None, "--study", help="Study name (default: the YAML's)."),
+) -> None:
+    """Write a self-contained HTML report (and PNGs) of a study: fronts, hypervolume, front table, target."""
+    from sliver.report import write_report
+
+    try:
+        cfg, store, record = _open(search_yaml, study)
+        if cfg.problem.kind == "supernet":
+            from sliver.measure.hardware import HardwareTarget
+
+            fingerprint = HardwareTarget.parse(cfg.problem.target).fingerprint()
+        else:
+            fingerprint = cfg.problem.model_dump()
+        picks = {}
+        for card in sorted(search_yaml.parent.glob("exports/*/card.json")):
+            data = json.loads(card.read_text())
+            picks[f"{card.parent.name}: {data.get('rule', '')}"] = data["config"]
+        path = write_report(store, record.name, out or search_yaml.parent / "report", picks=picks, fingerprint=fingerprint)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    console.print(f"report: {path}")

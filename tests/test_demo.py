@@ -1,0 +1,98 @@
+"""The main job end to end: `sliver demo --quick`, then the report in a real headless browser."""
+
+import json
+import shutil
+import sqlite3
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sliver import load_model
+from sliver.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+@pytest.mark.slow
+def test_demo_quick_produces_store_front_exports_and_report(demo_run):
+    out, output = demo_run
+    assert "Pareto front" in output and "report:" in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluations"] == 12 and summary["front_size"] >= 1
+
+    with sqlite3.connect(out / "sliver.db") as db:
+        trials = db.execute("select count(*) from trials").fetchone()[0]
+        measurements = db.execute("select count(*) from measurements where status = 'ok'").fetchone()[0]
+    assert trials == 12 and measurements >= 12 * 3
+
+    for name in ("accurate", "fast"):
+        folder = out / "exports" / name
+        card = json.loads((folder / "card.json").read_text())
+        model = load_model(folder)
+        x = torch.randn(card["input_shape"])
+        with torch.inference_mode():
+            assert model(x).shape == (1, 10)
+        # exported metrics are the stored ones, and the accuracy was re-measured equal
+        assert card["checks"]["accuracy"] == pytest.approx(card["metrics"]["accuracy"], abs=1e-6)
+        assert sum(p.numel() for p in model.parameters()) == card["metrics"]["params"]
+        assert card["checks"]["torch_max_abs_diff"] <= 1e-5 and card["checks"]["onnx_max_abs_diff"] <= 1e-4
+    assert (out / "report" / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_demo_rerun_resumes_without_new_measurements(demo_run):
+    out, _ = demo_run
+    with sqlite3.connect(out / "sliver.db") as db:
+        before = db.execute("select count(*) from measurements").fetchone()[0]
+    again = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "0.0 s measuring" in again.output
+    with sqlite3.connect(out / "sliver.db") as db:
+        assert db.execute("select count(*) from measurements").fetchone()[0] == before
+
+
+@pytest.mark.slow
+def test_export_cli_refuses_a_rule_matching_nothing(demo_run):
+    out, _ = demo_run
+    result = runner.invoke(app, ["export", str(out / "search.yaml"), "--pick", "latency_ms<=0 max accuracy", "--out", str(out / "x")])
+    assert result.exit_code == 2
+    assert "matches no measured sub-network; the front spans accuracy" in result.output
+    ok = runner.invoke(app, ["export", str(out / "search.yaml"), "--pick", "knee", "--out", str(out / "knee")])
+    assert ok.exit_code == 0, ok.output
+    assert load_model(out / "knee") is not None
+
+
+@pytest.mark.slow
+def test_report_renders_in_a_headless_browser(demo_run, artifacts_dir):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/system-deps installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (a test extra) is not installed")
+    out, _ = demo_run
+    report = out / "report" / "report.html"
+    errors = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync",
+        ])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        sizes = page.evaluate("[...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
+        page.screenshot(path=str(artifacts_dir / "demo_report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(sizes) >= 4 and all(w > 0 and h > 0 for w, h in sizes)
+    assert (artifacts_dir / "demo_report.png").stat().st_size > 10_000
