@@ -110,6 +110,7 @@ def test_all_fp32_policy_gives_the_float_onnx_outputs(evaluator, supernet, data,
     assert not ops & {"QuantizeLinear", "DequantizeLinear"}
 
 
+@pytest.mark.slow
 def test_int8_model_is_at_least_2_5x_smaller_on_disk(data, tmp_path):
     torch.manual_seed(0)
     wide = ElasticMobileNet.from_preset("tiny", width_mult=2.0)  # weights dominate the file
