@@ -5,7 +5,8 @@ A *measurement* is one objective of one sub-network, keyed by
 hardware-independent objectives (accuracy, params, MACs, size) use the
 fingerprint ``"any"``. A *study* is one search (its space, objectives,
 super-network and target) and its *trials* are the configs it evaluated, in
-order. Any SQLAlchemy URL works; the default is a local SQLite file, opened in
+order. A *table* is a JSON document keyed by ``(kind, fingerprint, name)``,
+for models tied to one machine such as operator latency lookup tables. Any SQLAlchemy URL works; the default is a local SQLite file, opened in
 WAL mode with a busy timeout and a short retry so that several processes can
 write to it at once without losing rows.
 
@@ -42,7 +43,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace, _jsonable
 
-#: version of the table layout below; bump it (and migrate) when the tables change
+#: version of the table layout below; bump it (and migrate) when the tables change.
+#: Adding a table is not a change: ``create_all`` adds it to an older store on open,
+#: and older code ignores tables it does not know (``tables`` came that way, still version 1).
 SCHEMA_VERSION = 1
 DEFAULT_URL = "sqlite:///sliver.db"
 
@@ -109,6 +112,17 @@ class _Trial(_Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     origin: Mapped[str] = mapped_column(String(64), default="")
     batch: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class _Table(_Base):
+    __tablename__ = "tables"
+    __table_args__ = (UniqueConstraint("kind", "fingerprint", "name", name="uq_table"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    data_json: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
@@ -414,6 +428,40 @@ class ResultStore:
                       json.loads(r.errors_json), r.cached, r.origin, r.batch, r.created)
                 for r in rows
             ]
+
+    # ---------------------------------------------------------------- tables
+    def put_table(self, kind: str, fingerprint: str, name: str, data: dict) -> None:
+        """Store the JSON-able ``data`` under ``(kind, fingerprint, name)``, replacing an earlier one."""
+        if not isinstance(data, dict):
+            raise ValueError(f"table '{kind}/{name}': data must be a dict, got {type(data).__name__}")
+        text = _dumps(data)
+
+        def txn() -> None:
+            with self._session.begin() as s:
+                row = s.scalars(select(_Table).filter_by(kind=kind, fingerprint=fingerprint, name=name)).first()
+                if row is None:
+                    s.add(_Table(kind=kind, fingerprint=fingerprint, name=name, data_json=text))
+                else:
+                    row.data_json, row.created = text, _now()
+
+        try:
+            self._retry(txn)
+        except IntegrityError:  # created concurrently: write over it (the latest table wins)
+            self._retry(txn)
+
+    def get_table(self, kind: str, fingerprint: str, name: str) -> dict | None:
+        """The table stored under ``(kind, fingerprint, name)``, or None."""
+        with self._session() as s:
+            row = s.scalars(select(_Table).filter_by(kind=kind, fingerprint=fingerprint, name=name)).first()
+            return None if row is None else json.loads(row.data_json)
+
+    def list_tables(self, kind: str | None = None) -> list[tuple[str, str, str]]:
+        """``(kind, fingerprint, name)`` of every stored table (of one ``kind``), oldest first."""
+        with self._session() as s:
+            q = select(_Table.kind, _Table.fingerprint, _Table.name).order_by(_Table.id)
+            if kind is not None:
+                q = q.where(_Table.kind == kind)
+            return [tuple(r) for r in s.execute(q)]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -107,3 +107,78 @@ def test_cli_build_lut_refuses_a_table_of_another_target(tmp_path):
     res = CliRunner().invoke(app, ["latency", "build-lut", str(example), "--target", "cpu-torch-b2", "-o", str(tmp_path / "lut.yaml")])
     assert res.exit_code == 2
     assert "build a table on this target" in res.output
+
+
+# ------------------------------------------------------------------ the store
+def test_store_tables_round_trip_replace_and_list(tmp_path):
+    from sqlalchemy import text
+
+    from sliver.store import SCHEMA_VERSION, ResultStore
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with ResultStore(url) as store:
+        assert store.get_table("operator_lut", "fp1", "mobilenet") is None
+        store.put_table("operator_lut", "fp1", "mobilenet", {"entries": {"a": 1.5}})
+        store.put_table("operator_lut", "fp1", "mobilenet", {"entries": {"a": 2.0, "b": 3.0}})  # replaces
+        store.put_table("operator_lut", "fp2", "mobilenet", {"entries": {}})
+        store.put_table("other", "fp1", "x", {"k": [1, 2]})
+        assert store.get_table("operator_lut", "fp1", "mobilenet") == {"entries": {"a": 2.0, "b": 3.0}}
+        assert store.list_tables("operator_lut") == [("operator_lut", "fp1", "mobilenet"), ("operator_lut", "fp2", "mobilenet")]
+        assert len(store.list_tables()) == 3
+        with pytest.raises(ValueError, match="data must be a dict"):
+            store.put_table("other", "fp1", "x", [1, 2])
+        # a store written before tables existed: same schema version, the table is added on open
+        with store.engine.begin() as conn:
+            conn.execute(text("DROP TABLE tables"))
+    with ResultStore(url) as store:
+        assert store.schema_version == SCHEMA_VERSION == 1
+        assert store.get_table("operator_lut", "fp1", "mobilenet") is None
+        store.put_table("operator_lut", "fp1", "mobilenet", {"entries": {}})
+        assert store.get_table("operator_lut", "fp1", "mobilenet") == {"entries": {}}
+
+
+def test_lut_in_the_store_is_keyed_by_fingerprint(tmp_path, tiny):
+    from sliver.store import ResultStore
+
+    one, other = HardwareTarget.preset("cpu-torch-b1", **FAST), HardwareTarget.preset("cpu-torch-b2", **FAST)
+    ops = enumerate_operators(tiny)
+    with ResultStore(f"sqlite:///{tmp_path / 'r.db'}") as store:
+        lut = OperatorLUT.for_target(one)
+        lut.entries = {k: 0.01 * (i + 1) for i, k in enumerate(ops)}
+        missing = list(ops)[-2:]
+        for k in missing:
+            del lut.entries[k]
+        lut.save_to_store(store)
+        assert OperatorLUT.from_store(store, one).entries == lut.entries
+        assert OperatorLUT.from_store(store, other) is None  # never served to another fingerprint
+        # the build resumes from the store: only the two missing operators are timed
+        seen = []
+        built = build_lut(tiny, one, store=store, on_progress=lambda done, total: seen.append((done, total)))
+        assert seen == [(len(ops) - 1, len(ops)), (len(ops), len(ops))]
+        assert set(OperatorLUT.from_store(store, one).entries) == set(ops) == set(built.entries)
+        assert all(built.entries[k] == lut.entries[k] for k in lut.entries)
+
+
+# ------------------------------------------------------------ the correction
+def test_lut_latency_model_learns_the_whole_network_correction(tiny):
+    from sliver.predict.lut import LUTLatencyModel
+
+    rng = np.random.default_rng(0)
+    ops = enumerate_operators(tiny)
+    lut = OperatorLUT({"machine": "test"}, "abc", {k: float(rng.uniform(0.05, 0.5)) for k in ops})
+    model = LUTLatencyModel(lut, tiny)
+    configs = tiny.space.sample(1, n=30)
+    sums = model.lut_sum(configs)
+    n_ops = np.array([len(tiny.arch_config(c)["blocks"]) + 2 for c in configs])
+    # whole networks: faster than their isolated operators, with a fixed saving per operator call
+    measured = 0.85 * sums - 0.02 * n_ops + 0.1
+    assert np.array_equal(model(configs), sums)  # uncorrected: the plain sum
+    with pytest.raises(ValueError, match="at least 3 whole-network measurements"):
+        model.fit(configs[:2], measured[:2])
+    with pytest.raises(ValueError, match="positive finite"):
+        model.fit(configs[:5], -measured[:5])
+    model.fit(configs[:10], measured[:10])
+    assert model.corrected and model.n_samples == 10
+    err_sum = np.abs(sums[10:] / measured[10:] - 1).mean()
+    err_fit = np.abs(model(configs[10:]) / measured[10:] - 1).mean()
+    assert err_fit < 0.02 < err_sum

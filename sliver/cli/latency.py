@@ -78,6 +78,7 @@ def build_lut_command(
     config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML file with a 'supernet:' section (an ElasticMobileNet)."),
     target: str = typer.Option("cpu-torch-b1", "--target", "-t", help="Hardware target: a preset (cpu-ort-b1, cpu-torch-b8-t2) or a YAML file."),
     output: Path = typer.Option(Path("lut.yaml"), "--output", "-o", help="YAML table; an existing one for the same target is resumed."),
+    db: str = typer.Option(None, "--db", envvar="SLIVER_DB", help="Also keep the table in this result store (SQLAlchemy URL), keyed by the target's fingerprint; resumes from it."),
 ) -> None:
     """Time every operator the super-network can produce on the target, once, into a lookup table."""
     from rich.progress import Progress
@@ -86,14 +87,24 @@ def build_lut_command(
     from sliver.measure.hardware import HardwareTarget
     from sliver.predict.lut import build_lut
 
+    store = None
     try:
         hardware = HardwareTarget.parse(target)
         supernet = _supernet_from_yaml(config)
         if supernet.supernet_config().get("family") != "mobilenet":
             raise ValueError(f"{config}: operator lookup tables support the mobilenet family, got '{supernet.supernet_config().get('family')}'")
+        if db is not None:
+            from sliver.store import ResultStore
+
+            store = ResultStore(db)
         with Progress(console=console) as progress:
             task = progress.add_task("timing operators", total=None)
-            lut = build_lut(supernet, hardware, output, on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+            lut = build_lut(supernet, hardware, output, store=store,
+                            on_progress=lambda done, total: progress.update(task, completed=done, total=total))
     except USER_ERRORS as exc:
         fail(str(exc))
-    console.print(f"{len(lut.entries)} operators on target {hardware.name} (fingerprint {lut.fingerprint_hash}) in {output}")
+    finally:
+        if store is not None:
+            store.close()
+    where = f"{output}" + (f" and the store {db}" if db is not None else "")
+    console.print(f"{len(lut.entries)} operators on target {hardware.name} (fingerprint {lut.fingerprint_hash}) in {where}")

@@ -5,7 +5,16 @@ An :class:`OperatorLUT` holds the measured latency of every distinct operator
 shapes) that an ``ElasticMobileNet`` can produce, on one hardware target. A
 sub-network's predicted latency is the sum over its operators. The table is
 keyed by the target's fingerprint and refuses to serve another one: latencies
-from different machines or libraries are never mixed.
+from different machines or libraries are never mixed. It is kept as YAML and/or
+in the :class:`~sliver.store.ResultStore` (a table of kind :data:`STORE_KIND`
+under the fingerprint hash). Operator keys spell out every shape, so one table
+serves every ElasticMobileNet timed on that target.
+
+:class:`LUTLatencyModel` turns a table into a latency model of configs, with
+an optional learned correction: the sum of isolated operators misses what the
+whole network does differently (per-call overheads, caches warmed by the
+previous layer), so a small robust regressor fitted on a handful of
+whole-network measurements predicts the log of measured / summed latency.
 
 :class:`LatencyPredictor` maps feature rows (one-hot genes from
 :meth:`sliver.space.SearchSpace.features`, cost features such as MACs and
@@ -30,6 +39,15 @@ from sliver.predict.models import Predictor
 #: the families tried by default: each fits a few thousand rows in well under a second
 #: (the MLP member is left out because it does not)
 FAST_FAMILIES = ("ridge", "svr", "lgbm")
+
+#: the ResultStore table kind under which operator lookup tables are kept
+STORE_KIND = "operator_lut"
+
+#: default table name in the store: operator keys carry every shape, so one table per target serves all MobileNets
+STORE_NAME = "mobilenet"
+
+#: whole-network measurements needed before the correction is fitted
+MIN_CORRECTION_SAMPLES = 3
 
 
 class LatencyPredictor:
@@ -168,48 +186,141 @@ class OperatorLUT:
                              "rebuild it for this super-network with 'sliver latency build-lut'")
         return float(sum(self.entries[key] for key, _, _ in operators(arch)))
 
-    def save(self, path: str | Path) -> None:
-        """Write the table as YAML (fingerprint, its hash, and ``key: ms`` entries)."""
-        data = {"fingerprint": self.fingerprint, "fingerprint_hash": self.fingerprint_hash, "unit": "ms",
+    def to_dict(self) -> dict[str, Any]:
+        """The table as plain data: fingerprint, its hash, unit and ``key: ms`` entries."""
+        return {"fingerprint": self.fingerprint, "fingerprint_hash": self.fingerprint_hash, "unit": "ms",
                 "entries": {k: float(v) for k, v in sorted(self.entries.items())}}
-        Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path, target=None) -> "OperatorLUT":
-        """Read a YAML table; with ``target``, refuse it unless the fingerprints match."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
+    def from_dict(cls, data: dict[str, Any], source: str = "lookup table", target=None) -> "OperatorLUT":
+        """Rebuild a table from :meth:`to_dict`'s data; with ``target``, refuse it unless the fingerprints match."""
         for field in ("fingerprint", "fingerprint_hash", "entries"):
             if field not in data:
-                raise ValueError(f"{path}: field '{field}' is missing; not a sliver lookup table")
+                raise ValueError(f"{source}: field '{field}' is missing; not a sliver lookup table")
         lut = cls(data["fingerprint"], data["fingerprint_hash"], {k: float(v) for k, v in (data["entries"] or {}).items()})
         if target is not None:
             lut.check_target(target)
         return lut
 
+    def save(self, path: str | Path) -> None:
+        """Write the table as YAML."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
-def build_lut(supernet, target, path: str | Path | None = None,
-              on_progress: Callable[[int, int], None] | None = None) -> OperatorLUT:
-    """Time every operator of ``supernet`` on ``target`` once; resumes from ``path`` if it exists.
+    @classmethod
+    def load(cls, path: str | Path, target=None) -> "OperatorLUT":
+        """Read a YAML table; with ``target``, refuse it unless the fingerprints match."""
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {}, str(path), target)
 
-    The YAML at ``path`` is rewritten after each operator, so an interrupted
-    build loses at most the operator being timed.
-    """
+    def save_to_store(self, store, name: str = STORE_NAME) -> None:
+        """Keep the table in a :class:`~sliver.store.ResultStore`, under its fingerprint hash and ``name``."""
+        store.put_table(STORE_KIND, self.fingerprint_hash, name, self.to_dict())
+
+    @classmethod
+    def from_store(cls, store, target, name: str = STORE_NAME) -> "OperatorLUT | None":
+        """The table ``name`` built on ``target`` (looked up by its fingerprint), or None if there is none."""
+        data = store.get_table(STORE_KIND, target.fingerprint_hash(), name)
+        return None if data is None else cls.from_dict(data, f"store table '{name}'", target)
+
+
+def time_operator(kind: str, spec: dict[str, Any], target) -> float:
+    """Median latency (ms) of one operator on ``target`` (batch from the target)."""
     from sliver.measure.latency import measure_latency
 
+    module, example = build_operator(kind, spec)
+    if target.batch_size != 1:
+        example = example.expand(target.batch_size, *example.shape[1:]).contiguous()
+    return float(measure_latency(module, example, target).median_ms)
+
+
+def build_lut(supernet, target, path: str | Path | None = None,
+              on_progress: Callable[[int, int], None] | None = None,
+              store=None, name: str = STORE_NAME, store_every: int = 25) -> OperatorLUT:
+    """Time every operator of ``supernet`` on ``target`` once; resumes from ``path`` and/or ``store``.
+
+    The YAML at ``path`` is rewritten after each operator, so an interrupted
+    build loses at most the operator being timed; the store's copy is written
+    every ``store_every`` operators and at the end.
+    """
+    lut = OperatorLUT.for_target(target)
     if path is not None and Path(path).is_file():
-        lut = OperatorLUT.load(path, target)
-    else:
-        lut = OperatorLUT.for_target(target)
+        lut.entries.update(OperatorLUT.load(path, target).entries)
+    if store is not None:
+        stored = OperatorLUT.from_store(store, target, name)
+        lut.entries.update(stored.entries if stored is not None else {})
     todo = {k: v for k, v in enumerate_operators(supernet).items() if k not in lut.entries}
-    total, done = len(todo) + len(lut.entries), len(lut.entries)
-    for key, (kind, spec) in todo.items():
-        module, example = build_operator(kind, spec)
-        if target.batch_size != 1:
-            example = example.expand(target.batch_size, *example.shape[1:]).contiguous()
-        lut.entries[key] = float(measure_latency(module, example, target).median_ms)
+    done = len(enumerate_operators(supernet)) - len(todo)
+    total = done + len(todo)
+    for i, (key, (kind, spec)) in enumerate(todo.items(), 1):
+        lut.entries[key] = time_operator(kind, spec, target)
         done += 1
         if path is not None:
             lut.save(path)
+        if store is not None and i % store_every == 0:
+            lut.save_to_store(store, name)
         if on_progress is not None:
             on_progress(done, total)
+    if path is not None:
+        lut.save(path)
+    if store is not None:
+        lut.save_to_store(store, name)
     return lut
+
+
+class LUTLatencyModel:
+    """Latency (ms) of an ElasticMobileNet's configs: the LUT sum, times a learned correction once fitted.
+
+    Call :meth:`fit` with a handful of configs and their measured whole-network
+    latency to learn the correction; until then predictions are the plain sums.
+    The instance is callable on a list of configs, so it can stand in for the
+    latency objective inside a search (see LINAS's ``latency_model`` option).
+    """
+
+    def __init__(self, lut: OperatorLUT, supernet) -> None:
+        self.lut = lut
+        self.supernet = supernet
+        self._correction = None
+        self.n_samples = 0
+
+    @property
+    def corrected(self) -> bool:
+        return self._correction is not None
+
+    def lut_sum(self, configs: Sequence[dict]) -> np.ndarray:
+        """The plain LUT sum (ms) of each config."""
+        return np.array([self.lut.predict(self.supernet.arch_config(c)) for c in configs], dtype=np.float64)
+
+    def _features(self, configs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+        # the log of the sum carries scale effects; the operator count carries per-call overheads
+        archs = [self.supernet.arch_config(c) for c in configs]
+        sums = np.array([self.lut.predict(a) for a in archs], dtype=np.float64)
+        n_ops = np.array([len(a["blocks"]) + 2 for a in archs], dtype=np.float64)
+        return sums, np.column_stack([np.log(sums), n_ops])
+
+    def fit(self, configs: Sequence[dict], latency_ms: Sequence[float]) -> "LUTLatencyModel":
+        """Learn the correction from whole-network latencies (ms) measured on the LUT's target."""
+        from sklearn.linear_model import HuberRegressor
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        y = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
+        if len(configs) != y.size:
+            raise ValueError(f"correction: {len(configs)} configs but {y.size} latencies")
+        if y.size < MIN_CORRECTION_SAMPLES:
+            raise ValueError(f"correction: needs at least {MIN_CORRECTION_SAMPLES} whole-network measurements, got {y.size}")
+        if not np.isfinite(y).all() or (y <= 0).any():
+            raise ValueError("correction: latencies must be positive finite numbers (ms)")
+        sums, X = self._features(configs)
+        # Huber: one timing disturbed by another process on a shared machine must not bend the fit
+        self._correction = make_pipeline(StandardScaler(), HuberRegressor(alpha=1e-3, max_iter=1000)).fit(X, np.log(y / sums))
+        self.n_samples = y.size
+        return self
+
+    def predict(self, configs: Sequence[dict]) -> np.ndarray:
+        """Predicted latency (ms) of each config."""
+        configs = list(configs)
+        if not configs:
+            return np.zeros(0)
+        sums, X = self._features(configs)
+        return sums if self._correction is None else sums * np.exp(self._correction.predict(X))
+
+    __call__ = predict
