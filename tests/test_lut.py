@@ -182,3 +182,33 @@ def test_lut_latency_model_learns_the_whole_network_correction(tiny):
     err_sum = np.abs(sums[10:] / measured[10:] - 1).mean()
     err_fit = np.abs(model(configs[10:]) / measured[10:] - 1).mean()
     assert err_fit < 0.02 < err_sum
+
+
+# ------------------------------------------------- a latency model in the search
+def test_linas_uses_the_given_latency_model_and_reports_measured_values():
+    from test_search import FAST_OPTIONS, ToyEvaluator  # the search tests' toy space and counting evaluator
+
+    from sliver.search import Search, make_strategy
+
+    ev = ToyEvaluator()
+    calls = []
+
+    def model(configs):
+        # the toy's latency up to a factor (as a LUT misses whole-network overheads), without the per-block term
+        calls.append(len(configs))
+        out = []
+        for c in configs:
+            active = [k for k, a in zip(c["k"], ev.space.active_mask(c)["k"]) if a]
+            out.append(0.05 * sum(k * k for k in active) * c["w"])
+        return np.array(out)
+
+    search = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=16, seed=0,
+                    strategy_options=dict(FAST_OPTIONS["linas"], latency_model=model))
+    result = search.run()
+    assert calls and result.n_evaluations == len(ev.measured) == 16
+    assert any("latency_ms from the given latency model" in line for line in result.log)
+    assert not any("latency_ms predictor" in line for line in result.log)  # no predictor fitted for latency
+    for p in result.points:  # what the search reports is what the evaluator measured, never the model
+        assert p.values["latency_ms"] == pytest.approx(ev.measure(p.config, ["latency_ms"])["latency_ms"])
+    with pytest.raises(ValueError, match="latency_model must be callable"):
+        make_strategy("linas", latency_model="lut.yaml")

@@ -8,7 +8,10 @@ next batch by expected hypervolume improvement over the measured front under
 the ensemble's uncertainty (times the predicted probability of meeting the
 expensive constraints), greedily, each pick added to the front as if measured
 so the batch spreads along the front's gaps. Only measured points ever leave
-the search. Compared with DyNAS-T's LINAS: fixed-hyper-parameter predictors
+the search. A ``latency_model`` (an operator lookup table, a transferred or
+learned latency model) can stand in for the latency predictor: it is only
+rescaled to the measured points, so it ranks well from the first round; the
+front the search reports is still measured. Compared with DyNAS-T's LINAS: fixed-hyper-parameter predictors
 fitted in milliseconds (no 200-model grid search per loop), canonical
 duplicates never proposed, uncertainty used, constraints handled, and the
 state rebuilt from told results, so a resumed search continues where it was.
@@ -42,7 +45,10 @@ class LINAS(Strategy):
     the inner search; ``samples`` draws per candidate for the expectation;
     ``cv_every`` rounds between cross-validated checks of the predictors, which
     also choose ``target`` (``"auto"``: raw or rank-transformed targets,
-    whichever ranks the better half of the measured points best).
+    whichever ranks the better half of the measured points best);
+    ``latency_model`` a callable mapping a list of configs to latencies, used
+    for the metric ``latency_metric`` instead of a predictor fitted on the
+    measurements (e.g. :class:`~sliver.predict.lut.LUTLatencyModel`).
     """
 
     name = "linas"
@@ -60,6 +66,8 @@ class LINAS(Strategy):
         shortlist: int = 300,
         cv_every: int = 5,
         target: str = "auto",
+        latency_model=None,
+        latency_metric: str = "latency_ms",
     ):
         if inner not in ("auto", "nsga2", "exhaustive"):
             raise ValueError(f"linas option inner must be 'auto', 'nsga2' or 'exhaustive', got {inner!r}")
@@ -67,7 +75,11 @@ class LINAS(Strategy):
             raise ValueError(f"linas option target must be 'auto', 'raw' or 'rank', got {target!r}")
         if n_init < 2:
             raise ValueError(f"linas option n_init must be at least 2, got {n_init}")
+        if latency_model is not None and not callable(latency_model):
+            raise ValueError("linas option latency_model must be callable on a list of configs "
+                             "(e.g. a LUTLatencyModel), returning their latencies")
         Predictor(predictor)  # fail early on an unknown predictor kind
+        self.latency_model, self.latency_metric = latency_model, latency_metric
         self.n_init, self.default_batch, self.predictor = n_init, batch, predictor
         self.inner, self.inner_pop, self.inner_generations = inner, inner_pop, inner_generations
         self.samples, self.exhaustive_limit, self.shortlist, self.cv_every = samples, exhaustive_limit, shortlist, cv_every
@@ -79,6 +91,7 @@ class LINAS(Strategy):
         self._pool: np.ndarray | None = None
         self._known_vecs: set[tuple[int, ...]] = set()
         self._cheap_cache: dict[tuple[int, ...], dict[str, float]] = {}
+        self._model_cache: dict[tuple[int, ...], float] = {}  # the latency model's values, kept across rounds
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
         # metrics to predict: expensive objectives and constraints on expensive metrics
         self._targets: dict[str, str] = {}
@@ -110,6 +123,10 @@ class LINAS(Strategy):
         for name in self._predicted:
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
             y = np.array([measured[i][2].values[name] for i in rows])
+            if name == self.latency_metric and self.latency_model is not None:
+                models[name] = _StandIn(self.latency_model, self.space, [measured[i][1] for i in rows], y, self._model_cache)
+                self.log.append(f"linas round {self.rounds}: {name} from the given latency model: {models[name].describe()}")
+                continue
             if self.rounds == 1 or (self.cv_every and self.rounds % self.cv_every == 1):
                 self._targets[name] = self._choose_target(name, X[rows], y)
             seed = int(self.problem.seed) + self.rounds
@@ -138,7 +155,7 @@ class LINAS(Strategy):
     def _predict(self, X: np.ndarray, models: dict[str, Predictor]) -> tuple[np.ndarray, np.ndarray, dict]:
         """Min-oriented objective means and spreads of encoded rows, plus raw constraint predictions."""
         feats = features_from_vectors(self.space, X)
-        pred = {name: m.predict_dist(feats) for name, m in models.items()}
+        pred = {name: m.predict_vectors(X) if isinstance(m, _StandIn) else m.predict_dist(feats) for name, m in models.items()}
         cheap = self._cheap(X) if self.problem.cheap_names else {}
         mean = np.zeros((len(X), len(self.problem.objectives)))
         std = np.zeros_like(mean)
@@ -266,6 +283,42 @@ class LINAS(Strategy):
             gap = P.sum(1)
         order = [int(i) for i in np.argsort(gap) if int(i) not in exclude]
         return order[:k]
+
+
+class _StandIn:
+    """A user's latency model in place of a fitted predictor, rescaled to the measured points.
+
+    The model may be off by a constant factor (an operator table misses the
+    whole network's overheads, a transferred model its level): the median ratio
+    measured / modelled fixes that; the spread of the log ratios is the
+    uncertainty the acquisition sees.
+    """
+
+    def __init__(self, model, space, configs: list[Config], measured: np.ndarray, cache: dict) -> None:
+        self.model, self.space = model, space
+        self._cache = cache
+        modelled = self._model([tuple(space.encode(c).tolist()) for c in configs])
+        log_ratio = np.log(np.maximum(measured, 1e-12) / np.maximum(modelled, 1e-12))
+        self.scale = float(np.exp(np.median(log_ratio)))
+        self.rel_sd = float(np.std(log_ratio))
+        self.tau = kendall_tau(modelled, measured) if len(measured) > 2 else float("nan")
+        self.n = len(measured)
+
+    def _model(self, keys: list[tuple[int, ...]]) -> np.ndarray:
+        new = [k for k in dict.fromkeys(keys) if k not in self._cache]
+        if new:
+            values = np.asarray(self.model([self.space.decode(np.array(k)) for k in new]), dtype=float).reshape(-1)
+            self._cache.update(zip(new, values.tolist()))
+        return np.array([self._cache[k] for k in keys])
+
+    def predict_vectors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread of the metric for encoded rows."""
+        mean = self.scale * self._model([tuple(int(v) for v in x) for x in X])
+        return mean, mean * self.rel_sd
+
+    def describe(self) -> str:
+        return (f"scale {self.scale:.3g} x model, Kendall tau {self.tau:.3f} and log-ratio spread {self.rel_sd:.3f} "
+                f"on {self.n} measured points")
 
 
 register_strategy("linas", LINAS)
