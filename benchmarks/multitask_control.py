@@ -49,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--measured", type=int, default=40, help="configs measured to fit the controller's predictors")
+    ap.add_argument("--ci-kd", type=float, default=1.0, help="CI-KD weight of the 'on' super-network (the example YAML's is 1.0)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -57,7 +58,7 @@ def main() -> None:
     store = ResultStore(f"sqlite:///{tmp / 'results.db'}")
 
     nets, evaluators, train_s = {}, {}, {}
-    for name, weight in (("ci_kd", 1.0), ("no_ci_kd", 0.0)):
+    for name, weight in (("ci_kd", args.ci_kd), ("no_ci_kd", 0.0)):
         run = MultiTaskRunConfig.model_validate({"train": {"epochs": args.epochs, "ci_kd": weight, "threads": 1}})
         start = time.time()
         nets[name], path = train_supernet(run, tmp / name, data=data, log=lambda line: print(f"[{name}] {line}", flush=True))
@@ -140,7 +141,7 @@ def main() -> None:
         "mean priority-performance Spearman >= 0.6, 100% within budget, mean usage >= 90%, CI-KD improves the smallest third",
         met, table,
         within_budget=within, mean_usage=usage, ci_kd_gain_smallest_third=cikd_gain, predictor_spearman=pred_rho,
-        settings={"epochs": args.epochs, "measured": args.measured, "budgets": BUDGET_FRACTIONS, "priorities_per_budget": N_PRIORITIES,
+        settings={"epochs": args.epochs, "measured": args.measured, "ci_kd_weight": args.ci_kd, "budgets": BUDGET_FRACTIONS, "priorities_per_budget": N_PRIORITIES,
                   "threads": 1, "feasible_macs": [lo, hi]},
         seconds={"train": train_s, "controller_setup": setup_s, "total": time.time() - t0},
         note="shared 2-core machine (other engineers running tests); small images (14x14 input) and few epochs to fit ~10 minutes",
