@@ -74,8 +74,12 @@ def main() -> None:
             for strat in ["linas", "nsga2"]:
                 jobs += [(d, ds, strat, s, BUDGETS[strat], str(root)) for s in range(args.extra_seeds)]
     t0 = time.time()
+    runs = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(one, jobs))
+        for r in pool.map(one, jobs):  # one line per finished run: progress on a slow, shared machine
+            runs.append(r)
+            print(f"[{len(runs)}/{len(jobs)}] {r['device']} {r['dataset']} {r['strategy']} seed {r['seed']}: "
+                  f"99% {r['evals_to_0.99']} 99.9% {r['evals_to_0.999']} final {r['final_hv_ratio']:.4f}", flush=True)
     table = []
     for key in dict.fromkeys((r["device"], r["dataset"], r["strategy"]) for r in runs):
         rs = [r for r in runs if (r["device"], r["dataset"], r["strategy"]) == key]
