@@ -225,18 +225,24 @@ def test_joint_search_runs_through_the_search_loop(supernet, data, tmp_path, str
         validate(QuantizationSection, {"precisions": ["int4"]})
 
 
-def test_example_yaml_and_checkpoint_evaluator(supernet, tmp_path):
+def test_example_yaml_builds_a_joint_search_from_a_checkpoint(supernet, tmp_path):
     from pathlib import Path
 
+    from sliver.cli.search import SearchConfig, build_search
     from sliver.config import read_yaml, validate
-    from sliver.quant import QuantizationSection
+    from sliver.quant import QuantEvaluator
     from sliver.train.checkpoint import save_checkpoint
 
     cfg = read_yaml(Path(__file__).resolve().parent.parent / "examples" / "search_quant.yaml")
-    section = validate(QuantizationSection, cfg["quantization"])
+    section = validate(SearchConfig, cfg).problem.quantization
     assert section.search and "dynamic" not in section.space(supernet)["q_act"].choices
     path = tmp_path / "ckpt.pt"
     digest = save_checkpoint(path, {"model": supernet.state_dict(), "supernet": supernet.supernet_config(),
                                     "data": {"name_or_path": "digits", "seed": 0}})
-    ev = section.model_copy(update={"calib_samples": 32}).evaluator_from_checkpoint(path, cfg["target"])
-    assert ev.supernet_hash.startswith(digest) and ev.space == section.space(supernet)
+    cfg["problem"].update(checkpoint=str(path))
+    cfg["problem"]["quantization"]["calib_samples"] = 32
+    cfg["store"] = None
+    search, _ = build_search(validate(SearchConfig, cfg))
+    ev = search.evaluator
+    assert isinstance(ev, QuantEvaluator)
+    assert ev.supernet_hash.startswith(digest) and ev.space == section.space(supernet) and search.space == ev.space

@@ -78,12 +78,20 @@ def export(
         else:
             choice = pick(points, record.objectives, pick_rule)
             config, stored, rule = choice.config, choice.values, choice.rule
+        if cfg.problem.quantization is not None and cfg.problem.quantization.search:
+            from sliver.quant import export_quantized
+
+            # a point of a joint architecture x quantisation search: its deployable form is the quantised ONNX
+            card = export_quantized(evaluator, config, out / "model.int8.onnx", stored=stored)
+            console.print(f"exported ({rule}): accuracy {card['accuracy']:.4g}, {card['model_size']} bytes, "
+                          f"fp32 layers {len(card['fp32_nodes'])}\n→ {out / 'model.int8.onnx'}")
+            return
         result = export_subnetwork(evaluator, config, out, stored=stored,
                                    provenance={"study": record.name, "rule": rule, "checkpoint": cfg.problem.checkpoint,
                                                "store": cfg.store})
     except USER_ERRORS as exc:
         fail(str(exc))
-    except RuntimeError as exc:  # ExportError: the exported model does not reproduce the super-network
+    except RuntimeError as exc:  # ExportError / QuantError: the exported model does not reproduce the stored metrics
         fail(str(exc))
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     checks = ", ".join(f"{k} {v:.2g}" for k, v in result.checks.items())

@@ -12,6 +12,7 @@ from rich.table import Table
 from sliver.cli._common import console, fail
 from sliver.config import ConfigError, StrictModel, load
 from sliver.measure.objectives import BUILTIN
+from sliver.quant import QuantizationSection
 
 NB201_METRICS = ("accuracy", "latency_ms")
 
@@ -32,6 +33,8 @@ class SupernetProblem(StrictModel):
     checkpoint: str
     target: str = "cpu-torch-b1"
     accuracy_subset: float | None = Field(None, gt=0, le=1)
+    #: ``{search: true}`` searches the per-layer int8/fp32 policy with the architecture (SimQ-NAS)
+    quantization: QuantizationSection | None = None
 
 
 class StrategySpec(StrictModel):
@@ -94,9 +97,15 @@ def build_search(cfg: SearchConfig, progress: bool = False):
     else:
         from sliver.measure.model import ModelEvaluator  # torch is needed only for a real super-network
 
-        names = list(dict.fromkeys(cfg.objectives + [c.split("<")[0].split(">")[0].strip() for c in cfg.constraints]))
-        evaluator = ModelEvaluator.from_checkpoint(cfg.problem.checkpoint, cfg.problem.target, names,
-                                                   accuracy_subset=cfg.problem.accuracy_subset)
+        quant = cfg.problem.quantization
+        if quant is not None and quant.search:
+            if cfg.problem.accuracy_subset is not None:
+                quant = quant.model_copy(update={"accuracy_subset": quant.accuracy_subset or cfg.problem.accuracy_subset})
+            evaluator = quant.evaluator_from_checkpoint(cfg.problem.checkpoint, cfg.problem.target)
+        else:
+            names = list(dict.fromkeys(cfg.objectives + [c.split("<")[0].split(">")[0].strip() for c in cfg.constraints]))
+            evaluator = ModelEvaluator.from_checkpoint(cfg.problem.checkpoint, cfg.problem.target, names,
+                                                       accuracy_subset=cfg.problem.accuracy_subset)
     store = None
     if cfg.store:
         from sliver.store import ResultStore
