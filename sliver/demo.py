@@ -167,9 +167,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
 
     # 4. report
     console.rule("4/4 report")
-    history = [{"evaluations": e, "hypervolume": hv} for e, hv, _ in result.hv_history]
-    report = write_report(store, STUDY, out / "report", picks=picks, history=history,
-                          fingerprint=search.evaluator.target.fingerprint())
+    report = write_report(store, STUDY, out / "report", picks=picks, fingerprint=search.evaluator.target.fingerprint())
     store.close()
     seconds = time.perf_counter() - started
     front = [{"config": p.config, **p.values} for p in result.front]

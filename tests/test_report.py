@@ -43,3 +43,21 @@ def test_write_report(tmp_path):
     assert "fastest" in text and "latency_ms (ms)" in text
     for name in ("pareto_accuracy_vs_latency_ms.png", "hypervolume.png", "predictor_quality.png"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
+
+
+def test_predictor_quality_scores_the_next_batch(tmp_path):
+    from sliver.report import predictor_quality
+
+    space = SearchSpace([Dimension("a", tuple(range(6)), 3)])
+    objectives = [get_objective("accuracy"), get_objective("params")]
+    store = ResultStore(f"sqlite:///{tmp_path / 'q.db'}")
+    study = store.get_or_create_study("q", space, objectives, "h", "fp")
+    configs = space.enumerate()
+    for i, j in enumerate(np.random.default_rng(0).permutation(len(configs))[:40]):
+        cfg = configs[j]
+        acc = float(sum(cfg["a"]))  # additive in the one-hot features: a linear predictor ranks it well
+        store.add_trial(study.id, space.key(cfg), cfg, {"accuracy": acc, "params": 1.0}, {}, cached=False, batch=i // 5)
+    rows = predictor_quality(store, study)
+    assert [r["evaluations"] for r in rows] == [10, 15, 20, 25, 30, 35]
+    assert all(set(r["kendall_tau"]) == {"accuracy"} for r in rows)  # params is cheap: never predicted
+    assert rows[-1]["kendall_tau"]["accuracy"] > 0.8
