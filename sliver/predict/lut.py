@@ -13,8 +13,8 @@ serves every ElasticMobileNet timed on that target.
 :class:`LUTLatencyModel` turns a table into a latency model of configs, with
 an optional learned correction: the sum of isolated operators misses what the
 whole network does differently (per-call overheads, caches warmed by the
-previous layer), so a small robust regressor fitted on a handful of
-whole-network measurements predicts the log of measured / summed latency.
+previous layer), so a robust power law ``measured = a * sum ** b``, fitted on
+a handful of whole-network measurements, rescales the sum without reordering it.
 
 :class:`LatencyPredictor` maps feature rows (one-hot genes from
 :meth:`sliver.space.SearchSpace.features`, cost features such as MACs and
@@ -289,18 +289,15 @@ class LUTLatencyModel:
         """The plain LUT sum (ms) of each config."""
         return np.array([self.lut.predict(self.supernet.arch_config(c)) for c in configs], dtype=np.float64)
 
-    def _features(self, configs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-        # the log of the sum carries scale effects; the operator count carries per-call overheads
-        archs = [self.supernet.arch_config(c) for c in configs]
-        sums = np.array([self.lut.predict(a) for a in archs], dtype=np.float64)
-        n_ops = np.array([len(a["blocks"]) + 2 for a in archs], dtype=np.float64)
-        return sums, np.column_stack([np.log(sums), n_ops])
-
     def fit(self, configs: Sequence[dict], latency_ms: Sequence[float]) -> "LUTLatencyModel":
-        """Learn the correction from whole-network latencies (ms) measured on the LUT's target."""
+        """Learn the correction from whole-network latencies (ms) measured on the LUT's target.
+
+        The correction is a power law of the sum, ``measured = a * sum ** b``,
+        fitted robustly in log space: with a handful of noisy measurements
+        more terms overfit, and as long as ``b > 0`` it keeps the LUT's ranking
+        (so Kendall tau is the plain sum's) while fixing its level and scale.
+        """
         from sklearn.linear_model import HuberRegressor
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
 
         y = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
         if len(configs) != y.size:
@@ -309,9 +306,14 @@ class LUTLatencyModel:
             raise ValueError(f"correction: needs at least {MIN_CORRECTION_SAMPLES} whole-network measurements, got {y.size}")
         if not np.isfinite(y).all() or (y <= 0).any():
             raise ValueError("correction: latencies must be positive finite numbers (ms)")
-        sums, X = self._features(configs)
+        log_sum = np.log(self.lut_sum(configs))
         # Huber: one timing disturbed by another process on a shared machine must not bend the fit
-        self._correction = make_pipeline(StandardScaler(), HuberRegressor(alpha=1e-3, max_iter=1000)).fit(X, np.log(y / sums))
+        huber = HuberRegressor(alpha=1e-4, max_iter=1000).fit(log_sum[:, None] - log_sum.mean(), np.log(y) - log_sum.mean())
+        slope = float(huber.coef_[0])
+        if slope <= 0:
+            raise ValueError(f"correction: measured latency falls as the LUT sum grows (slope {slope:.3g}) over these "
+                             f"{y.size} networks; the table does not fit this target (rebuild it) or the timings are too noisy")
+        self._correction = (slope, float(huber.intercept_), float(log_sum.mean()))
         self.n_samples = y.size
         return self
 
@@ -320,7 +322,10 @@ class LUTLatencyModel:
         configs = list(configs)
         if not configs:
             return np.zeros(0)
-        sums, X = self._features(configs)
-        return sums if self._correction is None else sums * np.exp(self._correction.predict(X))
+        sums = self.lut_sum(configs)
+        if self._correction is None:
+            return sums
+        slope, intercept, centre = self._correction
+        return np.exp(centre + intercept + slope * (np.log(sums) - centre))
 
     __call__ = predict
