@@ -6,7 +6,12 @@ hardware-independent objectives (accuracy, params, MACs, size) use the
 fingerprint ``"any"``. A *study* is one search (its space, objectives,
 super-network and target) and its *trials* are the configs it evaluated, in
 order. A *table* is a JSON document keyed by ``(kind, fingerprint, name)``,
-for models tied to one machine such as operator latency lookup tables. Any SQLAlchemy URL works; the default is a local SQLite file, opened in
+for models tied to one machine such as operator latency lookup tables. A
+*claim* marks a config as being measured by one search process, so that
+several processes (or machines) sharing a study never measure it twice; a
+claim not refreshed within its time-to-live expires, so a dead process's
+configs are taken over. Any SQLAlchemy URL works (PostgreSQL for a store shared
+between machines); the default is a local SQLite file, opened in
 WAL mode with a busy timeout and a short retry so that several processes can
 write to it at once without losing rows.
 
@@ -33,9 +38,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -124,6 +131,18 @@ class _Table(_Base):
     name: Mapped[str] = mapped_column(String(255))
     data_json: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class _Claim(_Base):
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("scope", "config_key", name="uq_claim"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: what is measured, e.g. "<supernet hash>:<fingerprint>": the same config of another model is another claim
+    scope: Mapped[str] = mapped_column(String(300))
+    config_key: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(255))
+    #: Unix time after which another owner may take the claim over (epoch seconds: no time-zone pitfalls on SQLite)
+    expires: Mapped[float] = mapped_column(Float)
 
 
 # --------------------------------------------------------------------------- records
@@ -462,6 +481,55 @@ class ResultStore:
             if kind is not None:
                 q = q.where(_Table.kind == kind)
             return [tuple(r) for r in s.execute(q)]
+
+
+    # ---------------------------------------------------------------- claims
+    def claim(self, scope: str, config_key: str, owner: str, ttl_s: float = 600.0) -> bool:
+        """Claim ``config_key`` in ``scope`` for ``owner`` for ``ttl_s`` seconds; False if another owner holds it.
+
+        Claiming again as the same owner refreshes the claim; an expired claim of
+        another owner is taken over. The take-over is a conditional UPDATE, so of
+        two processes racing for one expired claim exactly one wins.
+        """
+        if ttl_s <= 0:
+            raise ValueError(f"claim ttl_s must be positive, got {ttl_s}")
+
+        def txn() -> bool:
+            now = time.time()
+            with self._session.begin() as s:
+                row = s.scalars(select(_Claim).filter_by(scope=scope, config_key=config_key)).first()
+                if row is None:
+                    s.add(_Claim(scope=scope, config_key=config_key, owner=owner, expires=now + ttl_s))
+                    return True
+                if row.owner != owner and row.expires > now:
+                    return False
+                done = s.execute(
+                    update(_Claim)
+                    .where(_Claim.id == row.id, _Claim.owner == row.owner, _Claim.expires == row.expires)
+                    .values(owner=owner, expires=now + ttl_s)
+                    .execution_options(synchronize_session=False)
+                )
+                return done.rowcount == 1
+
+        try:
+            return self._retry(txn)
+        except IntegrityError:  # another process inserted the claim between our read and write
+            return False
+
+    def release(self, scope: str, config_key: str, owner: str) -> None:
+        """Drop ``owner``'s claim on ``config_key`` (a claim held by someone else is left alone)."""
+
+        def txn() -> None:
+            with self._session.begin() as s:
+                s.execute(delete(_Claim).where(_Claim.scope == scope, _Claim.config_key == config_key, _Claim.owner == owner))
+
+        self._retry(txn)
+
+    def claim_owner(self, scope: str, config_key: str) -> str | None:
+        """Who holds an unexpired claim on ``config_key`` in ``scope`` (None if nobody)."""
+        with self._session() as s:
+            row = s.scalars(select(_Claim).filter_by(scope=scope, config_key=config_key)).first()
+            return row.owner if row is not None and row.expires > time.time() else None
 
 
 # --------------------------------------------------------------------------- helpers

@@ -10,7 +10,10 @@ strategy first, so the budget accounting continues where it stopped.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -98,6 +101,15 @@ class Search:
     like ``"latency_ms <= 5"``; ``store`` a :class:`~sliver.store.ResultStore`
     (None keeps everything in memory); ``warm_start`` tells the strategy every
     compatible measurement already in the store before it asks anything.
+
+    ``executor`` (a name of :data:`sliver.parallel.EXECUTORS` with
+    ``executor_options``, or an :class:`~sliver.parallel.Executor`) makes the
+    loop stream evaluations to workers; ``evaluator_factory`` (a picklable
+    zero-argument callable) lets workers build the evaluator themselves instead
+    of receiving a pickled copy. A named executor is closed when ``run`` ends,
+    a given one is left to its owner. ``claim_ttl_s``: a claim on a config in the
+    store expires after this long unless refreshed (the owner refreshes it while
+    measuring), so a dead process's configs are taken over.
     """
 
     def __init__(
@@ -117,6 +129,10 @@ class Search:
         progress: bool = False,
         on_batch: Callable[[list[Point]], bool] | None = None,
         strategy_options: dict | None = None,
+        executor=None,
+        executor_options: dict | None = None,
+        evaluator_factory: Callable[[], Evaluator] | None = None,
+        claim_ttl_s: float = 600.0,
     ):
         if budget is None or int(budget) <= 0:
             raise ValueError(f"budget must be a positive number of evaluations, got {budget}")
@@ -137,6 +153,12 @@ class Search:
         self._cheap_metrics = sorted({n for n in names + self._extra if known[n].cost == "cheap"})
         self._measure = list(dict.fromkeys(names + self._extra))
         self._cheap_cache: dict[str, dict[str, float]] = {}
+        self.executor, self._own_executor = executor, False
+        if isinstance(executor, str):
+            from sliver.parallel import make_executor
+
+            self.executor, self._own_executor = make_executor(executor, **(executor_options or {})), True
+        self.evaluator_factory, self.claim_ttl_s = evaluator_factory, float(claim_ttl_s)
 
     @staticmethod
     def _objective(o: str | Objective, known: dict[str, Objective]) -> Objective:
@@ -174,7 +196,10 @@ class Search:
         stopped = "budget spent"
         idle = 0
         with self._progress() as bar:
-            while self.n_eval < self.budget:
+            self._bar = bar
+            if self.executor is not None:
+                stopped = self._stream(study_id, batch)
+            while self.executor is None and self.n_eval < self.budget:
                 configs = self.strategy.ask(min(self.batch_size, self.budget - self.n_eval))
                 if not configs:
                     stopped = "the strategy has nothing new to propose"
@@ -291,6 +316,153 @@ class Search:
             self.n_failed += 1
         return self._point(r.config, r.key, r.values, r.errors, "cache" if r.cached else "search", batch)
 
+    # ------------------------------------------------------------- streaming
+    def _stream(self, study_id: int | None, batch: int) -> str:
+        """Keep the executor's workers busy until the budget is spent; returns why it stopped."""
+        from sliver.parallel import Measured, WorkerLost
+
+        ex = self.executor
+        ex.start(self.evaluator, self.evaluator_factory)
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._scope = f"{self.evaluator.supernet_hash}:{self.evaluator.fingerprint}"
+        self._fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
+        self._batch, self._halt = batch, False
+        jobs: dict = {}  # future -> _Job in flight
+        waiting: list[_Job] = []  # configs another process has claimed
+        idle, refreshed = 0, time.monotonic()
+        poll = min(1.0, ex.timeout_s)
+        try:
+            while True:
+                room = min(ex.slots - len(jobs), self.budget - self.n_eval - len(jobs))
+                if room > 0 and not self._halt:
+                    configs = self.strategy.ask(room)
+                    if not configs and not jobs and not waiting:
+                        return "the strategy has nothing new to propose"
+                    for config in configs:
+                        job = self._begin(config, study_id)
+                        if job is None:
+                            idle += 1
+                        elif self._claim(job):
+                            jobs[ex.submit(job.config, job.missing)] = job
+                            idle = 0
+                        else:
+                            waiting.append(job)
+                    if idle >= 100 * self.batch_size:
+                        return f"{idle} proposals in a row brought nothing new"
+                    if configs and not self._halt and len(jobs) < ex.slots and self.n_eval + len(jobs) < self.budget:
+                        continue  # more slots to fill before waiting
+                if not jobs:
+                    if self.n_eval >= self.budget:
+                        return "budget spent"
+                    if self._halt:
+                        return "stopped by callback"
+                    if not waiting:
+                        continue
+                now = time.monotonic()
+                if jobs:
+                    first_deadline = min(j.started + ex.timeout_s for j in jobs.values())
+                    done = ex.wait(list(jobs), timeout=max(0.0, min(poll, first_deadline - now)))
+                else:
+                    time.sleep(poll)
+                    done = []
+                for future in done:
+                    job = jobs.pop(future)
+                    try:
+                        measured = ex.result(future)
+                    except WorkerLost as exc:
+                        job.attempts += 1
+                        if job.attempts <= ex.retries:
+                            self.strategy.log.append(f"{ex.name}: retrying {job.key[:12]} (attempt {job.attempts + 1}): {exc}")
+                            job.started = time.monotonic()
+                            jobs[ex.submit(job.config, job.missing)] = job
+                            continue
+                        reason = f"worker lost {job.attempts} times: {exc}"
+                        measured = Measured(errors={n: reason for n in job.missing})
+                    self._finish(job, measured, study_id)
+                now = time.monotonic()
+                for future, job in list(jobs.items()):
+                    if now - job.started > ex.timeout_s:
+                        ex.cancel(future)
+                        del jobs[future]
+                        reason = f"TimeoutError: no result within {ex.timeout_s:g} s on the {ex.name} executor"
+                        self._finish(job, Measured(errors={n: reason for n in job.missing}, wall=now - job.started), study_id)
+                for job in list(waiting):
+                    if not self._missing(job.key):  # the other process has measured it
+                        waiting.remove(job)
+                        self._settle(self._evaluate(job.config, study_id, self._batch))
+                    elif self.n_eval + len(jobs) < self.budget and self._claim(job):  # its claim expired: the other process died
+                        waiting.remove(job)
+                        job.started = time.monotonic()
+                        jobs[ex.submit(job.config, job.missing)] = job
+                if self.store is not None and now - refreshed > self.claim_ttl_s / 3:
+                    refreshed = now
+                    for job in jobs.values():
+                        self._claim(job)
+        finally:
+            for future, job in jobs.items():
+                ex.cancel(future)
+                if self.store is not None:
+                    self.store.release(self._scope, job.key, self._owner)
+            if self._own_executor:
+                ex.close()
+
+    def _missing(self, key: str) -> list[str]:
+        """The objectives of ``key`` the store holds no result of (all of them without a store)."""
+        if self.store is None:
+            return list(self._measure)
+        found = self.store.get_measurements(key, self.evaluator.supernet_hash, self._fp_for)
+        return [n for n in self._measure if n not in found]
+
+    def _claim(self, job: "_Job") -> bool:
+        if self.store is None:
+            return True
+        return self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s)
+
+    def _begin(self, config: Config, study_id: int | None) -> "_Job | None":
+        """A job to measure ``config``, or None when it is settled at once (filtered, or all in the store)."""
+        key = self.space.key(config)
+        if key in self._seen:
+            return None
+        config = self.space.canonical(config)
+        missing = self._missing(key)
+        if not missing or (self._cheap_metrics and not self._problem.passes_cheap(config)):
+            self._settle(self._evaluate(config, study_id, self._batch))
+            return None
+        return _Job(config, key, missing, started=time.monotonic())
+
+    def _finish(self, job: "_Job", measured, study_id: int | None) -> None:
+        """Record a worker's measurement in the store (and the study's trials) and tell the strategy."""
+        values, errors = dict(measured.values), dict(measured.errors)
+        if self.store is not None:
+            for name in job.missing:
+                self.store.put_measurement(
+                    job.key, job.config, self.evaluator.supernet_hash, self._fp_for[name], name,
+                    value=values.get(name), status="failed" if name in errors else "ok", error=errors.get(name),
+                    stats=measured.stats.get(name, {}), seconds=measured.seconds.get(name, 0.0),
+                )
+            # the objectives measured earlier (by this or another process) come from the store
+            found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
+            values = {n: float(m.value) for n, m in found.items() if m.status == "ok"}
+            errors = {n: m.error or "failed" for n, m in found.items() if m.status != "ok"}
+            if study_id is not None:
+                self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin="search", batch=self._batch)
+            self.store.release(self._scope, job.key, self._owner)
+        self.n_eval += 1
+        self.n_failed += bool(errors)
+        self.eval_seconds += measured.wall
+        self._settle(self._point(job.config, job.key, values, errors, "search", self._batch))
+
+    def _settle(self, point: Point | None) -> None:
+        """Tell the strategy one result as soon as it is known (no batch barrier)."""
+        if point is None:
+            return
+        self.strategy.tell([point.config], [self._outcome(point)])
+        self._record_hv()
+        self._bar(self)
+        self._batch += 1
+        if self.on_batch is not None and self.on_batch(self.points):
+            self._halt = True
+
     def _outcome(self, p: Point) -> Outcome:
         if p.origin == "filtered":
             vio = sum(c.violation(p.values[c.metric]) for c in self.constraints if c.metric in p.values)
@@ -315,6 +487,19 @@ class Search:
 
     def _progress(self):
         return _Progress(self.budget, enabled=self.progress)
+
+
+@dataclass
+class _Job:
+    """A config being measured by a worker (or waiting for another process's claim on it)."""
+
+    config: Config
+    key: str
+    #: the objectives the store lacks
+    missing: list[str]
+    started: float = 0.0
+    #: worker losses so far
+    attempts: int = 0
 
 
 class _Progress:
