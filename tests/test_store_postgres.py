@@ -1,0 +1,114 @@
+"""The result store shared through a database: claims, and two search processes on one study.
+
+The claim tests run on SQLite always and on PostgreSQL when
+``SLIVER_TEST_POSTGRES_URL`` names a server (``.ci/postgres start`` prints one);
+without it the PostgreSQL cases skip.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sliver.measure.objectives import BUILTIN
+from sliver.store import ResultStore
+from sliver.space import Dimension, SearchSpace
+
+PG_URL = os.environ.get("SLIVER_TEST_POSTGRES_URL")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server: set SLIVER_TEST_POSTGRES_URL (bash .ci/postgres start prints one)")
+    return PG_URL
+
+
+def test_postgres_store_round_trip():
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server: set SLIVER_TEST_POSTGRES_URL (bash .ci/postgres start prints one)")
+    space = SearchSpace([Dimension("w", (1, 2, 3))])
+    name, net = f"study-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:16]
+    with ResultStore(PG_URL) as store:
+        study = store.get_or_create_study(name, space, [BUILTIN["accuracy"]], net, "fp", {"budget": 3})
+        key = space.key({"w": 2})
+        store.put_measurement(key, {"w": 2}, net, "any", "accuracy", value=91.5, stats={"samples": 10})
+        store.put_measurement(key, {"w": 2}, net, "any", "accuracy", value=10.0)  # the first ok value is kept
+        assert store.add_trial(study.id, key, {"w": 2}, {"accuracy": 91.5}, {}, cached=False, origin="search") == 1
+        assert store.add_trial(study.id, key, {"w": 2}, {"accuracy": 91.5}, {}, cached=False) == 1
+    with ResultStore(PG_URL) as again:  # a second connection (another process would do the same) sees it all
+        m = again.get_measurements(key, net, {"accuracy": "any"})["accuracy"]
+        assert (m.value, m.stats) == (91.5, {"samples": 10})
+        assert [t.config for t in again.trials(again.get_study(name).id)] == [{"w": 2}]
+        with pytest.raises(ValueError, match="already exists with a different space"):
+            again.get_or_create_study(name, SearchSpace([Dimension("w", (1, 2))]), [BUILTIN["accuracy"]], net, "fp")
+
+
+def test_a_claim_is_exclusive_refreshable_and_expires(url):
+    store = ResultStore(url)
+    scope = uuid.uuid4().hex
+    assert store.claim(scope, "k", "a", ttl_s=0.5)
+    assert not store.claim(scope, "k", "b", ttl_s=0.5)
+    assert store.claim(scope, "k", "a", ttl_s=0.5)  # the owner refreshes it
+    assert store.claim(scope, "other", "b")  # other configs are free
+    assert store.claim_owner(scope, "k") == "a"
+    time.sleep(0.6)
+    assert store.claim_owner(scope, "k") is None
+    assert store.claim(scope, "k", "b", ttl_s=5)  # a stale claim is taken over
+    store.release(scope, "k", "a")  # not a's any more: left alone
+    assert store.claim_owner(scope, "k") == "b"
+    store.release(scope, "k", "b")
+    assert store.claim(scope, "k", "c")
+
+
+def test_of_many_racing_claimants_exactly_one_wins(url):
+    scope = uuid.uuid4().hex
+    stores = [ResultStore(url) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        wins = list(pool.map(lambda i: stores[i].claim(scope, "k", f"owner{i}"), range(6)))
+    assert sum(wins) == 1
+
+
+SEARCH_PROCESS = r"""
+import sys
+from sliver.search import Search
+from sliver.store import ResultStore
+from test_parallel import SlowToy
+
+url, log, study = sys.argv[1:4]
+ev = SlowToy(log, delay=0.15)
+result = Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=8, seed=7, store=ResultStore(url),
+                study_name=study, executor="local").run()
+print(result.n_evaluations, result.n_cache_hits, result.stopped)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_study_never_measure_a_config_twice(url, tmp_path):
+    log = tmp_path / "measured.jsonl"
+    study = f"shared-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    # the same seed: both processes propose the same configs in the same order, the worst case for duplicates
+    procs = [subprocess.Popen([sys.executable, "-c", SEARCH_PROCESS, url, str(log), study], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert out.split()[2:] == ["budget", "spent"]
+    keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
+    assert len(keys) == len(set(keys)), "a config was measured twice"
+    measured = sum(int(out.split()[0]) for out, _ in outs)
+    assert measured == len(keys) >= 8
+    assert sum(int(out.split()[1]) for out, _ in outs) > 0  # each served the other's results from the store
+    store = ResultStore(url)
+    trials = store.trials(store.get_study(study).id)
+    assert {t.config_key for t in trials} == set(keys)
