@@ -28,6 +28,23 @@ def test_sandwich_has_max_and_min_every_step_plus_n_random():
     assert rule.distill
 
 
+def test_sandwich_shares_one_resolution_per_step():
+    space = mobilenet_like()
+    rule = SandwichRule(space, n=2, seed=0, shared=["r"])
+    resolutions = []
+    for step in range(40):
+        picks = rule.picks(step)
+        r = {p.config["r"] for p in picks}
+        assert len(r) == 1  # every pick of the step runs at the same resolution
+        resolutions.append(r.pop())
+        # still the largest and smallest networks in every other dimension
+        assert picks[0].config == {**space.max_config(), "r": resolutions[-1]} and picks[0].teacher
+        assert picks[1].config == {**space.min_config(), "r": resolutions[-1]}
+    assert set(resolutions) == {20, 28}
+    with pytest.raises(SpaceError, match="unknown dimension 'res'"):
+        SandwichRule(space, shared=["res"])
+
+
 def test_uniform_draws_one_network_uniformly():
     space = mobilenet_like()
     rule = UniformRule(space, seed=1)

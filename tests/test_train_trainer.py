@@ -44,6 +44,18 @@ def test_sandwich_step_trains_max_and_min_every_step(tmp_path):
         assert [p.role for p in trainer.last_picks] == ["max", "min", "random", "random"]
 
 
+def test_sandwich_shares_the_resolution_only_when_asked(tmp_path):
+    from sliver.elastic.mobilenet import ElasticMobileNet
+
+    net = ElasticMobileNet.from_preset("digits")
+    plain = Trainer(run_config(), tmp_path / "fx", supernet=net, data=digits(), progress=False)
+    assert plain.rule.shared == [] and plain.rule.picks(0)[1].config == net.min_config()
+    shared = Trainer(run_config(sampling={"rule": "sandwich", "shared": ["r"]}), tmp_path / "mb", supernet=net, data=digits(), progress=False)
+    picks = [shared.rule.picks(s) for s in range(12)]
+    assert {p.config["r"] for ps in picks for p in ps} == {6, 8}
+    assert all(len({p.config["r"] for p in ps}) == 1 for ps in picks)
+
+
 def test_inplace_distillation_uses_the_largest_networks_detached_outputs(tmp_path, monkeypatch):
     trainer = make(tmp_path)
     net = trainer.supernet

@@ -27,8 +27,10 @@ def recalibrate_bn(supernet: Supernet, config: Config, loader: Iterable, batches
     """Reset and re-estimate BN running statistics of ``config`` on up to ``batches`` batches of ``loader``.
 
     Statistics are a cumulative average over the batches (``momentum=None``),
-    not an exponential one, so every batch counts equally. The model is left in
-    eval mode with ``config`` active; the validated config is returned.
+    not an exponential one, so every batch counts equally. The loader should be
+    shuffled: the variance is the mean of per-batch variances, which is far too
+    small if each batch holds one class (splits sorted by class). The model is
+    left in eval mode with ``config`` active; the validated config is returned.
     """
     if batches < 1:
         raise ValueError(f"batches must be a positive integer, got {batches}")

@@ -54,6 +54,8 @@ class SamplingSection(StrictModel):
     n: int | None = Field(None, ge=0)
     #: in-place distillation from the largest network's soft outputs (sandwich, progressive)
     distill: bool = True
+    #: dimensions drawn once per step and shared by all picks (sandwich), e.g. [r] as in Once-for-All
+    shared: list[str] | None = None
     #: softmax temperature of the distillation targets
     temperature: float = Field(1.0, gt=0)
     #: rungs of the nested ladder (default: the largest number of choices of any dimension)
@@ -67,6 +69,8 @@ class SamplingSection(StrictModel):
             raise ValueError(f"'phases' only applies to rule 'progressive', not {self.rule!r}")
         if self.levels is not None and self.rule != "nested":
             raise ValueError(f"'levels' only applies to rule 'nested', not {self.rule!r}")
+        if self.shared is not None and self.rule != "sandwich":
+            raise ValueError(f"'shared' only applies to rule 'sandwich', not {self.rule!r}")
         if self.n is not None and self.rule == "uniform":
             raise ValueError("'n' does not apply to rule 'uniform' (it trains one sub-network per step)")
         return self

@@ -7,7 +7,9 @@ accumulates their gradients and takes one optimiser step. A pick marked
 ``teacher`` is trained on the labels and its detached soft outputs teach the
 picks after it (in-place distillation), when the rule distils.
 
-* ``sandwich`` (BigNAS): largest + smallest + ``n`` random networks;
+* ``sandwich`` (BigNAS): largest + smallest + ``n`` random networks; the
+  ``shared`` dimensions (e.g. the input resolution) are drawn once per step
+  and given to every pick, as Once-for-All draws one resolution per batch;
 * ``progressive`` (Once-for-All): phases that unlock dimensions one after the
   other (full network, then kernel, depth, expand), each with its own epochs
   and learning rate; dimensions no phase names (e.g. resolution) are elastic
@@ -92,17 +94,33 @@ class SamplingRule(abc.ABC):
 
 
 class SandwichRule(SamplingRule):
-    """Largest + smallest + ``n`` random sub-networks per step, with in-place distillation from the largest."""
+    """Largest + smallest + ``n`` random sub-networks per step, with in-place distillation from the largest.
+
+    Dimensions named in ``shared`` are drawn once per step and set in every
+    pick, so "largest" and "smallest" mean largest and smallest in the other
+    dimensions. Without it the smallest network always runs at the smallest
+    resolution, so the small kernels and shallow stages it shares with every
+    network learn features at that scale only (on MNIST-5k a 6-epoch
+    super-network's smallest network loses 14 points at 28 px against 20 px).
+    Sharing the resolution makes every network learn both scales, which needs
+    a longer schedule: after 3 epochs it was 3 points worse on average.
+    """
 
     name = "sandwich"
 
-    def __init__(self, space: SearchSpace, n: int = 2, distill: bool = True, seed: int = 0) -> None:
+    def __init__(self, space: SearchSpace, n: int = 2, distill: bool = True, seed: int = 0, shared: list[str] = ()) -> None:
         super().__init__(space, seed)
-        self.n, self.distill = n, distill
+        for d in shared:
+            space[d]  # raises a SpaceError naming the unknown dimension
+        self.n, self.distill, self.shared = n, distill, list(shared)
 
     def picks(self, step: int) -> list[Pick]:
         out = [Pick(self.space.max_config(), "max", teacher=True), Pick(self.space.min_config(), "min")]
-        return out + [Pick(self.random_config(), "random") for _ in range(self.n)]
+        out += [Pick(self.random_config(), "random") for _ in range(self.n)]
+        if self.shared:
+            drawn = self.space.sample(self.rng)
+            out = [Pick({**p.config, **{d: drawn[d] for d in self.shared}}, p.role, p.teacher) for p in out]
+        return out
 
 
 class UniformRule(SamplingRule):

@@ -108,7 +108,7 @@ class Trainer:
         t, s, space = self.config.train, self.config.train.sampling, self.supernet.space
         one = [Segment(t.epochs * self.steps_per_epoch, t.lr)]
         if s.rule == "sandwich":
-            return SandwichRule(space, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed), one
+            return SandwichRule(space, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed, shared=s.shared or []), one
         if s.rule == "uniform":
             return UniformRule(space, seed=t.seed), one
         if s.rule == "nested":
@@ -229,7 +229,9 @@ class Trainer:
         net = self.supernet
         configs = configs or {"max": net.max_config(), "mid": middle_config(net), "min": net.min_config()}
         saved = [b.detach().clone() for b in net.buffers()]
-        calib = loader(self.data.calib, self.config.train.batch_size)
+        # shuffled: the splits keep the data set's order (often sorted by class), and per-batch
+        # variances of one-class batches average to far less than the true variance
+        calib = loader(self.data.calib, self.config.train.batch_size, shuffle=True, seed=self.config.train.seed)
         val = loader(self.data.val, 256)
         try:
             return {name: evaluate_subnet(net, cfg, calib, val, self.config.train.bn_batches) for name, cfg in configs.items()}
