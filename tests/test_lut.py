@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 torch = pytest.importorskip("torch")
 
@@ -54,6 +55,10 @@ def test_lut_from_one_fingerprint_is_refused_for_another(tmp_path):
     assert OperatorLUT.load(tmp_path / "lut.yaml", one).entries == {"stem:x": 1.0}
     with pytest.raises(ValueError, match="differs in batch_size"):
         OperatorLUT.load(tmp_path / "lut.yaml", other)
+    old = yaml.safe_load((tmp_path / "lut.yaml").read_text())
+    assert old.pop("copies") == 8
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    assert OperatorLUT.load(tmp_path / "old.yaml", one).copies == 1  # written before copies: timed alone
     (tmp_path / "bad.yaml").write_text("entries: {}\n")
     with pytest.raises(ValueError, match="field 'fingerprint' is missing"):
         OperatorLUT.load(tmp_path / "bad.yaml")
@@ -74,6 +79,18 @@ def test_operator_modules_run_and_match_the_extracted_network(tiny):
         build_operator("pool", {})
 
 
+def test_operators_timed_in_turn_run_independent_copies(tiny):
+    from sliver.predict.lut import in_turn
+
+    kind, spec = next(iter(enumerate_operators(tiny).values()))
+    (first, example), (second, _) = build_operator(kind, spec), build_operator(kind, spec)
+    turn = in_turn([first, second])
+    with torch.no_grad():
+        outs = turn(example)
+    assert len(outs) == 2 and outs[0].shape == outs[1].shape
+    assert not torch.equal(outs[0], outs[1])  # independently initialised: nothing for ONNX Runtime to merge
+
+
 @pytest.mark.slow
 def test_build_lut_is_resumable_and_predicts_positive_latency(tmp_path):
     net = ElasticMobileNet.from_preset("digits")
@@ -81,12 +98,14 @@ def test_build_lut_is_resumable_and_predicts_positive_latency(tmp_path):
     all_ops = enumerate_operators(net)
     path = tmp_path / "lut.yaml"
     # a partial table on disk, as left by an interrupted build
-    partial = OperatorLUT.for_target(target)
+    partial = OperatorLUT.for_target(target, copies=2)
     first = next(iter(all_ops))
     partial.entries[first] = 123.0
     partial.save(path)
+    with pytest.raises(ValueError, match="timed 2 copies per operator, this build 8"):
+        build_lut(net, target, path)
     seen = []
-    lut = build_lut(net, target, path, on_progress=lambda done, total: seen.append((done, total)))
+    lut = build_lut(net, target, path, copies=2, on_progress=lambda done, total: seen.append((done, total)))
     assert lut.entries[first] == 123.0  # kept, not re-timed
     assert set(lut.entries) == set(all_ops)
     assert seen[0] == (2, len(all_ops)) and seen[-1] == (len(all_ops), len(all_ops))
@@ -153,7 +172,7 @@ def test_lut_in_the_store_is_keyed_by_fingerprint(tmp_path, tiny):
         assert OperatorLUT.from_store(store, other) is None  # never served to another fingerprint
         # the build resumes from the store: only the two missing operators are timed
         seen = []
-        built = build_lut(tiny, one, store=store, on_progress=lambda done, total: seen.append((done, total)))
+        built = build_lut(tiny, one, store=store, copies=lut.copies, on_progress=lambda done, total: seen.append((done, total)))
         assert seen == [(len(ops) - 1, len(ops)), (len(ops), len(ops))]
         assert set(OperatorLUT.from_store(store, one).entries) == set(ops) == set(built.entries)
         assert all(built.entries[k] == lut.entries[k] for k in lut.entries)
