@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,35 @@ class StrategySpec(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ExecutorSpec(StrictModel):
+    """Where evaluations run (see :mod:`sliver.parallel`): in this process, local processes, or a Dask cluster."""
+
+    kind: Literal["local", "processes", "dask"] = "local"
+    #: worker processes (processes; dask without an address)
+    workers: int = Field(2, ge=1)
+    #: a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster on 127.0.0.1)
+    address: str | None = None
+    #: resubmissions of an evaluation whose worker died, before it is recorded failed
+    retries: int = Field(2, ge=0)
+    #: seconds to wait for one evaluation before it is recorded failed
+    timeout_s: float = Field(1800.0, gt=0)
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> "ExecutorSpec":
+        if self.address is not None and self.kind != "dask":
+            raise ValueError(f"'address' only applies to kind 'dask', not {self.kind!r}")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`sliver.parallel.make_executor` for this kind."""
+        opts: dict[str, Any] = {"retries": self.retries, "timeout_s": self.timeout_s}
+        if self.kind != "local":
+            opts["workers"] = self.workers
+        if self.kind == "dask":
+            opts["address"] = self.address
+        return opts
+
+
 class SearchConfig(StrictModel):
     """A search: what to measure, under which constraints, with which strategy and budget, stored where."""
 
@@ -55,6 +85,8 @@ class SearchConfig(StrictModel):
     store: str | None = "sqlite:///sliver.db"
     study: str | None = None
     warm_start: bool = False
+    #: stream evaluations to workers (no batch barrier); absent: measure in this process, batch by batch
+    executor: ExecutorSpec | None = None
 
     @field_validator("objectives")
     @classmethod
@@ -90,6 +122,7 @@ def build_search(cfg: SearchConfig, progress: bool = False):
     """The :class:`~sliver.search.Search` a validated config describes (and its store, or None)."""
     from sliver.search import Search
 
+    factory = None
     if cfg.problem.kind == "nb201":
         from sliver.bench.nb201 import NB201
 
@@ -106,6 +139,9 @@ def build_search(cfg: SearchConfig, progress: bool = False):
             names = list(dict.fromkeys(cfg.objectives + [c.split("<")[0].split(">")[0].strip() for c in cfg.constraints]))
             evaluator = ModelEvaluator.from_checkpoint(cfg.problem.checkpoint, cfg.problem.target, names,
                                                        accuracy_subset=cfg.problem.accuracy_subset)
+            # workers load the checkpoint themselves instead of receiving the model pickled
+            factory = partial(ModelEvaluator.from_checkpoint, cfg.problem.checkpoint, cfg.problem.target, names,
+                              accuracy_subset=cfg.problem.accuracy_subset)
     store = None
     if cfg.store:
         from sliver.store import ResultStore
@@ -115,6 +151,8 @@ def build_search(cfg: SearchConfig, progress: bool = False):
         evaluator.space, evaluator, cfg.objectives, cfg.strategy.name, budget=cfg.budget, constraints=cfg.constraints,
         store=store, study_name=cfg.study, warm_start=cfg.warm_start, batch_size=cfg.batch_size, seed=cfg.seed,
         progress=progress, strategy_options=cfg.strategy.options,
+        executor=cfg.executor.kind if cfg.executor else None, executor_options=cfg.executor.options() if cfg.executor else None,
+        evaluator_factory=factory,
     )
     return search, store
 

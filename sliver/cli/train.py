@@ -13,6 +13,7 @@ def train(
     config: Path = typer.Argument(..., help="Training config (YAML with supernet:, data: and train: sections)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder for checkpoint.pt and metrics.jsonl (default: runs/<config name>)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torch.distributed, gloo); train.batch_size is split over them."),
 ) -> None:
     """Train an elastic super-network; restarted with the same --out, it resumes where it stopped."""
     # heavy imports here so that `sliver --help` stays fast
@@ -20,11 +21,18 @@ def train(
 
     out = out or Path("runs") / config.stem
     try:
-        run_config, text = load_run_config(config)
-        trainer = Trainer(run_config, out, config_text=text, progress=not quiet)
-        if trainer.resumed:
-            console.print(f"resuming {trainer.checkpoint_path} at step {trainer.step}/{trainer.total_steps}")
-        summary = trainer.fit()
+        if nproc > 1:
+            from sliver.train.distributed import train_distributed
+
+            if (out / "checkpoint.pt").exists():
+                console.print(f"resuming {out / 'checkpoint.pt'} on {nproc} processes")
+            summary = train_distributed(config, out, nproc, progress=not quiet)
+        else:
+            run_config, text = load_run_config(config)
+            trainer = Trainer(run_config, out, config_text=text, progress=not quiet)
+            if trainer.resumed:
+                console.print(f"resuming {trainer.checkpoint_path} at step {trainer.step}/{trainer.total_steps}")
+            summary = trainer.fit()
     except USER_ERRORS as exc:
         fail(str(exc))
     last = summary.get("metrics")
