@@ -78,3 +78,28 @@ def test_vector_features_match_space_features():
     space, configs, X, _ = data(30)
     V = np.stack([space.encode(c) for c in configs])
     assert np.array_equal(features_from_vectors(space, V), X)
+
+
+def test_noise_covers_held_out_error():
+    """With noise=True the spread includes the cross-validated residual, so it covers real held-out errors."""
+    _, _, X, y = data(200, seed=2)
+    y = y + 0.5 * np.random.default_rng(2).normal(size=len(y))  # noise no member can explain
+    plain = Predictor("ridge").fit(X[:150], y[:150])
+    noisy = Predictor("ridge", noise=True).fit(X[:150], y[:150])
+    mean, sd = noisy.predict_dist(X[150:])
+    assert (plain.predict_dist(X[150:])[1] == 0).all() and (sd > 0).all()
+    z = np.abs(y[150:] - mean) / sd
+    assert 0.5 < np.median(z) < 1.0  # about 0.67 for a calibrated Gaussian
+
+
+def test_rank_samples_stay_within_the_plausible_range():
+    """Draws of a rank-target model keep the skew of the data: no draw far beyond the best measured value."""
+    _, _, X, y = data(200, seed=3)
+    y = np.where(np.arange(200) % 10 == 0, 100.0, y)  # a heavy tail of broken networks
+    model = Predictor("ridge", target="rank", noise=True).fit(X[:150], y[:150])
+    eps = np.random.default_rng(0).standard_normal(64)
+    draws = model.sample(X[150:], eps)
+    assert draws.shape == (64, 50)
+    good = y[:150][y[:150] < 50]
+    assert draws.min() > good.min() - (good.max() - good.min())
+    assert np.allclose(model.sample(X[150:], np.zeros(1))[0], model.predict(X[150:]))

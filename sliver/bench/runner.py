@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sliver.bench.nb201 import NB201
+from sliver.bench.nb201 import NB201, nb201_features
 from sliver.search.loop import Search
 
 TARGETS = (0.99, 0.999)
@@ -34,7 +34,8 @@ class RunScore:
 def run_nb201(problem: NB201, strategy: str, seed: int, budget: int, targets=TARGETS, options: dict | None = None) -> RunScore:
     """Run ``strategy`` on ``problem`` (in memory, no store) and stop once the last target is reached.
 
-    Scoring happens in the search's per-batch callback; its time is subtracted
+    LINAS gets the cell's live-op features (:func:`~sliver.bench.nb201.nb201_features`)
+    unless ``options`` says otherwise. Scoring happens in the search's per-batch callback; its time is subtracted
     from the search overhead (a real search does not know the true front).
     """
     from sliver.search.hv import hypervolume, nondominated
@@ -56,6 +57,8 @@ def run_nb201(problem: NB201, strategy: str, seed: int, budget: int, targets=TAR
         scoring[0] += time.perf_counter() - t0
         return bool(ratios) and ratios[-1] >= max(targets)
 
+    if strategy == "linas":
+        options = {"features": nb201_features, **(options or {})}
     search = Search(problem.space, problem.evaluator(), ["accuracy", "latency_ms"], strategy, budget=budget, seed=seed,
                     on_batch=on_batch, strategy_options=options)
     result = search.run()

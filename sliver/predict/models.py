@@ -54,7 +54,8 @@ class Predictor:
     member per family in ``members``.
     """
 
-    def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = FAMILIES, target: str = "raw"):
+    def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = FAMILIES, target: str = "raw",
+                 noise: bool = False):
         if target not in ("raw", "rank"):
             raise ValueError(f"predictor target must be 'raw' or 'rank', got {target!r}")
         if kind not in KINDS:
@@ -66,6 +67,8 @@ class Predictor:
         self.target = target
         self.seed = seed
         self.members = tuple(members)
+        self.noise = noise
+        self._resid_sd = 0.0
         self.chosen: str | None = None
         self.n_features: int | None = None
         self._models: list[RegressorMixin] = []
@@ -97,7 +100,25 @@ class Predictor:
         else:
             families = [self.kind]
         self._models = [_fit_quietly(make_model(f, self.seed), X, z) for f in families]
+        self._resid_sd = self._cv_residual_sd(families, X, z) if self.noise and len(z) >= 6 else 0.0
         return self
+
+    def _cv_residual_sd(self, families: list[str], X: np.ndarray, z: np.ndarray) -> float:
+        """Robust spread (1.4826 x MAD) of 3-fold out-of-fold residuals of the mean, in standardised units.
+
+        Members trained on the same points share their mistakes, so their
+        spread alone says a prediction is sure where it is merely consistent;
+        the held-out residual is the error a new point really has.
+        """
+        from sklearn.model_selection import KFold
+
+        oof = np.empty_like(z)
+        for tr, te in KFold(3, shuffle=True, random_state=self.seed).split(X):
+            members = [_fit_quietly(make_model(f, self.seed), X[tr], z[tr]) for f in families]
+            with threadpool_limits(1):
+                oof[te] = np.mean([m.predict(X[te]) for m in members], axis=0)
+        r = oof - z
+        return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
     def _check(self, X: np.ndarray) -> np.ndarray:
         if not self._models:
@@ -109,16 +130,40 @@ class Predictor:
             raise ValueError(f"features: expected {self.n_features} columns (the search space's n_features), got {X.shape[1]}")
         return X
 
-    def predict_dist(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation (across ensemble members; 0 for one family) of each row."""
+    def _dist_t(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread in target units (normal scores for rank targets)."""
         X = self._check(X)
         with threadpool_limits(1):
             Z = np.stack([m.predict(X) for m in self._models])
-        mean, std = self._mu + self._sd * Z.mean(0), self._sd * Z.std(0)
+        spread = np.sqrt(Z.var(0) + self._resid_sd**2)
+        return self._mu + self._sd * Z.mean(0), self._sd * spread
+
+    def predict_dist(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of each row.
+
+        The deviation is the spread across ensemble members (0 for one family),
+        plus, with ``noise=True``, the cross-validated residual spread. For rank
+        targets the mean is the back-transformed median and the deviation half
+        the back-transformed one-sigma interval.
+        """
+        mean, std = self._dist_t(X)
         if self.target == "rank":
             lo, hi = self._ranks.inverse(mean - std), self._ranks.inverse(mean + std)
             return self._ranks.inverse(mean), (hi - lo) / 2
         return mean, std
+
+    def sample(self, X: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """Draws ``(len(eps), len(X))`` from each row's predictive distribution, one per standard normal in ``eps``.
+
+        Drawn in target units and then back-transformed, so for rank targets
+        the draws keep the skew of the measured values (a network cannot be
+        drawn better than the best by more than the top of the data suggests).
+        ``eps`` may also be ``(samples, len(X))`` for independent draws per row.
+        """
+        mean, std = self._dist_t(X)
+        eps = np.asarray(eps, dtype=float)
+        t = mean[None, :] + std[None, :] * (eps[:, None] if eps.ndim == 1 else eps)
+        return self._ranks.inverse(t) if self.target == "rank" else t
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Mean prediction of each row."""

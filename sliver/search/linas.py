@@ -57,7 +57,7 @@ class LINAS(Strategy):
         self,
         n_init: int = 20,
         batch: int = 10,
-        predictor: str = "ensemble",
+        predictor: str = "auto",
         inner: str = "auto",
         inner_pop: int = 100,
         inner_generations: int = 40,
@@ -68,6 +68,8 @@ class LINAS(Strategy):
         target: str = "auto",
         latency_model=None,
         latency_metric: str = "latency_ms",
+        members: tuple[str, ...] = ("ridge", "svr", "lgbm"),
+        features=None,
     ):
         if inner not in ("auto", "nsga2", "exhaustive"):
             raise ValueError(f"linas option inner must be 'auto', 'nsga2' or 'exhaustive', got {inner!r}")
@@ -78,7 +80,11 @@ class LINAS(Strategy):
         if latency_model is not None and not callable(latency_model):
             raise ValueError("linas option latency_model must be callable on a list of configs "
                              "(e.g. a LUTLatencyModel), returning their latencies")
-        Predictor(predictor)  # fail early on an unknown predictor kind
+        Predictor(predictor, members=members)  # fail early on an unknown predictor kind or member
+        self.members = tuple(members)
+        if features is not None and not callable(features):
+            raise ValueError("linas option features must be callable on an (n, n_genes) array of encoded configs")
+        self.features = features
         self.latency_model, self.latency_metric = latency_model, latency_metric
         self.n_init, self.default_batch, self.predictor = n_init, batch, predictor
         self.inner, self.inner_pop, self.inner_generations = inner, inner_pop, inner_generations
@@ -94,7 +100,7 @@ class LINAS(Strategy):
         self._model_cache: dict[tuple[int, ...], float] = {}  # the latency model's values, kept across rounds
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
         # metrics to predict: expensive objectives and constraints on expensive metrics
-        self._targets: dict[str, str] = {}
+        self._choice: dict[str, tuple[str, str]] = {}  # metric -> (predictor kind, target), re-chosen by CV
         self._predicted = problem.expensive_names + sorted(
             {c.metric for c in problem.constraints} - cheap - set(problem.expensive_names)
         )
@@ -117,8 +123,12 @@ class LINAS(Strategy):
             self._known_vecs.add(tuple(self.space.encode(c).tolist()))
 
     # ------------------------------------------------------------- predictors
-    def _fit(self, measured) -> dict[str, Predictor]:
-        X = self.space.features([c for _, c, _ in measured])
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        """Predictor features of encoded rows: the user's ``features`` callable, else the space's one-hot."""
+        return self.features(X) if self.features is not None else features_from_vectors(self.space, X)
+
+    def _fit(self, measured) -> dict:
+        X = self._features(np.stack([self.space.encode(c) for _, c, _ in measured]))
         models = {}
         for name in self._predicted:
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
@@ -127,44 +137,68 @@ class LINAS(Strategy):
                 models[name] = _StandIn(self.latency_model, self.space, [measured[i][1] for i in rows], y, self._model_cache)
                 self.log.append(f"linas round {self.rounds}: {name} from the given latency model: {models[name].describe()}")
                 continue
-            if self.rounds == 1 or (self.cv_every and self.rounds % self.cv_every == 1):
-                self._targets[name] = self._choose_target(name, X[rows], y)
+            if name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1):
+                self._choice[name] = self._choose(name, X[rows], y)
+            kind, target = self._choice[name]
             seed = int(self.problem.seed) + self.rounds
-            models[name] = Predictor(self.predictor, seed=seed, target=self._targets[name]).fit(X[rows], y)
+            models[name] = Predictor(kind, seed=seed, target=target, members=self.members, noise=True).fit(X[rows], y)
         return models
 
-    def _choose_target(self, name: str, X: np.ndarray, y: np.ndarray) -> str:
-        """Raw or rank targets, whichever ranks the better half of the points best in 3-fold CV (logged)."""
-        options = ["raw", "rank"] if self.target == "auto" else [self.target]
+    def _choose(self, name: str, X: np.ndarray, y: np.ndarray) -> tuple[str, str]:
+        """Predictor family and target (raw or rank) that rank the better half of the points best in 3-fold CV (logged).
+
+        With ``predictor="auto"`` every member family is tried (latency is
+        often near-additive, so ridge wins; accuracy is not); otherwise only
+        the target is chosen for the given kind.
+        """
+        kinds = list(self.members) if self.predictor == "auto" else [self.predictor]
+        targets = ["raw", "rank"] if self.target == "auto" else [self.target]
         sign = next((o.sign for o in self.problem.objectives if o.name == name), 1.0)
         good = sign * y <= np.median(sign * y)  # the half that decides the front
-        taus = {}
-        for target in options:
-            pred = np.empty_like(y)
-            for tr, te in KFold(3, shuffle=True, random_state=int(self.problem.seed)).split(X):
-                pred[te] = Predictor(self.predictor, seed=int(self.problem.seed), target=target).fit(X[tr], y[tr]).predict(X[te])
-            taus[target] = (kendall_tau(pred[good], y[good]), kendall_tau(pred, y), mape(pred, y))
-        best = max(options, key=lambda t: taus[t][0])
-        tau_good, tau_all, err = taus[best]
+        scores = {}
+        folds = list(KFold(3, shuffle=True, random_state=int(self.problem.seed)).split(X))
+        for kind in kinds:
+            for target in targets:
+                pred = np.empty_like(y)
+                for tr, te in folds:
+                    model = Predictor(kind, seed=int(self.problem.seed), target=target, members=self.members)
+                    pred[te] = model.fit(X[tr], y[tr]).predict(X[te])
+                scores[kind, target] = (kendall_tau(pred[good], y[good]), kendall_tau(pred, y), mape(pred, y))
+        best = max(scores, key=lambda k: scores[k][0])
+        tau_good, tau_all, err = scores[best]
         self.log.append(
-            f"linas round {self.rounds}: {name} predictor ({self.predictor}, {best} targets) on {len(y)} points: "
+            f"linas round {self.rounds}: {name} predictor ({best[0]}, {best[1]} targets) on {len(y)} points: "
             f"3-fold CV Kendall tau {tau_all:.3f} (better half {tau_good:.3f}), MAPE {err:.1f}%"
         )
         return best
 
-    def _predict(self, X: np.ndarray, models: dict[str, Predictor]) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Min-oriented objective means and spreads of encoded rows, plus raw constraint predictions."""
-        feats = features_from_vectors(self.space, X)
-        pred = {name: m.predict_vectors(X) if isinstance(m, _StandIn) else m.predict_dist(feats) for name, m in models.items()}
+    def _predict(self, X: np.ndarray, models: dict, eps: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+        """Min-oriented objectives of encoded rows, plus (mean, spread) of every predicted metric.
+
+        Without ``eps``: the predictors' medians, shape ``(n, n_objectives)``.
+        With ``eps`` ``(samples, n_predicted)`` standard normals: draws from
+        the predictive distributions, shape ``(samples, n, n_objectives)``
+        (the same normals for every row: common random numbers keep the
+        comparison between candidates fair). Cheap objectives are exact.
+        """
+        feats = self._features(X)
+        dist = {name: m.predict_vectors(X) if isinstance(m, _StandIn) else m.predict_dist(feats) for name, m in models.items()}
         cheap = self._cheap(X) if self.problem.cheap_names else {}
-        mean = np.zeros((len(X), len(self.problem.objectives)))
-        std = np.zeros_like(mean)
+        S = 1 if eps is None else len(eps)
+        out = np.zeros((S, len(X), len(self.problem.objectives)))
         for j, o in enumerate(self.problem.objectives):
             if o.cost == "cheap":
-                mean[:, j] = cheap[o.name]
+                out[:, :, j] = cheap[o.name]
+                continue
+            m = models[o.name]
+            e = np.zeros(1) if eps is None else eps[:, self._predicted.index(o.name)]
+            if isinstance(m, _StandIn):
+                mean, sd = dist[o.name]
+                out[:, :, j] = mean[None, :] + sd[None, :] * e[:, None]
             else:
-                mean[:, j], std[:, j] = pred[o.name]
-        return mean * self.problem.signs, std, pred
+                out[:, :, j] = m.sample(feats, e)
+        out = out * self.problem.signs
+        return (out[0] if eps is None else out), dist
 
     def _cheap(self, X: np.ndarray) -> dict[str, np.ndarray]:
         rows = []
@@ -220,7 +254,7 @@ class LINAS(Strategy):
             def _evaluate(self, x, out, *args, **kwargs):
                 x = np.rint(x).astype(np.int64)
                 seen.append(x)
-                mean, _, pred = strategy._predict(x, models)
+                mean, pred = strategy._predict(x, models)
                 out["F"] = mean
                 out["G"] = (1.0 - np.asarray(strategy._p_feasible(pred)) * np.ones(len(x)))[:, None] - 0.5
 
@@ -238,41 +272,69 @@ class LINAS(Strategy):
 
     # --------------------------------------------------------------- selection
     def _select(self, X: np.ndarray, models, measured, n: int) -> list[int]:
-        """Greedy batch by expected hypervolume improvement (Kriging believer between picks)."""
-        mean, std, pred = self._predict(X, models)
-        pfeas = np.asarray(self._p_feasible(pred)) * np.ones(len(X))
+        """Greedy batch by expected hypervolume improvement (Kriging believer between picks).
+
+        The expectation is over draws from the predictors' distributions (for
+        rank targets drawn in rank space and mapped back, so they stay within
+        what the measured values make plausible), in a scale where the
+        measured front spans [0, 1] in each objective and the reference point
+        sits 10% beyond its worst values (as the benchmark scores a front).
+        """
+        eps = self.rng.standard_normal((self.samples, len(self._predicted)))
+        D, dist = self._predict(X, models, eps)
+        mean, _ = self._predict(X, models)
+        pfeas = np.asarray(self._p_feasible(dist)) * np.ones(len(X))
         ok_F = self.problem.to_min([o.values for _, _, o in measured])
         feas = np.array([o.feasible for _, _, o in measured], dtype=bool)
-        lo, hi = ok_F.min(0), ok_F.max(0)
-        span = np.where(hi > lo, hi - lo, 1.0)
-        front = (ok_F[feas] - lo) / span if feas.any() else np.zeros((0, ok_F.shape[1]))
+        front = ok_F[feas] if feas.any() else ok_F[:0]
         if len(front):
             front = front[nondominated(front)]
-            nadir, ideal = front.max(0), front.min(0)
-            ref = nadir + 0.1 * np.maximum(nadir - ideal, 0.1)
+            lo, hi = front.min(0), front.max(0)
         else:
-            ref = np.full(ok_F.shape[1], 1.1)
-        mu, sd = (mean - lo) / span, std / span
-        z = self.rng.standard_normal((self.samples, mu.shape[1]))
+            lo, hi = ok_F.min(0), ok_F.max(0)
+        span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+        front, mean, D = (front - lo) / span, (mean - lo) / span, (D - lo) / span
+        ref = np.full(mean.shape[1], 1.1)
+        m = mean.shape[1]
 
         def ehvi(idx: np.ndarray, front: np.ndarray) -> np.ndarray:
-            P = (mu[idx][None, :, :] + sd[idx][None, :, :] * z[:, None, :]).reshape(-1, mu.shape[1])
-            return hvi(front, P, ref).reshape(self.samples, len(idx)).mean(0) * pfeas[idx]
+            return hvi(front, D[:, idx].reshape(-1, m), ref).reshape(self.samples, len(idx)).mean(0) * pfeas[idx]
 
         idx = np.arange(len(X))
+        picks = self._extremes(D, front, pfeas)[: max(n - 1, 0)]
+        for i in picks:
+            front = np.vstack([front, mean[i]])
         score = ehvi(idx, front)
         short = idx[np.argsort(-score)[: self.shortlist]]
-        picks: list[int] = []
-        for _ in range(min(n, len(X))):
+        for _ in range(min(n, len(X)) - len(picks)):
             s = ehvi(short, front) if picks else score[short]
             s = np.where(np.isin(short, picks), -1.0, s)
             if s.max() <= 0:
                 break
             best = int(short[int(np.argmax(s))])
             picks.append(best)
-            front = np.vstack([front, mu[best]])  # believe the prediction until it is measured
+            front = np.vstack([front, mean[best]])  # believe the prediction until it is measured
         if len(picks) < n:
-            picks += self._closest_to_front(mu - sd, front, n - len(picks), exclude=set(picks))
+            picks += self._closest_to_front(mean, front, n - len(picks), exclude=set(picks))
+        return picks
+
+    def _extremes(self, D: np.ndarray, front: np.ndarray, pfeas: np.ndarray) -> list[int]:
+        """For each objective, the candidate with the largest expected improvement on its best measured value.
+
+        The ends of the front fix where the reference point lies, so no
+        hypervolume measure beyond them can value them: the fastest network
+        (even a useless one) and the most accurate one are sought on their own.
+        """
+        if not len(front):
+            return []
+        picks: list[int] = []
+        for j in range(D.shape[2]):
+            if self.problem.objectives[j].cost != "expensive":
+                continue  # a cheap objective's extreme is known exactly: the front search finds it
+            ei = np.maximum(front[:, j].min() - D[:, :, j], 0.0).mean(0) * pfeas
+            best = int(np.argmax(ei))
+            if ei[best] > 1e-3 and best not in picks:  # 0.1% of the front's span: below that the end is reached
+                picks.append(best)
         return picks
 
     def _closest_to_front(self, P: np.ndarray, front: np.ndarray, k: int, exclude: set[int]) -> list[int]:
