@@ -81,3 +81,31 @@ def test_search_cli_prints_the_front(tmp_path):
     out = CliRunner().invoke(app, ["search", _yaml(tmp_path, body)])
     assert out.exit_code == 0, out.output
     assert "Pareto front" in out.output and "12 unique evaluations" in out.output
+
+
+def test_live_edges_and_features():
+    from sliver.bench.nb201 import OPS, live_edges, nb201_features
+
+    enc = lambda ops: np.array([OPS.index(o) for o in ops])  # noqa: E731
+    cells = np.stack([
+        enc(["none"] * 6),
+        # 0->1 skip, 1->2 conv (but 2 has no way out), 1->3 skip: only edges 0 and 4 reach the output
+        enc(["skip_connect", "none", "nor_conv_3x3", "none", "skip_connect", "none"]),
+        enc(["nor_conv_3x3"] * 6),
+    ])
+    live = live_edges(cells)
+    assert live.tolist() == [[False] * 6, [True, False, False, False, True, False], [True] * 6]
+    F = nb201_features(cells)
+    assert F.shape == (3, 30 + 24 + 1)
+    assert F[:, -1].tolist() == [0.0, 1.0, 1.0]
+    assert F[1, :30].sum() == 6 and F[1, 30:54].sum() == 2  # all six ops, but only two live ones
+
+
+@needs_data
+def test_disconnected_cells_are_the_ten_percent_ones():
+    from sliver.bench.nb201 import OPS, live_edges
+
+    p = NB201("raspi4")
+    X = np.array([[OPS.index(o) for o in ops] for ops in p.index])
+    acc = p.table["cifar10_test_acc"].to_numpy()[list(p.index.values())]
+    assert np.array_equal(~live_edges(X).any(1), acc < 11)

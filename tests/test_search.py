@@ -159,3 +159,21 @@ def test_search_stack_never_imports_torch():
     code = "import sys, sliver.space, sliver.search, sliver.predict, sliver.store, sliver.bench, sliver.search.strategies; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_linas_bad_features_option_is_clear():
+    with pytest.raises(ValueError, match="features must be callable"):
+        make_strategy("linas", features="path")
+
+
+def test_linas_uses_the_given_features():
+    calls = []
+
+    def feats(X):
+        calls.append(len(X))
+        return np.asarray(X, dtype=float)  # the raw gene values as features
+
+    opts = dict(FAST_OPTIONS["linas"], features=feats)
+    ev = ToyEvaluator()
+    result = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=16, seed=0, strategy_options=opts).run()
+    assert calls and result.n_evaluations == 16

@@ -1,11 +1,16 @@
 """LINAS: lightweight iterative NAS with predictors in the loop.
 
-Each round: fit an ensemble predictor (mean and spread) for every *expensive*
-metric on all measurements so far; generate candidates with a long pymoo
+Each round: fit a predictor for every *expensive* metric on all measurements
+so far (family and raw/rank target chosen by cross-validation every few rounds;
+its uncertainty is the ensemble spread plus the cross-validated residual, so
+it is honest about what the features cannot explain); generate candidates with a long pymoo
 NSGA-II run on the predicted objectives (cheap objectives computed exactly),
 or take the whole space when it is small enough to score outright; choose the
-next batch by expected hypervolume improvement over the measured front under
-the ensemble's uncertainty (times the predicted probability of meeting the
+next batch by expected hypervolume improvement over the measured front,
+averaged over draws from the predictive distributions (rank-target models are
+drawn in rank space and mapped back, so a draw stays plausible), first taking
+for each expensive objective the candidate most expected to extend its end of
+the front (the ends fix the reference point, so no hypervolume values them) (times the predicted probability of meeting the
 expensive constraints), greedily, each pick added to the front as if measured
 so the batch spreads along the front's gaps. Only measured points ever leave
 the search. A ``latency_model`` (an operator lookup table, a transferred or
@@ -38,13 +43,17 @@ class LINAS(Strategy):
     """Predictor-in-the-loop search choosing batches by ensemble expected hypervolume improvement.
 
     Options: ``n_init`` random configs measured first; ``batch`` default batch
-    size; ``predictor`` kind (see :class:`~sliver.predict.Predictor`);
+    size; ``predictor`` kind (see :class:`~sliver.predict.Predictor`;
+    ``"auto"``: the best of ``members`` by cross-validation, per metric);
+    ``features`` a callable mapping encoded configs ``(n, n_genes)`` to
+    predictor features (default: the space's one-hot; e.g.
+    :func:`~sliver.bench.nb201.nb201_features` zeroes a cell's dead edges);
     ``inner`` = ``"nsga2"`` (pymoo search on predictions), ``"exhaustive"``
     (score every config) or ``"auto"`` (exhaustive when the space has at most
     ``exhaustive_limit`` networks); ``inner_pop``/``inner_generations`` size
     the inner search; ``samples`` draws per candidate for the expectation;
     ``cv_every`` rounds between cross-validated checks of the predictors, which
-    also choose ``target`` (``"auto"``: raw or rank-transformed targets,
+    choose the family and ``target`` (``"auto"``: raw or rank-transformed targets,
     whichever ranks the better half of the measured points best);
     ``latency_model`` a callable mapping a list of configs to latencies, used
     for the metric ``latency_metric`` instead of a predictor fitted on the
