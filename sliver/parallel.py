@@ -22,7 +22,8 @@ with the reason. Evaluations that need the hardware (latency, peak memory) run
 only on Dask workers offering the resource :func:`hardware_resource` of the
 study's fingerprint, so a mixed cluster measures each target on its own
 machine; start such workers with ``dask worker <scheduler> --resources
-"sliver-hw-<fingerprint>=1"``.
+"sliver-hw-<fingerprint>=1"`` (and, for torch models, without Dask's
+``MALLOC_TRIM_THRESHOLD_``: see :class:`DaskExecutor`).
 """
 
 from __future__ import annotations
@@ -177,7 +178,15 @@ class Executor(abc.ABC):
         return self.workers
 
     def start(self, evaluator: Evaluator, factory: Callable[[], Evaluator] | None = None) -> None:
-        """Load ``evaluator`` on every worker (from ``factory`` when given: nothing heavy is pickled)."""
+        """Load ``evaluator`` on every worker (from ``factory`` when given: nothing heavy is pickled).
+
+        Starting again with the same evaluator keeps the running workers (so a
+        caller can start them before a timed search).
+        """
+        if self.evaluator is evaluator:
+            return
+        if self.evaluator is not None:
+            raise RuntimeError(f"this {self.name} executor already runs another evaluator; use one executor per evaluator")
         self.evaluator = evaluator
         self._start(_factory(factory or evaluator))
 
@@ -294,6 +303,7 @@ class ProcessExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self.evaluator = None
 
 
 def _dask_measure(token: str, config: Config, objectives: list[str]) -> Measured:
@@ -365,7 +375,13 @@ class DaskExecutor(Executor):
         else:
             # worker processes listen on 127.0.0.1 only; in-process workers talk over inproc:// (no socket at all)
             where = {"host": "127.0.0.1"} if self.processes else {}
-            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536; setting it turns off glibc's dynamic mmap
+            # threshold, so every tensor over 128 KiB is mmapped and unmapped again: measured here, a
+            # thousandfold more page faults and several times slower accuracy runs. Workers keep glibc's default.
+            environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+            environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+            settings = {"distributed.scheduler.allowed-failures": 0, "distributed.nanny.pre-spawn-environ": environ}
+            with dask.config.set(settings):
                 self._cluster = LocalCluster(
                     n_workers=self.workers, threads_per_worker=self.threads, processes=self.processes,
                     dashboard_address=None, resources={self._resource: 1}, silence_logs=40, **where,
@@ -429,6 +445,7 @@ class DaskExecutor(Executor):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+        self.evaluator = None
 
 
 def make_executor(kind: str = "local", **options: Any) -> Executor:

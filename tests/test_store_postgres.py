@@ -86,6 +86,7 @@ from test_parallel import SlowToy
 
 url, log, study = sys.argv[1:4]
 ev = SlowToy(log, delay=0.15)
+ev.supernet_hash = study  # a database kept between runs must not serve this run's configs from an older one
 result = Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=8, seed=7, store=ResultStore(url),
                 study_name=study, executor="local").run()
 print(result.n_evaluations, result.n_cache_hits, result.stopped)
