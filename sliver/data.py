@@ -220,4 +220,6 @@ def _split(y: np.ndarray, seed: int, val_fraction: float, calib_fraction: float,
         train, calib = train_test_split(rest, test_size=frac, stratify=y[rest], random_state=seed + 1)
     except ValueError as exc:
         raise DataError(f"{name}: cannot split {len(y)} images into train/val/calib ({exc}); use larger fractions or more data") from None
-    return np.sort(train), np.sort(val), np.sort(calib)
+    # keep train_test_split's seeded shuffle: sorted indices would leave class-sorted sources (MNIST-5k)
+    # class-sorted, and any unshuffled batch of them (BN recalibration) would hold a single class
+    return train, val, calib
