@@ -104,12 +104,12 @@ def test_two_processes_on_one_study_never_measure_a_config_twice(url, tmp_path):
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
-        assert out.split()[2:] == ["budget", "spent"]
+        assert out.split()[2:] == ["budget", "spent"], (out, err[-2000:])
     keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
     assert len(keys) == len(set(keys)), "a config was measured twice"
     measured = sum(int(out.split()[0]) for out, _ in outs)
-    assert measured == len(keys) >= 8
-    assert sum(int(out.split()[1]) for out, _ in outs) > 0  # each served the other's results from the store
+    assert measured == len(keys) >= 8, outs
+    assert sum(int(out.split()[1]) for out, _ in outs) > 0, outs  # results of the other process served from the store
     store = ResultStore(url)
     trials = store.trials(store.get_study(study).id)
     assert {t.config_key for t in trials} == set(keys)

@@ -340,13 +340,14 @@ class Search:
                         return "the strategy has nothing new to propose"
                     for config in configs:
                         job = self._begin(config, study_id)
-                        if job is None:
-                            idle += 1
-                        elif self._claim(job):
+                        state = "settled" if job is None else self._acquire(job, study_id)
+                        if state == "measure":
                             jobs[ex.submit(job.config, job.missing)] = job
                             idle = 0
-                        else:
+                        elif state == "wait":
                             waiting.append(job)
+                        else:
+                            idle += 1
                     if idle >= 100 * self.batch_size:
                         return f"{idle} proposals in a row brought nothing new"
                     if configs and not self._halt and len(jobs) < ex.slots and self.n_eval + len(jobs) < self.budget:
@@ -390,10 +391,13 @@ class Search:
                     if not self._missing(job.key):  # the other process has measured it
                         waiting.remove(job)
                         self._settle(self._evaluate(job.config, study_id, self._batch))
-                    elif self.n_eval + len(jobs) < self.budget and self._claim(job):  # its claim expired: the other process died
-                        waiting.remove(job)
-                        job.started = time.monotonic()
-                        jobs[ex.submit(job.config, job.missing)] = job
+                    elif self.n_eval + len(jobs) < self.budget:
+                        state = self._acquire(job, study_id)  # "measure" when the other process died
+                        if state != "wait":
+                            waiting.remove(job)
+                        if state == "measure":
+                            job.started = time.monotonic()
+                            jobs[ex.submit(job.config, job.missing)] = job
                 if self.store is not None and now - refreshed > self.claim_ttl_s / 3:
                     refreshed = now
                     for job in jobs.values():
@@ -417,6 +421,20 @@ class Search:
         if self.store is None:
             return True
         return self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s)
+
+    def _acquire(self, job: "_Job", study_id: int | None) -> str:
+        """Claim ``job``'s config: "measure" it, "wait" for the process that holds it, or "settled" from the store."""
+        if not self._claim(job):
+            return "wait"
+        if self.store is not None:
+            # the holder writes its results before releasing, so a config it finished between our look at
+            # the store and our claim is found now, instead of being measured a second time
+            job.missing = self._missing(job.key)
+            if not job.missing:
+                self.store.release(self._scope, job.key, self._owner)
+                self._settle(self._evaluate(job.config, study_id, self._batch))
+                return "settled"
+        return "measure"
 
     def _begin(self, config: Config, study_id: int | None) -> "_Job | None":
         """A job to measure ``config``, or None when it is settled at once (filtered, or all in the store)."""
