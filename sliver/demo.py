@@ -100,6 +100,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     from sliver.cli.search import SearchConfig, build_search, print_front
     from sliver.config import load
     from sliver.export import export_subnetwork, pick
+    from sliver.measure.evaluator import evaluate
     from sliver.report import write_report
     from sliver.train import Trainer, load_run_config
 
@@ -153,6 +154,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     }
     exports: dict[str, Path] = {}
     picks: dict[str, dict] = {}
+    pick_values: dict[str, dict[str, float]] = {}
     for name, rule in rules.items():
         choice = pick(measured, result.objectives, rule)
         res = export_subnetwork(
@@ -160,9 +162,13 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
             provenance={"study": STUDY, "rule": rule, "checkpoint": str(checkpoint), "store": cfg.store},
         )
         exports[name] = res.path
+        pick_values[name] = dict(choice.values)
         picks[f"{name}: {rule}"] = res.config
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in choice.values.items())
         console.print(f"[bold]{name}[/] ({rule}): {metrics} → {res.path}")
+    # the largest network, measured the same way (kept in the store, outside the study), for scale
+    largest = evaluate(search.evaluator, search.space.max_config(), store, objectives=[o.name for o in result.objectives])
+    _print_comparison(console, result.objectives, largest.values, {name: pick_values[name] for name in exports})
     timings["export_s"] = time.perf_counter() - t0
 
     # 4. report
@@ -174,9 +180,24 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     summary_json = {
         "seconds": seconds, "timings": timings, "evaluations": result.n_evaluations, "cache_hits": result.n_cache_hits,
         "front_size": len(front), "exports": {k: str(v) for k, v in exports.items()}, "report": str(report),
-        "rules": rules,
+        "rules": rules, "picks": pick_values, "largest": largest.values,
     }
     (out / "summary.json").write_text(json.dumps(summary_json, indent=2))
     console.print(f"report: {report}\ndone in {seconds:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")
     return DemoResult(out, checkpoint, search_yaml, front, exports, report, seconds, result.n_evaluations,
                       result.n_cache_hits, timings)
+
+
+def _print_comparison(console: Any, objectives: list, largest: dict[str, float], picks: dict[str, dict[str, float]]) -> None:
+    """The exported picks next to the largest network: the trade the search found."""
+    from rich.table import Table
+
+    table = Table(title="exported sub-networks vs the largest network")
+    table.add_column("network")
+    for o in objectives:
+        table.add_column(o.label)
+    table.add_column("latency vs largest")
+    for name, values in [("largest", largest), *picks.items()]:
+        ratio = largest["latency_ms"] / values["latency_ms"] if "latency_ms" in values and "latency_ms" in largest else float("nan")
+        table.add_row(name, *(f"{values.get(o.name, float('nan')):.4g}" for o in objectives), f"{ratio:.2f}x faster")
+    console.print(table)

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from sliver.cli._common import USER_ERRORS, console, fail
+from sliver.export import ExportError
 
 
 def demo(
@@ -27,6 +28,8 @@ def demo(
         run_demo(out / "quick" if quick and out == Path("runs/demo") else out, quick=quick, budget=budget, console=console)
     except USER_ERRORS as exc:
         fail(str(exc))
+    except ExportError as exc:  # e.g. the run folder's store was measured with other data or weights
+        fail(f"{exc} (start afresh with another --out)")
 
 
 def _open(search_yaml: Path, study: str | None):
@@ -91,7 +94,7 @@ def export(
                                                "store": cfg.store})
     except USER_ERRORS as exc:
         fail(str(exc))
-    except RuntimeError as exc:  # ExportError / QuantError: the exported model does not reproduce the stored metrics
+    except ExportError as exc:  # the exported model does not reproduce the super-network or the stored metrics
         fail(str(exc))
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     checks = ", ".join(f"{k} {v:.2g}" for k, v in result.checks.items())
