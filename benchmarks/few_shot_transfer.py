@@ -5,7 +5,13 @@ architectures on the held-out device, predict all others; Spearman rho on the
 remaining architectures, averaged over held-out devices and seeds.
 Baselines in the same run: the prior alone (k=0), the single source device
 that ranks the k samples best, and a one-hot ridge trained on the held-out
-device alone (k samples, and 100 samples for scale).
+device alone (k samples, and 100 samples for scale). Tried as an alternative:
+a low-rank device embedding (top-3 SVD components of the standardised source
+log-latencies, ridge on the new device's coordinates), reported as
+``lowrank3_ridge``. The summary also gives the mean over the devices whose
+latencies are not quantised to whole milliseconds (four FBNet phones have
+fewer than 110 distinct values over 5,000 architectures: there even the
+transfer fitted on half the table stays below 0.9).
 
     python benchmarks/few_shot_transfer.py [--data DIR] [--seeds 3]
 """
@@ -61,6 +67,9 @@ def evaluate(lat: np.ndarray, onehot: np.ndarray, seeds: int) -> list[dict]:
         source, target = np.delete(lat, d, axis=1), lat[:, d]
         model = DeviceTransfer(source)
         log_src = np.log(np.maximum(source, 1e-6))
+        z = (log_src - log_src.mean(0)) / np.where(log_src.std(0) > 0, log_src.std(0), 1.0)
+        u, sv, _ = np.linalg.svd(z - z.mean(0), full_matrices=False)
+        lowrank = u[:, :3] * sv[:3]
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
             order = rng.permutation(n)
@@ -71,6 +80,8 @@ def evaluate(lat: np.ndarray, onehot: np.ndarray, seeds: int) -> list[dict]:
                 res = {}
                 if k <= max(KS):
                     res["sliver_transfer"] = model.fit(idx, target[idx]).predict()
+                    if k >= 3:
+                        res["lowrank3_ridge"] = RidgeCV(alphas=np.logspace(-3, 2, 11)).fit(lowrank[idx], np.log(target[idx])).predict(lowrank)
                 if k >= 3:
                     best = int(np.nanargmax([spearmanr(log_src[idx, j], target[idx])[0] for j in range(source.shape[1])]))
                     res["nearest_device"] = source[:, best]
@@ -111,11 +122,17 @@ def main() -> None:
         pivot = frame.pivot_table(index="method", columns="k", values="rho_rest", aggfunc="mean")
         summary[bench] = {m: {int(k): round(float(v), 4) for k, v in pivot.loc[m].dropna().items()} for m in pivot.index}
         summary[bench]["ceiling_half_table"] = round(ceiling, 4)
+        smooth = [d for j, d in enumerate(devices) if len(np.unique(lat[:, j])) > 1000]
+        sel = frame[(frame.method == "sliver_transfer") & (frame.k == TARGET_K)]
+        summary[bench][f"k{TARGET_K}_non_quantised_devices"] = {
+            "devices": len(smooth), "rho": round(float(sel[sel.device.isin(smooth)]["rho_rest"].mean()), 4)}
         print(f"\n{bench}: Spearman rho on the remaining architectures, mean over {len(devices)} held-out devices x {args.seeds} seeds")
         print(pivot.round(4).to_string())
         print(f"ceiling (same model fitted on half the table, k={len(lat) // 2}): {ceiling:.4f}")
         per_dev = frame[(frame.method == "sliver_transfer") & (frame.k == TARGET_K)].groupby("device")["rho_rest"].mean()
         print(f"per device, k={TARGET_K}: " + ", ".join(f"{d} {v:.3f}" for d, v in per_dev.items()))
+        nq = summary[bench][f"k{TARGET_K}_non_quantised_devices"]
+        print(f"k={TARGET_K}, the {nq['devices']} devices not quantised to whole ms: rho {nq['rho']:.4f}")
 
     got = {b: summary[b]["sliver_transfer"][TARGET_K] for b in summary}
     met = all(v >= TARGET_RHO for v in got.values())
