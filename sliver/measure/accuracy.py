@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -24,21 +24,23 @@ def subset(dataset: Dataset, fraction: float | None, seed: int = 0) -> Dataset:
 
 def top1_accuracy(
     model: nn.Module,
-    dataset: Dataset,
+    data: Dataset | Iterable,
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 256,
     deadline: float | None = None,
 ) -> float:
     """Percentage of samples whose arg-max prediction equals the label.
 
-    ``prepare`` adapts each input batch (e.g. resizing to the config's
-    resolution); ``deadline`` (a ``time.monotonic()`` value) raises
-    :class:`TimeoutError` between batches once passed.
+    ``data`` is a dataset (batched here by ``batch_size``) or any iterable of
+    ``(x, y)`` batches, e.g. a loader. ``prepare`` adapts each input batch
+    (e.g. resizing to the config's resolution); ``deadline`` (a
+    ``time.monotonic()`` value) raises :class:`TimeoutError` between batches once passed.
     """
     model.eval()
     correct = total = 0
+    batches = DataLoader(data, batch_size=batch_size, shuffle=False) if isinstance(data, Dataset) else data
     with torch.inference_mode():
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        for x, y in batches:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"accuracy took longer than its time limit after {total} samples")
             if prepare is not None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sliver.elastic.base import Supernet
+from sliver.measure.accuracy import top1_accuracy
 from sliver.space import Config
 
 
@@ -57,19 +58,9 @@ def recalibrate_bn(supernet: Supernet, config: Config, loader: Iterable, batches
     return config
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, loader: Iterable, prepare=None) -> float:
     """Top-1 accuracy in percent of ``model`` (in eval mode) over ``loader``; ``prepare(x)`` adapts inputs."""
-    model.eval()
-    correct = total = 0
-    for x, y in loader:
-        if prepare is not None:
-            x = prepare(x)
-        correct += int((model(x).argmax(dim=1) == y).sum())
-        total += len(y)
-    if total == 0:
-        raise ValueError("accuracy: the loader gave no examples")
-    return 100.0 * correct / total
+    return top1_accuracy(model, loader, prepare)
 
 
 def evaluate_subnet(supernet: Supernet, config: Config, calib_loader: Iterable, val_loader: Iterable, batches: int = 20) -> float:
