@@ -163,7 +163,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
         )
         exports[name] = res.path
         pick_values[name] = dict(choice.values)
-        picks[f"{name}: {rule}"] = res.config
+        picks[name] = res.config
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in choice.values.items())
         console.print(f"[bold]{name}[/] ({rule}): {metrics} → {res.path}")
     # the largest network, measured the same way (kept in the store, outside the study), for scale

@@ -184,10 +184,13 @@ def _pareto_plot(plt, points: StudyPoints, a: int, b: int, picks: dict[str, int 
         f = f[np.argsort(V[f, a])]
         ax.step(V[f, a], V[f, b], where="post" if (oa.sign > 0) == (ob.sign > 0) else "pre", c="#d62728", lw=1.2)
         ax.scatter(V[f, a], V[f, b], s=34, c="#d62728", label="Pareto front", zorder=3)
+    labels: dict[int, list[str]] = {}
     for label, i in picks.items():
         if i is not None:
-            ax.scatter([V[i, a]], [V[i, b]], s=120, facecolors="none", edgecolors="k", lw=1.5, zorder=4)
-            ax.annotate(label, (V[i, a], V[i, b]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            labels.setdefault(i, []).append(label)
+    for i, names in labels.items():  # picks that chose the same network share one ring and one label
+        ax.scatter([V[i, a]], [V[i, b]], s=120, facecolors="none", edgecolors="k", lw=1.5, zorder=4)
+        ax.annotate(" = ".join(names), (V[i, a], V[i, b]), textcoords="offset points", xytext=(6, -12), fontsize=8)
     ax.set(xlabel=oa.label, ylabel=ob.label, title=f"{ob.name} vs {oa.name} ({len(V)} sub-networks)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -211,7 +214,10 @@ def _html(study, points: StudyPoints, images, picks, hv, fingerprint, has_tau: b
     names = [o.label for o in points.objectives]
     front = np.flatnonzero(points.front)
     front = front[np.argsort(points.values[front, 0])]
-    pick_of = {i: label for label, i in picks.items() if i is not None}
+    pick_of: dict[int, str] = {}
+    for label, i in picks.items():
+        if i is not None:
+            pick_of[i] = f"{pick_of[i]}, {label}" if i in pick_of else label
     rows = "".join(
         "<tr>" + f"<td>{points.seqs[i]}</td>" + "".join(f"<td>{points.values[i, j]:.4g}</td>" for j in range(len(names)))
         + f"<td>{esc(pick_of.get(i, ''))}</td><td><code>{esc(json.dumps(points.configs[i]))}</code></td></tr>"

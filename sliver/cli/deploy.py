@@ -120,7 +120,7 @@ def report(
         picks = {}
         for card in sorted(search_yaml.parent.glob("exports/*/card.json")):
             data = json.loads(card.read_text())
-            picks[f"{card.parent.name}: {data.get('rule', '')}"] = data["config"]
+            picks[card.parent.name] = data["config"]
         path = write_report(store, record.name, out or search_yaml.parent / "report", picks=picks, fingerprint=fingerprint)
     except USER_ERRORS as exc:
         fail(str(exc))
