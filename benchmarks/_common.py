@@ -27,18 +27,9 @@ def skip(reason: str) -> None:
 
 def fingerprint() -> dict:
     """CPU model, cores, OS, Python and (if installed) torch versions of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
+    from sliver.measure.hardware import available_cores, cpu_model
+
+    cpu, cores = cpu_model(), available_cores()
     out = {"cpu": cpu, "cores": cores, "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
     try:
         import torch
