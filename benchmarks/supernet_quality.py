@@ -9,6 +9,8 @@ sub-network next to its stand-alone twin. The headline figure is the mean gap
 (stand-alone minus sandwich, in points). Runs resume from ``runs/`` if stopped.
 
     python benchmarks/supernet_quality.py [--config examples/train_mnist.yaml] [--out runs/supernet_quality]
+
+``benchmarks/vit_mnist.py`` runs the same comparison for the elastic ViT.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def pick_configs(net, n_random: int = 500, seed: int = 0) -> list[dict]:
 def subnet_accuracy(trainer: Trainer, config: dict) -> float:
     """Accuracy of the extracted sub-network after BN recalibration on the whole calibration split."""
     net, data = trainer.supernet, trainer.data
-    calib = loader(data.calib, 64, shuffle=True)  # the split is sorted by class; see Trainer.evaluate
+    calib = loader(data.calib, 64, shuffle=True)  # batches must mix classes for honest BN statistics
     recalibrate_bn(net, config, calib, batches=len(calib))
     model = net.extract(config)
     return accuracy(model, loader(data.val, 256), lambda x: net.prepare_input(x, config))
@@ -85,8 +87,13 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "examples" / "train_mnist.yaml"))
     parser.add_argument("--out", default=str(REPO / "runs" / "supernet_quality"))
     args = parser.parse_args()
-    run_config, text = load_run_config(args.config)
-    out = Path(args.out)
+    run(args.config, args.out, "supernet_quality")
+
+
+def run(config: str, out_dir: str, name: str) -> None:
+    """Train, compare and write ``benchmarks/results/<name>.json`` for the training config ``config``."""
+    run_config, text = load_run_config(config)
+    out = Path(out_dir)
     timings = {}
 
     load = {"start": os.getloadavg()[0]}
@@ -128,11 +135,11 @@ def main() -> None:
     met = mean_gap <= 1.0 and worst <= 2.0 and smallest >= 90.0
     t = run_config.train
     write_result(
-        "supernet_quality", round(mean_gap, 3),
+        name, round(mean_gap, 3),
         "mean gap (stand-alone minus extracted sandwich sub-network) <= 1.0 point, none > 2 points, smallest >= 90%",
         met, table,
         worst_gap=worst, uniform_mean_gap=mean_gap_u, smallest_accuracy=smallest, timings_s=timings,
-        recipe={"config": str(Path(args.config).relative_to(REPO)) if Path(args.config).is_relative_to(REPO) else args.config,
+        recipe={"config": str(Path(config).relative_to(REPO)) if Path(config).is_relative_to(REPO) else config,
                 "epochs": sandwich.total_epochs, "steps": sandwich.total_steps, "batch_size": t.batch_size, "lr": t.lr,
                 "threads": t.threads},
         checkpoint=str(sandwich.checkpoint_path), checkpoint_hash=summary["hash"],
