@@ -123,10 +123,14 @@ def build_search(cfg: SearchConfig, progress: bool = False):
     from sliver.search import Search
 
     factory = None
+    options = dict(cfg.strategy.options)
     if cfg.problem.kind == "nb201":
-        from sliver.bench.nb201 import NB201
+        from sliver.bench.nb201 import NB201, nb201_features
 
         evaluator = NB201(cfg.problem.device, cfg.problem.dataset, cfg.problem.data).evaluator()
+        if cfg.strategy.name == "linas":
+            # the same live-op features `sliver bench search` gives LINAS on this table
+            options.setdefault("features", nb201_features)
     else:
         from sliver.measure.model import ModelEvaluator  # torch is needed only for a real super-network
 
@@ -150,7 +154,7 @@ def build_search(cfg: SearchConfig, progress: bool = False):
     search = Search(
         evaluator.space, evaluator, cfg.objectives, cfg.strategy.name, budget=cfg.budget, constraints=cfg.constraints,
         store=store, study_name=cfg.study, warm_start=cfg.warm_start, batch_size=cfg.batch_size, seed=cfg.seed,
-        progress=progress, strategy_options=cfg.strategy.options,
+        progress=progress, strategy_options=options,
         executor=cfg.executor.kind if cfg.executor else None, executor_options=cfg.executor.options() if cfg.executor else None,
         evaluator_factory=factory,
     )
