@@ -2,6 +2,7 @@
 repeatably that way on a busy 2-core machine), and artifacts in one folder."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,17 @@ def artifacts_dir() -> Path:
     """Folder for files a person may want to look at after a run (screenshots, reports)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One torch thread per test module (restored after): small models run fastest that way and
+    OpenMP does not spin on a shared machine. Modules that never imported torch are left alone."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

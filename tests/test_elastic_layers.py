@@ -14,15 +14,6 @@ from sliver.elastic.layers import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # small convolutions: one thread is fastest, and avoids OpenMP spinning on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

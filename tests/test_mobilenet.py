@@ -31,15 +31,6 @@ def randomise(net: nn.Module, seed: int = 0) -> nn.Module:
     return net.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # small convolutions: one thread is fastest, and avoids OpenMP spinning on a shared machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)

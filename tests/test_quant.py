@@ -24,14 +24,6 @@ from sliver.quant import (
 from sliver.store import ResultStore
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def data():
     return load_dataset("digits", seed=0)

@@ -11,8 +11,6 @@ from sliver.elastic import build_extracted, build_supernet
 from sliver.elastic.bert import ElasticBert
 from sliver.elastic.vit import ElasticViT
 
-torch.set_num_threads(1)
-
 
 def tiny_vit(**kw) -> ElasticViT:
     args = dict(image_size=8, patch_size=4, hidden=32, num_layers=3, num_heads=4, ffn=48,

