@@ -44,7 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sliver.measure.objectives import Objective
@@ -209,13 +209,22 @@ class ResultStore:
 
     # ---------------------------------------------------------------- plumbing
     def _init_schema(self) -> None:
-        _Base.metadata.create_all(self.engine)
-        with self._session.begin() as s:
-            row = s.get(_Meta, "schema_version")
-            if row is None:
-                s.add(_Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-                return
-            version = int(row.value)
+        for attempt in range(3):
+            try:
+                _Base.metadata.create_all(self.engine)
+                with self._session.begin() as s:
+                    row = s.get(_Meta, "schema_version")
+                    if row is None:
+                        s.add(_Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                        return
+                    version = int(row.value)
+                break
+            except (IntegrityError, ProgrammingError):
+                # another process created the same tables (or version row) between our check and our write;
+                # the next attempt finds them
+                if attempt == 2:
+                    raise
+                time.sleep(0.1)
         if version > SCHEMA_VERSION:
             raise ValueError(
                 f"the result store {self.url} has schema version {version}, newer than this sliver "

@@ -105,10 +105,15 @@ def test_two_processes_on_one_study_never_measure_a_config_twice(url, tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
         assert out.split()[2:] == ["budget", "spent"], (out, err[-2000:])
-    keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    keys = [r["key"] for r in rows]
     assert len(keys) == len(set(keys)), "a config was measured twice"
-    measured = sum(int(out.split()[0]) for out, _ in outs)
-    assert measured == len(keys) >= 8, outs
+    assert len(keys) >= 8, outs
+    # a process that opens the study after the other has finished some configs replays those trials into its
+    # budget, so its count of evaluations covers at least what it measured itself (exactly, without that overlap)
+    for p, (out, _) in zip(procs, outs):
+        assert int(out.split()[0]) >= sum(r["pid"] == p.pid for r in rows), outs
+    assert sum(int(out.split()[0]) for out, _ in outs) >= len(keys), outs
     assert sum(int(out.split()[1]) for out, _ in outs) > 0, outs  # results of the other process served from the store
     store = ResultStore(url)
     trials = store.trials(store.get_study(study).id)
