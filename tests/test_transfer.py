@@ -55,6 +55,32 @@ def test_ten_samples_rank_the_new_device_better_than_the_prior():
     assert mape < 0.1  # predictions are in ms, not just a ranking
 
 
+def test_additive_view_helps_a_device_that_is_a_sum_of_option_costs():
+    """Sources and the new device all price each layer's option; a network's latency is the sum.
+
+    The new device's option costs mix two source devices' costs *linearly*, so in log space the
+    source columns only approximate it; the features' additive refit of each column carries it.
+    """
+    rng = np.random.default_rng(3)
+    n_arch, n_layers, n_opts, n_dev = 400, 8, 4, 6
+    choice = rng.integers(0, n_opts, size=(n_arch, n_layers))
+    onehot = np.zeros((n_arch, n_layers * n_opts))
+    onehot[np.arange(n_arch)[:, None], np.arange(n_layers) * n_opts + choice] = 1.0
+    costs = rng.gamma(2.0, 1.0, size=(n_layers * n_opts, n_dev))
+    source = onehot @ costs * np.exp(rng.normal(0, 0.03, size=(n_arch, n_dev)))  # noisy source timings
+    target = onehot @ (0.7 * costs[:, 0] + 0.3 * costs[:, 1])
+    rows = rng.choice(n_arch, 10, replace=False)
+    rest = np.setdiff1d(np.arange(n_arch), rows)
+    plain = DeviceTransfer(source, devices=[f"d{j}" for j in range(n_dev)]).fit(rows, target[rows])
+    additive = DeviceTransfer(source, features=onehot).fit(rows, target[rows])
+    assert "additive views" in additive.describe() and "nearest sources d" in plain.describe()
+    rho_plain = spearmanr(plain.predict()[rest], target[rest])[0]
+    rho_additive = spearmanr(additive.predict()[rest], target[rest])[0]
+    assert rho_additive > 0.95 and rho_additive > rho_plain
+    with pytest.raises(ValueError, match="features: expected one row per architecture"):
+        DeviceTransfer(source, features=onehot[:10])
+
+
 def test_bad_inputs_are_one_line_errors():
     source, target = _table()
     with pytest.raises(ValueError, match="source table"):

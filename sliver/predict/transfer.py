@@ -2,12 +2,25 @@
 
 The source table holds the latency of many architectures (rows) on many
 devices (columns). Latencies of one architecture on different hardware are
-strongly related, so a new device's log-latency is close to a linear
-combination of the source devices' log-latencies. With ``k`` measured
-architectures we fit that combination by ridge regression (standardised source
-columns, penalty chosen by leave-one-out CV), then predict every architecture
-of the table. The source columns act as a learned embedding of each
-architecture; the ridge weights are the new device's coordinates in it.
+strongly related, so the source columns (standardised log-latencies) are the
+architectures' embedding, and a new device's log-latency is modelled as a
+Gaussian process over architectures whose prior *is* the source table: its
+mean is the (weighted) mean source device, its covariance the (weighted)
+covariance of the source devices across architectures, plus a free level and
+scale ``a + b * mean`` and a noise term. With ``k`` measured architectures the
+posterior mean predicts every other one; this is a learned shrinkage between
+the prior and the fit, set per device by the data:
+
+* the source devices are weighted by how well each ranks the k samples
+  (``exp(similarity * correlation)``), so the prior leans on the nearest
+  source devices without trusting any single one;
+* the noise level (how far the fit may leave the prior) is chosen by the
+  restricted marginal likelihood of the k samples.
+
+With architecture ``features`` (e.g. the space's one-hot), each source column
+gets a second, additive view: its latency refitted as a sum of per-option
+costs (a ridge on the features), which denoises a column and carries the
+additive structure of latency (a network's time is the sum of its layers').
 
 With fewer than :data:`MIN_SAMPLES_FOR_FIT` samples there is nothing to fit:
 the prediction falls back to the *prior*, the geometric mean over the source
@@ -23,13 +36,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import RidgeCV
 
-#: fewer measured architectures than this and the ridge fit is not trusted
+#: fewer measured architectures than this and the fit is not trusted
 MIN_SAMPLES_FOR_FIT = 3
 
-#: ridge penalties tried by leave-one-out CV (on standardised source columns)
-ALPHAS = tuple(np.logspace(-1, 2, 7))
+#: noise levels tried (as a share of the prior's mean variance), chosen per fit by marginal likelihood
+NOISE_GRID = (0.1, 0.2, 0.3, 0.5, 1.0)
+
+#: how sharply source devices that rank the k samples well are preferred (0: all alike)
+SIMILARITY = 3.0
+
+#: ridge penalty of the additive refit of each source column on the architecture features
+_ADDITIVE_ALPHA = 1.0
 
 #: latencies are floored at this share of their device's median before the log:
 #: degenerate cells (e.g. NAS-Bench-201 all-`none`) measure ~0 ms and would dominate a log scale
@@ -49,12 +67,16 @@ class TransferResult:
 class DeviceTransfer:
     """Latency transfer from a table of source devices to a new device.
 
-    ``source`` is an (architectures × devices) array of latencies in ms. Call
+    ``source`` is an (architectures × devices) array of latencies in ms;
+    ``features`` optionally an (architectures × d) array describing each
+    architecture (adds the additive view, see the module docstring);
+    ``devices`` the source columns' names (for :meth:`describe`). Call
     :meth:`fit` with the row indices and latencies measured on the new device,
     then :meth:`predict` for all rows.
     """
 
-    def __init__(self, source: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> None:
+    def __init__(self, source: np.ndarray, features: np.ndarray | None = None, devices: list[str] | None = None,
+                 noise_grid: tuple[float, ...] = NOISE_GRID, similarity: float = SIMILARITY) -> None:
         source = np.asarray(source, dtype=np.float64)
         if source.ndim != 2 or source.shape[0] < 2 or source.shape[1] < 1:
             raise ValueError(f"source table: expected (architectures x devices) with at least 2 rows and 1 device, got shape {source.shape}")
@@ -62,14 +84,30 @@ class DeviceTransfer:
             raise ValueError("source table: latencies must be finite numbers (drop or fill the missing rows)")
         if (source <= 0).all(axis=0).any():
             raise ValueError("source table: a device column has no positive latency")
-        self.alphas = alphas
-        self._log = _log_latency(source)
-        mean, std = self._log.mean(0), self._log.std(0)
+        self.noise_grid, self.similarity = tuple(noise_grid), float(similarity)
+        self.devices = list(devices) if devices is not None else [f"column {j}" for j in range(source.shape[1])]
+        if len(self.devices) != source.shape[1]:
+            raise ValueError(f"devices: {len(self.devices)} names for {source.shape[1]} source columns")
+        log = _log_latency(source)
+        self._prior = log.mean(1)
+        views = [log]
+        if features is not None:
+            features = np.asarray(features, dtype=np.float64)
+            if features.ndim != 2 or features.shape[0] != source.shape[0]:
+                raise ValueError(f"features: expected one row per architecture ({source.shape[0]}), got shape {features.shape}")
+            from sklearn.linear_model import Ridge
+
+            additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source).predict(features)
+            views.append(np.log(np.maximum(additive, _FLOOR_OF_MEDIAN * np.median(source, axis=0))))
+        z = np.concatenate(views, axis=1)
+        std = z.std(0)
         std[std == 0] = 1.0  # a constant device column carries no ranking information
-        self._z = (self._log - mean) / std
-        self._prior = self._log.mean(1)
-        self._model: RidgeCV | None = None
+        self._z = (z - z.mean(0)) / std
+        self._n_devices = source.shape[1]
+        self._fitted: np.ndarray | None = None
         self._shift = 0.0
+        self._noise = float("nan")
+        self._nearest = ""
         self.fallback = True
         self.n_samples = 0
 
@@ -78,7 +116,7 @@ class DeviceTransfer:
         return self._z.shape[0]
 
     def fit(self, rows: np.ndarray, latency_ms: np.ndarray) -> "DeviceTransfer":
-        """Fit the new device's coordinates from measured ``latency_ms`` of table ``rows``."""
+        """Fit the new device from measured ``latency_ms`` of table ``rows``."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         y = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
         if rows.shape != y.shape:
@@ -90,26 +128,65 @@ class DeviceTransfer:
         if (~np.isfinite(y)).any() or (y <= 0).any():
             raise ValueError("samples: latencies must be positive finite numbers (ms)")
         self.n_samples = rows.size
-        self._model = None
+        self._fitted = None
         self._shift = float(np.mean(np.log(y) - self._prior[rows])) if rows.size else 0.0
         self.fallback = rows.size < MIN_SAMPLES_FOR_FIT
         if not self.fallback:
-            self._model = RidgeCV(alphas=self.alphas).fit(self._z[rows], np.log(y))
+            self._fitted = self._posterior_mean(rows, np.log(y))
         return self
+
+    def _posterior_mean(self, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Log-latency of every row: the GP posterior mean given the samples (see the module docstring)."""
+        z = self._z
+        # weight the source columns by how well each ranks the samples (Pearson on the k log-latencies)
+        zk = z[rows] - z[rows].mean(0)
+        yk = y - y.mean()
+        corr = zk.T @ yk / np.maximum(np.sqrt((zk ** 2).sum(0) * (yk @ yk)), 1e-12)
+        w = np.exp(self.similarity * (corr - corr.max()))
+        w /= w.sum()
+        mean = z @ w
+        feats = (z - mean[:, None]) * np.sqrt(w)
+        feats /= np.sqrt(np.mean(np.sum(feats ** 2, axis=1))) or 1.0  # prior variance 1 per architecture, on average
+        top = list(dict.fromkeys(int(j) % self._n_devices for j in np.argsort(-w)))[:3]
+        self._nearest = ", ".join(str(self.devices[j]) for j in top)
+        A = np.c_[np.ones(rows.size), mean[rows]]  # free level and scale of the new device
+        Fk = feats[rows]
+        G, Fy, FA = Fk.T @ Fk, Fk.T @ y, Fk.T @ A
+        k, v = Fk.shape
+        best = None
+        for noise in self.noise_grid:
+            # K = Fk Fk^T + noise I is k x k; Woodbury keeps every solve v x v (v = source columns), so a
+            # fit on thousands of samples costs what one on ten does
+            inner = np.linalg.inv(G + noise * np.eye(v))
+            AKA = (A.T @ A - FA.T @ inner @ FA) / noise
+            beta = np.linalg.lstsq(AKA, (A.T @ y - FA.T @ inner @ Fy) / noise, rcond=None)[0]
+            resid = y - A @ beta
+            Fr = Fk.T @ resid
+            quad = max(float(resid @ resid - Fr @ inner @ Fr) / noise, 1e-300)
+            logdet_k = (k - v) * np.log(noise) + np.linalg.slogdet(G + noise * np.eye(v))[1]
+            dof = max(k - A.shape[1], 1)
+            # restricted log marginal likelihood, the signal scale profiled out
+            reml = -0.5 * dof * np.log(quad / dof) - 0.5 * logdet_k - 0.5 * np.linalg.slogdet(AKA)[1]
+            if best is None or reml > best[0]:
+                best = (reml, noise, beta, inner @ Fr)  # Fk^T K^-1 resid = (G + noise I)^-1 Fk^T resid
+        _, self._noise, beta, coef = best
+        return beta[0] + beta[1] * mean + feats @ coef
 
     def predict(self) -> np.ndarray:
         """Predicted latency (ms) of every architecture of the source table."""
-        if self._model is None:
+        if self._fitted is None:
             return np.exp(self._prior + self._shift)
-        return np.exp(self._model.predict(self._z))
+        return np.exp(self._fitted)
 
     def describe(self) -> str:
         """One line saying which model made the predictions."""
         if not self.fallback:
-            return f"fitted the new device from {self.n_samples} samples over {self._z.shape[1]} source devices (ridge alpha={self._model.alpha_:.3g})"
+            views = "log-latency and additive views" if self._z.shape[1] > self._n_devices else "log-latency"
+            return (f"fitted the new device from {self.n_samples} samples over {self._n_devices} source devices ({views}; "
+                    f"noise {self._noise:.3g} by marginal likelihood; nearest sources {self._nearest})")
         shift = f", shifted to the level of the {self.n_samples} samples" if self.n_samples else ""
         return (f"only {self.n_samples} samples (need {MIN_SAMPLES_FOR_FIT} to fit): falling back to the prior, "
-                f"the geometric mean of the {self._z.shape[1]} source devices{shift}")
+                f"the geometric mean of the {self._n_devices} source devices{shift}")
 
 
 def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
@@ -126,7 +203,7 @@ def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     missing = samples.index.difference(source.index)
     if len(missing):
         raise ValueError(f"samples: architecture {missing[0]!r} is not in the source table; measure architectures listed there")
-    model = DeviceTransfer(source.to_numpy(dtype=np.float64))
+    model = DeviceTransfer(source.to_numpy(dtype=np.float64), devices=[str(c) for c in source.columns])
     model.fit(source.index.get_indexer(samples.index), samples.to_numpy(dtype=np.float64))
     pred = pd.Series(model.predict(), index=source.index, name="latency_ms")
     return TransferResult(pred, model.n_samples, model.fallback, model.describe())
