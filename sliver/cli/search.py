@@ -72,6 +72,108 @@ class ExecutorSpec(StrictModel):
         return opts
 
 
+class TransferStandIn(StrictModel):
+    """Few-shot transfer from the NB201 table's other devices (see :mod:`sliver.predict.transfer`)."""
+
+    #: source devices (default: every device of the table but the problem's own)
+    devices: list[str] | None = Field(None, min_length=1)
+    #: CSV of latencies measured on the searched device (columns ``arch_str``, ``latency_ms``); absent: the prior
+    samples: str | None = None
+
+
+class LatencyModelSpec(StrictModel):
+    """A cheap latency model that LINAS uses in place of its latency predictor; the reported front stays measured.
+
+    ``lut``: an operator lookup table (YAML from ``sliver latency build-lut``)
+    built on the problem's hardware target (supernet problems). ``transfer``:
+    the few-shot transfer model from the table's other devices (nb201 problems).
+    """
+
+    lut: str | None = None
+    transfer: TransferStandIn | None = None
+    #: the metric the model stands in for
+    metric: str = "latency_ms"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "LatencyModelSpec":
+        if (self.lut is None) == (self.transfer is None):
+            raise ValueError("give exactly one of 'lut' (an operator table YAML) or 'transfer' (the table's other devices)")
+        return self
+
+    def build(self, evaluator, nb201=None) -> tuple[Any, str]:
+        """The callable on a list of configs for LINAS's ``latency_model`` option, and a line saying what it is."""
+        if self.lut is not None:
+            return _lut_model(Path(self.lut), evaluator)
+        return _transfer_model(self.transfer, nb201)
+
+
+def _lut_model(path: Path, evaluator) -> tuple[Any, str]:
+    from sliver.elastic.mobilenet import ElasticMobileNet
+    from sliver.predict.lut import LUTLatencyModel, OperatorLUT, enumerate_operators
+
+    supernet = evaluator.supernet
+    if not isinstance(supernet, ElasticMobileNet):
+        raise ValueError(f"latency_model.lut: operator tables cover ElasticMobileNet super-networks, not {type(supernet).__name__}; "
+                         "drop latency_model to let LINAS learn latency from its measurements")
+    if not path.is_file():
+        raise FileNotFoundError(f"latency_model.lut: {path} not found; build it with 'sliver latency build-lut <supernet.yaml> "
+                                f"--target {evaluator.target.name} -o {path}'")
+    try:
+        lut = OperatorLUT.load(path, evaluator.target)  # refuses a table timed on another fingerprint
+    except ValueError as exc:
+        raise ValueError(f"latency_model.lut: {exc}") from None
+    missing = [k for k in enumerate_operators(supernet) if k not in lut.entries]
+    if missing:
+        raise ValueError(f"latency_model.lut: {path} lacks {len(missing)} of this super-network's operators (e.g. '{missing[0]}'); "
+                         f"complete it with 'sliver latency build-lut <supernet.yaml> --target {evaluator.target.name} -o {path}'")
+    return LUTLatencyModel(lut, supernet), f"latency model: operator table {path} ({len(lut.entries)} operators, target {lut.fingerprint_hash})"
+
+
+class _TableLatency:
+    """Predicted latency of NB201 cells, looked up by each config's row of the table."""
+
+    def __init__(self, nb201, latency_ms) -> None:
+        self.nb201, self.latency_ms = nb201, latency_ms
+
+    def __call__(self, configs) -> list[float]:
+        return [float(self.latency_ms[self.nb201.row(c)]) for c in configs]
+
+
+def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
+    import numpy as np
+    import pandas as pd
+
+    from sliver.bench.nb201 import OPS, nb201_features, parse_arch
+    from sliver.predict.transfer import DeviceTransfer
+
+    devices = spec.devices or [d for d in nb201.devices if d != nb201.device]
+    for d in devices:
+        if d not in nb201.devices:
+            raise ValueError(f"latency_model.transfer.devices: '{d}' is not in the NB201 table; devices: {', '.join(nb201.devices)}")
+        if d == nb201.device:
+            raise ValueError(f"latency_model.transfer.devices: '{d}' is the searched device itself; list only other devices")
+    table = nb201.table
+    cells = np.array([[OPS.index(op) for op in parse_arch(a)] for a in table["arch_str"]])
+    model = DeviceTransfer(table[[f"lat_ms_{d}" for d in devices]].to_numpy(np.float64), features=nb201_features(cells), devices=devices)
+    rows, latency = np.zeros(0, dtype=np.int64), np.zeros(0)
+    if spec.samples is not None:
+        path = Path(spec.samples)
+        if not path.is_file():
+            raise FileNotFoundError(f"latency_model.transfer.samples: {path} not found")
+        frame = pd.read_csv(path)
+        for col in ("arch_str", "latency_ms"):
+            if col not in frame.columns:
+                raise ValueError(f"latency_model.transfer.samples: {path} has no column '{col}'; columns are {list(frame.columns)}")
+        by_arch = frame.groupby("arch_str")["latency_ms"].mean()
+        try:
+            rows = np.array([nb201.index[tuple(parse_arch(a))] for a in by_arch.index], dtype=np.int64)
+        except KeyError as exc:
+            raise ValueError(f"latency_model.transfer.samples: {exc.args[0]} is not an NB201 cell (write arch_str as in the table)") from None
+        latency = by_arch.to_numpy(np.float64)
+    model.fit(rows, latency)
+    return _TableLatency(nb201, model.predict()), f"latency model: transfer to {nb201.device}: {model.describe()}"
+
+
 class SearchConfig(StrictModel):
     """A search: what to measure, under which constraints, with which strategy and budget, stored where."""
 
@@ -87,6 +189,8 @@ class SearchConfig(StrictModel):
     warm_start: bool = False
     #: stream evaluations to workers (no batch barrier); absent: measure in this process, batch by batch
     executor: ExecutorSpec | None = None
+    #: a cheap latency model standing in for LINAS's latency predictor (e.g. ``{lut: lut.yaml}``)
+    latency_model: LatencyModelSpec | None = None
 
     @field_validator("objectives")
     @classmethod
@@ -115,19 +219,43 @@ class SearchConfig(StrictModel):
             for n in self.objectives + [Constraint.parse(c).metric for c in self.constraints]:
                 if n not in NB201_METRICS:
                     raise ValueError(f"the nb201 problem measures only {list(NB201_METRICS)}, not '{n}'")
+        if self.latency_model is not None:
+            self._check_latency_model()
         return self
+
+    def _check_latency_model(self) -> None:
+        from sliver.search.problem import Constraint
+
+        spec = self.latency_model
+        if self.strategy.name != "linas":
+            raise ValueError(f"latency_model: only the linas strategy uses a latency model, not {self.strategy.name!r}; "
+                             "set strategy.name: linas or drop latency_model")
+        if "latency_model" in self.strategy.options or "latency_metric" in self.strategy.options:
+            raise ValueError("latency_model: give the latency model once, in latency_model, not in strategy.options")
+        metrics = self.objectives + [Constraint.parse(c).metric for c in self.constraints]
+        if spec.metric not in metrics:
+            raise ValueError(f"latency_model.metric: '{spec.metric}' is neither an objective nor a constrained metric of this search")
+        if spec.lut is not None and self.problem.kind != "supernet":
+            raise ValueError("latency_model.lut: an operator table applies to a supernet problem; for nb201 use latency_model.transfer")
+        if spec.lut is not None and self.problem.quantization is not None and self.problem.quantization.search:
+            raise ValueError("latency_model.lut: the operator table times float operators and cannot stand in for a "
+                             "quantisation search; drop problem.quantization.search or latency_model")
+        if spec.transfer is not None and self.problem.kind != "nb201":
+            raise ValueError("latency_model.transfer: transfer from the table's other devices applies to an nb201 problem; "
+                             "for a super-network use latency_model.lut")
 
 
 def build_search(cfg: SearchConfig, progress: bool = False):
     """The :class:`~sliver.search.Search` a validated config describes (and its store, or None)."""
     from sliver.search import Search
 
-    factory = None
+    factory = nb201 = None
     options = dict(cfg.strategy.options)
     if cfg.problem.kind == "nb201":
         from sliver.bench.nb201 import NB201, nb201_features
 
-        evaluator = NB201(cfg.problem.device, cfg.problem.dataset, cfg.problem.data).evaluator()
+        nb201 = NB201(cfg.problem.device, cfg.problem.dataset, cfg.problem.data)
+        evaluator = nb201.evaluator()
         if cfg.strategy.name == "linas":
             # the same live-op features `sliver bench search` gives LINAS on this table
             options.setdefault("features", nb201_features)
@@ -146,6 +274,11 @@ def build_search(cfg: SearchConfig, progress: bool = False):
             # workers load the checkpoint themselves instead of receiving the model pickled
             factory = partial(ModelEvaluator.from_checkpoint, cfg.problem.checkpoint, cfg.problem.target, names,
                               accuracy_subset=cfg.problem.accuracy_subset)
+    if cfg.latency_model is not None:
+        options["latency_model"], note = cfg.latency_model.build(evaluator, nb201)
+        options["latency_metric"] = cfg.latency_model.metric
+        if progress:
+            console.print(note, highlight=False)
     store = None
     if cfg.store:
         from sliver.store import ResultStore
