@@ -55,6 +55,8 @@ class ElasticBert(ElasticTransformer):
     """Elastic post-LN BERT encoder; ``forward(input_ids)`` -> logits, or pooled embeddings if ``num_classes`` is None."""
 
     family = "bert"
+    #: exported ONNX models take any batch size and text length (see sliver.export)
+    onnx_dynamic_axes = {0: "batch", 1: "sequence"}
 
     def __init__(self, vocab_size: int = 30522, max_positions: int = 512, type_vocab_size: int = 2,
                  hidden: int = 384, num_layers: int = 6, num_heads: int = 12, ffn: int = 1536,

@@ -102,16 +102,27 @@ def torch_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarge
         return time_runs(lambda: model(example), **_protocol(target))
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, opset: int = 17) -> bytes:
-    """The model exported to ONNX (TorchScript exporter, fixed input shape) as bytes."""
+def export_onnx(model: nn.Module, example: torch.Tensor, opset: int = 17,
+                dynamic_axes: dict[int, str] | None = None) -> bytes:
+    """The model exported to ONNX (TorchScript exporter) as bytes.
+
+    The input shape is fixed to ``example``'s unless ``dynamic_axes`` names input
+    axes that may vary, e.g. ``{0: "batch", 1: "sequence"}`` for token ids; a
+    dynamic batch axis (0) is dynamic in the output too.
+    """
     buf = io.BytesIO()
     model.eval()
+    axes = None
+    if dynamic_axes:
+        axes = {"input": dict(dynamic_axes)}
+        if 0 in dynamic_axes:
+            axes["output"] = {0: dynamic_axes[0]}
     # the TorchScript exporter warns that it is legacy; it is the one that needs no onnxscript
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (example,), buf, input_names=["input"], output_names=["output"],
-            opset_version=opset, dynamo=False,
+            opset_version=opset, dynamo=False, dynamic_axes=axes,
         )
     return buf.getvalue()
 
