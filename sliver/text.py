@@ -82,6 +82,38 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torc
     return ids, mask
 
 
+def length_bucketed_order(lengths: torch.Tensor, batch_size: int, generator: torch.Generator,
+                          bucket_batches: int = 50) -> torch.Tensor:
+    """A shuffled order of ``len(lengths)`` texts in which each run of ``batch_size`` has similar lengths.
+
+    The texts are shuffled, cut into chunks of ``bucket_batches`` batches, each
+    chunk is sorted by length and cut into batches, and the batches are shuffled.
+    With dynamic padding a batch costs its longest text, so this spends the
+    compute on tokens rather than on padding (Rotten Tomatoes: mean 27 tokens,
+    a random batch of 32 pads to about 45) while every epoch still draws
+    different, randomly ordered batches.
+    """
+    if batch_size < 1 or bucket_batches < 1:
+        raise ValueError(f"batch_size and bucket_batches must be positive integers, got {batch_size} and {bucket_batches}")
+    order = torch.randperm(len(lengths), generator=generator)
+    chunk = batch_size * bucket_batches
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        batches += list(part[torch.argsort(lengths[part], stable=True)].split(batch_size))
+    # only the last chunk can leave a short batch: keep it last, so every slice of batch_size is one batch
+    tail = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    shuffled = torch.randperm(len(batches), generator=generator)
+    return torch.cat([batches[i] for i in shuffled] + tail) if batches or tail else order
+
+
+def sort_by_length(dataset: TensorDataset, pad_id: int = 0) -> TensorDataset:
+    """The same (ids, label) examples ordered by text length, so evaluation batches carry little padding."""
+    ids = dataset.tensors[0]
+    order = torch.argsort((ids != pad_id).sum(1), stable=True)
+    return TensorDataset(*(t[order] for t in dataset.tensors))
+
+
 # --- bundled text sets ----------------------------------------------------------------
 def read_text_set(name: str) -> tuple[list[str], np.ndarray, list[str]]:
     """Texts, integer labels and class names of a bundled text set (deduplicated)."""
