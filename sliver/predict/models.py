@@ -22,7 +22,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
 
-FAMILIES = ("ridge", "svr", "lgbm", "mlp")
+FAMILIES = ("ridge", "svr", "lgbm", "mlp", "gp")
 #: every name :class:`Predictor` accepts
 KINDS = FAMILIES + ("ensemble", "auto")
 
@@ -43,6 +43,14 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
         )
     if family == "mlp":
         return MLPRegressor(hidden_layer_sizes=(64, 64), alpha=1e-2, learning_rate_init=3e-3, max_iter=1000, random_state=seed)
+    if family == "gp":
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+        # one isotropic length scale: on one-hot features the distance counts changed genes, so the
+        # GP says "near a measured network, like it" and is unsure far from every measurement
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(2.0, (0.1, 100.0), nu=2.5) + WhiteKernel(0.05, (1e-5, 1.0))
+        return GaussianProcessRegressor(kernel, n_restarts_optimizer=0, random_state=seed)
     raise ValueError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
 
 
@@ -100,7 +108,8 @@ class Predictor:
         else:
             families = [self.kind]
         self._models = [_fit_quietly(make_model(f, self.seed), X, z) for f in families]
-        self._resid_sd = self._cv_residual_sd(families, X, z) if self.noise and len(z) >= 6 else 0.0
+        own_std = all(f == "gp" for f in families)  # then the residual is already in the GP's noise term
+        self._resid_sd = self._cv_residual_sd(families, X, z) if self.noise and len(z) >= 6 and not own_std else 0.0
         return self
 
     def _cv_residual_sd(self, families: list[str], X: np.ndarray, z: np.ndarray) -> float:
@@ -134,22 +143,21 @@ class Predictor:
         """Mean and spread in target units (normal scores for rank targets)."""
         X = self._check(X)
         with threadpool_limits(1):
-            Z = np.stack([m.predict(X) for m in self._models])
-        spread = np.sqrt(Z.var(0) + self._resid_sd**2)
-        return self._mu + self._sd * Z.mean(0), self._sd * spread
+            out = [m.predict(X, return_std=True) if _has_std(m) else (m.predict(X), None) for m in self._models]
+        Z = np.stack([z for z, _ in out])
+        own = [s**2 for _, s in out if s is not None]  # a GP knows its own uncertainty
+        var = Z.var(0) + (np.mean(own, axis=0) if own else self._resid_sd**2)
+        return self._mu + self._sd * Z.mean(0), self._sd * np.sqrt(var)
 
     def predict_dist(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of each row.
 
         The deviation is the spread across ensemble members (0 for one family),
-        plus, with ``noise=True``, the cross-validated residual spread. For rank
-        targets the mean is the back-transformed median and the deviation half
-        the back-transformed one-sigma interval.
+        plus, with ``noise=True``, the cross-validated residual spread (a GP
+        gives its own). For rank targets the mean is the back-transformed
+        median and the deviation half the back-transformed one-sigma interval.
         """
-        mean, std = self._dist_t(X)
-        if self.target == "rank":
-            lo, hi = self._ranks.inverse(mean - std), self._ranks.inverse(mean + std)
-            return self._ranks.inverse(mean), (hi - lo) / 2
+        mean, std, _ = self.predict_with_draws(X)
         return mean, std
 
     def sample(self, X: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -160,10 +168,24 @@ class Predictor:
         drawn better than the best by more than the top of the data suggests).
         ``eps`` may also be ``(samples, len(X))`` for independent draws per row.
         """
+        return self.predict_with_draws(X, eps)[2]
+
+    def predict_with_draws(self, X: np.ndarray, eps: np.ndarray | None = None):
+        """``(mean, std, draws)`` of :meth:`predict_dist` and :meth:`sample` from one pass over the models.
+
+        ``draws`` is ``None`` without ``eps``. A search scoring thousands of
+        candidates needs all three; a GP's prediction is the costly part.
+        """
         mean, std = self._dist_t(X)
-        eps = np.asarray(eps, dtype=float)
-        t = mean[None, :] + std[None, :] * (eps[:, None] if eps.ndim == 1 else eps)
-        return self._ranks.inverse(t) if self.target == "rank" else t
+        draws = None
+        if eps is not None:
+            eps = np.asarray(eps, dtype=float)
+            t = mean[None, :] + std[None, :] * (eps[:, None] if eps.ndim == 1 else eps)
+            draws = self._ranks.inverse(t) if self.target == "rank" else t
+        if self.target == "rank":
+            lo, hi = self._ranks.inverse(mean - std), self._ranks.inverse(mean + std)
+            return self._ranks.inverse(mean), (hi - lo) / 2, draws
+        return mean, std, draws
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Mean prediction of each row."""
@@ -203,6 +225,11 @@ class _RankTarget:
         hi_slope = (ys[-1] - ys[-1 - k]) / (zs[-1] - zs[-1 - k])
         out = np.where(z < zs[0], ys[0] + (z - zs[0]) * lo_slope, out)
         return np.where(z > zs[-1], ys[-1] + (z - zs[-1]) * hi_slope, out)
+
+
+def _has_std(model: RegressorMixin) -> bool:
+    """Whether ``model.predict`` can return its own predictive standard deviation (a Gaussian process)."""
+    return hasattr(model, "kernel_")
 
 
 def _fit_quietly(model: RegressorMixin, X: np.ndarray, z: np.ndarray) -> RegressorMixin:

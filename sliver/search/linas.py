@@ -181,33 +181,38 @@ class LINAS(Strategy):
         )
         return best
 
-    def _predict(self, X: np.ndarray, models: dict, eps: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-        """Min-oriented objectives of encoded rows, plus (mean, spread) of every predicted metric.
+    def _predict(self, X: np.ndarray, models: dict, eps: np.ndarray | None = None):
+        """Min-oriented objectives of encoded rows: ``(medians, draws, dist)``, one pass over each predictor.
 
-        Without ``eps``: the predictors' medians, shape ``(n, n_objectives)``.
-        With ``eps`` ``(samples, n_predicted)`` standard normals: draws from
-        the predictive distributions, shape ``(samples, n, n_objectives)``
-        (the same normals for every row: common random numbers keep the
-        comparison between candidates fair). Cheap objectives are exact.
+        ``medians``: the predictors' medians, shape ``(n, n_objectives)``;
+        ``draws``: with ``eps`` ``(samples, n_predicted)`` standard normals,
+        draws from the predictive distributions, shape ``(samples, n,
+        n_objectives)`` (the same normals for every row: common random numbers
+        keep the comparison between candidates fair), else ``None``;
+        ``dist``: (mean, spread) of every predicted metric. Cheap objectives are exact.
         """
         feats = self._features(X)
-        dist = {name: m.predict_vectors(X) if isinstance(m, _StandIn) else m.predict_dist(feats) for name, m in models.items()}
         cheap = self._cheap(X) if self.problem.cheap_names else {}
         S = 1 if eps is None else len(eps)
+        med = np.zeros((len(X), len(self.problem.objectives)))
         out = np.zeros((S, len(X), len(self.problem.objectives)))
+        dist, draws = {}, {}
+        for name, m in models.items():
+            e = None if eps is None else eps[:, self._predicted.index(name)]
+            if isinstance(m, _StandIn):
+                mean, sd = m.predict_vectors(X)
+                d = None if e is None else mean[None, :] + sd[None, :] * e[:, None]
+            else:
+                mean, sd, d = m.predict_with_draws(feats, e)
+            dist[name] = (mean, sd)
+            draws[name] = mean[None, :] if d is None else d
         for j, o in enumerate(self.problem.objectives):
             if o.cost == "cheap":
-                out[:, :, j] = cheap[o.name]
-                continue
-            m = models[o.name]
-            e = np.zeros(1) if eps is None else eps[:, self._predicted.index(o.name)]
-            if isinstance(m, _StandIn):
-                mean, sd = dist[o.name]
-                out[:, :, j] = mean[None, :] + sd[None, :] * e[:, None]
+                med[:, j] = out[:, :, j] = cheap[o.name]
             else:
-                out[:, :, j] = m.sample(feats, e)
-        out = out * self.problem.signs
-        return (out[0] if eps is None else out), dist
+                med[:, j], out[:, :, j] = dist[o.name][0], draws[o.name]
+        med, out = med * self.problem.signs, out * self.problem.signs
+        return med, (None if eps is None else out), dist
 
     def _cheap(self, X: np.ndarray) -> dict[str, np.ndarray]:
         rows = []
@@ -263,7 +268,7 @@ class LINAS(Strategy):
             def _evaluate(self, x, out, *args, **kwargs):
                 x = np.rint(x).astype(np.int64)
                 seen.append(x)
-                mean, pred = strategy._predict(x, models)
+                mean, _, pred = strategy._predict(x, models)
                 out["F"] = mean
                 out["G"] = (1.0 - np.asarray(strategy._p_feasible(pred)) * np.ones(len(x)))[:, None] - 0.5
 
@@ -290,8 +295,7 @@ class LINAS(Strategy):
         sits 10% beyond its worst values (as the benchmark scores a front).
         """
         eps = self.rng.standard_normal((self.samples, len(self._predicted)))
-        D, dist = self._predict(X, models, eps)
-        mean, _ = self._predict(X, models)
+        mean, D, dist = self._predict(X, models, eps)
         pfeas = np.asarray(self._p_feasible(dist)) * np.ones(len(X))
         ok_F = self.problem.to_min([o.values for _, _, o in measured])
         feas = np.array([o.feasible for _, _, o in measured], dtype=bool)
