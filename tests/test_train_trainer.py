@@ -84,6 +84,22 @@ def test_inplace_distillation_uses_the_largest_networks_detached_outputs(tmp_pat
     assert seen == []
 
 
+def test_students_mix_distillation_and_labels_by_distill_weight(tmp_path):
+    trainer = make(tmp_path, sampling={"rule": "sandwich", "n": 0, "distill_weight": 0.25})
+    net, smoothing = trainer.supernet, trainer.config.train.label_smoothing
+    x, y = digits().train.tensors[0][:64], digits().train.tensors[1][:64]
+    net.train()  # batch statistics, as in the step, so the losses below are the step's own
+    with torch.no_grad():
+        net.activate(net.max_config())
+        teacher = net(x)
+        net.activate(net.min_config())
+        student = net(x)
+    ce = lambda z: trainer_mod.F.cross_entropy(z, y, label_smoothing=smoothing)  # noqa: E731
+    kd = trainer_mod.F.cross_entropy(student, torch.softmax(teacher, dim=1))
+    expected = (ce(teacher) + 0.25 * kd + 0.75 * ce(student)) / 2  # the step returns the mean over max and min
+    assert trainer.train_step(x, y) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_progressive_run_goes_through_its_phases_with_their_learning_rates(tmp_path):
     phases = [{"name": "full", "epochs": 1, "lr": 0.1}, {"name": "kernel", "epochs": 1, "lr": 0.05, "unlock": ["k"]},
               {"name": "width", "epochs": 1, "lr": 0.03, "unlock": ["w"]}]

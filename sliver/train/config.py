@@ -62,6 +62,8 @@ class SamplingSection(StrictModel):
     shared: list[str] | None = None
     #: softmax temperature of the distillation targets
     temperature: float = Field(1.0, gt=0)
+    #: weight of the distillation loss in a student's loss; the rest (1 - distill_weight) is cross-entropy on the labels
+    distill_weight: float = Field(1.0, ge=0, le=1)
     #: rungs of the nested ladder (default: the largest number of choices of any dimension)
     levels: int | None = Field(None, ge=2)
     #: progressive phases in order (default for mobilenet: full, kernel [ks], depth [d], expand [e])

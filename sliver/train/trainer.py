@@ -138,6 +138,10 @@ class Trainer:
             logits = self.supernet(self.supernet.prepare_input(x, config))
             if soft is not None and not pick.teacher:
                 loss = distillation_loss(logits, soft, s.temperature)
+                if s.distill_weight < 1:
+                    # the labels keep the students learning while the teacher is still poor
+                    hard = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
+                    loss = s.distill_weight * loss + (1 - s.distill_weight) * hard
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
             if pick.teacher and self.rule.distill:
