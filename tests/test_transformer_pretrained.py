@@ -134,3 +134,25 @@ def test_from_pretrained_refuses_an_architecture_the_weights_do_not_fit(tmp_path
         ElasticBert.from_pretrained(folder, ffn=32, seq_len=8)
     with pytest.raises(ValueError, match=r"no tensor 'encoder\.layer\.2\."):
         ElasticBert.from_pretrained(folder, num_layers=3, seq_len=8)
+
+
+def test_fit_head_is_a_linear_probe_that_changes_only_the_classifier():
+    torch.manual_seed(0)
+    model = ElasticBert(vocab_size=60, max_positions=24, hidden=16, num_layers=2, num_heads=2, ffn=24, num_classes=2,
+                        seq_len=12, head_choices=[1, 2], dropout=0.1, seed=1)
+    ids = torch.randint(1, 60, (200, 12), generator=torch.Generator().manual_seed(0))
+    ids[::3, 6:] = 0  # padded texts
+    model.eval().activate(model.max_config())
+    direction = torch.randn(16, generator=torch.Generator().manual_seed(2))
+    scores = model.sentence_embeddings(ids) @ direction
+    labels = (scores > scores.median()).long()  # linearly separable in the embedding space
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.fit_head(ids, labels) >= 95
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"classifier.weight", "classifier.bias"}
+    assert float((model(ids).argmax(1) == labels).float().mean()) >= 0.95
+    with pytest.raises(ValueError, match="labels"):
+        model.fit_head(ids, labels[:5])
+    with pytest.raises(ValueError, match="num_classes"):
+        ElasticBert(vocab_size=60, max_positions=24, hidden=16, num_layers=1, num_heads=2, ffn=24,
+                    seq_len=12).fit_head(ids, labels)

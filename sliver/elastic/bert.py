@@ -162,6 +162,44 @@ class ElasticBert(ElasticTransformer):
         """Mean-pooled encoder outputs of the active sub-network (what sentence-transformers calls embeddings)."""
         return _mean_pool(self.encode(ids)[0], ids != self.pad_id)
 
+    def fit_head(self, ids: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, batch_size: int = 128) -> float:
+        """Linear probe: fit the classifier to the largest network's frozen sentence embeddings; returns its train accuracy.
+
+        A fine-tuning run that starts from a random head spends its first steps
+        (and, with in-place distillation, its students' first steps) learning
+        from a teacher that knows nothing; a head fitted by full-batch L-BFGS on
+        the pretrained embeddings (LP-FT) gives sensible outputs and gradients
+        from step 0 -- needed by gradient-based :meth:`reorder` too. Only the
+        classifier changes; the model is left in eval mode with the largest
+        network active.
+        """
+        if self.classifier is None:
+            raise ValueError("fit_head needs a classifier: build the model with num_classes")
+        if len(ids) != len(labels) or len(ids) == 0:
+            raise ValueError(f"fit_head needs as many labels as texts (got {len(ids)} texts, {len(labels)} labels)")
+        self.eval()
+        config = self.activate(self.max_config())
+        order = torch.argsort((ids != self.pad_id).sum(1))  # similar lengths per batch: little padding
+        pooled = torch.cat([self.sentence_embeddings(self.prepare_input(ids[order[i:i + batch_size]], config))
+                            for i in range(0, len(ids), batch_size)])
+        targets = labels[order]
+        weight = torch.zeros_like(self.classifier.weight, requires_grad=True)
+        bias = torch.zeros_like(self.classifier.bias, requires_grad=True)
+        opt = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(F.linear(pooled, weight, bias), targets) + l2 * weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        with torch.no_grad():
+            self.classifier.weight.copy_(weight)
+            self.classifier.bias.copy_(bias)
+            return float((F.linear(pooled, weight, bias).argmax(1) == targets).float().mean() * 100)
+
     def input_shape(self, config, batch_size: int = 1) -> tuple[int, ...]:
         return (batch_size, self.default_seq_len)
 
