@@ -11,8 +11,8 @@ from sliver.elastic.multitask import ElasticMultiTask, multitask_costs
 from sliver.measure.base import Evaluator
 from sliver.measure.evaluator import evaluate
 from sliver.multitask import MultiTaskData, MultiTaskEvaluator, heads_for, load_multitask_data
-from sliver.multitask.tasks import psnr_per_example
-from sliver.multitask.train import MultiTaskRunConfig, TaskWeighting, ci_kd, train_supernet
+from sliver.multitask.tasks import get_task, psnr_per_example, soft_label_loss
+from sliver.multitask.train import MultiTaskRunConfig, TaskWeighting, ci_kd, task_losses, train_supernet
 from sliver.config import ConfigError, validate
 from sliver.store import ResultStore
 from sliver.train.checkpoint import load_supernet
@@ -132,6 +132,22 @@ def test_ci_kd_is_zero_for_the_full_config_and_positive_otherwise():
             assert float(ci_kd(net, x, config).detach()) > 0.0
 
 
+def test_in_place_distillation_mixes_the_teacher_into_the_classifier_only():
+    torch.manual_seed(0)
+    tasks = [get_task(t) for t in TASKS]
+    outputs = {"cls": torch.randn(4, 10), "denoise": torch.rand(4, 1, 14, 14), "sr": torch.rand(4, 1, 28, 28)}
+    batch = {"label": torch.tensor([0, 1, 2, 3]), "clean": torch.rand(4, 1, 14, 14), "hr": torch.rand(4, 1, 28, 28)}
+    teacher = {"cls": torch.randn(4, 10), "denoise": torch.rand(4, 1, 14, 14), "sr": torch.rand(4, 1, 28, 28)}
+    plain = task_losses(outputs, batch, tasks)
+    mixed = task_losses(outputs, batch, tasks, teacher, 0.5)
+    soft = soft_label_loss(outputs["cls"], teacher["cls"])
+    assert float(mixed["cls"]) == pytest.approx(0.5 * float(plain["cls"]) + 0.5 * float(soft))
+    # dense targets are exact: the teacher's output is not mixed in
+    assert torch.equal(mixed["denoise"], plain["denoise"]) and torch.equal(mixed["sr"], plain["sr"])
+    # a student that copies the teacher's logits gets the smallest soft-label loss
+    assert float(soft_label_loss(teacher["cls"], teacher["cls"])) < float(soft)
+
+
 def test_data_is_seeded_and_consistent(data):
     again = load_multitask_data()
     for a, b in zip(data.val.tensors, again.val.tensors):
@@ -166,6 +182,8 @@ def test_run_config_errors_name_the_field():
         validate(MultiTaskRunConfig, {"train": {"task_weights": {"cls": 1.0}}})
     with pytest.raises(ConfigError, match="ci_kd"):
         validate(MultiTaskRunConfig, {"train": {"ci_kd": -1}})
+    with pytest.raises(ConfigError, match="distill_weight"):
+        validate(MultiTaskRunConfig, {"train": {"distill_weight": 1.5}})
 
 
 def test_evaluator_follows_the_protocol_and_the_store(data, tmp_path):

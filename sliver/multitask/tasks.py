@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from sliver.data import load_dataset
 from sliver.measure.objectives import Objective
+from sliver.train.trainer import distillation_loss
 
 #: names of the tensors of a multi-task data set, in order; a batch is a dict with these keys
 FIELDS = ("x", "label", "clean", "hr")
@@ -45,6 +46,9 @@ class Task:
     direction: str = "max"
     unit: str = ""
     description: str = ""
+    #: loss of a sub-network's output against the largest network's (detached) output on the same batch, used by
+    #: in-place distillation; None: the task learns from its targets only
+    distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     @property
     def objective(self) -> Objective:
@@ -67,6 +71,11 @@ def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred, target)
 
 
+def soft_label_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``logits`` against the teacher's soft labels (the teacher's softmax)."""
+    return distillation_loss(logits, F.softmax(teacher_logits, 1))
+
+
 TASKS: dict[str, Task] = {}
 
 
@@ -87,7 +96,10 @@ def get_task(name: str) -> Task:
 
 
 register_task(Task("cls", {"type": "classify", "classes": 10}, "label", F.cross_entropy, accuracy_per_example,
-                   "accuracy", "max", "%", "digit classification, top-1 on the validation split"))
+                   "accuracy", "max", "%", "digit classification, top-1 on the validation split", soft_label_loss))
+# The dense tasks have no distillation loss: their targets are exact, and the largest network's output is only a
+# worse copy of them (mixing it in at half weight cost the small networks about 0.2 dB of denoising PSNR in
+# 4-epoch trials on two seeds).
 register_task(Task("denoise", {"type": "dense", "channels": 1, "scale": 1, "residual": True}, "clean", _mse,
                    psnr_per_example, "psnr", "max", "dB", "denoising of the 14x14 input, PSNR vs the clean image"))
 register_task(Task("sr", {"type": "dense", "channels": 1, "scale": 2, "residual": True}, "hr", _mse,

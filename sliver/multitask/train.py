@@ -3,13 +3,20 @@
 Each step trains the largest, the smallest and ``n`` random joint
 encoder/decoder configs (:class:`sliver.train.sampling.SandwichRule`) and
 accumulates their gradients into one optimiser step. Every config is trained
-on the task losses; every config but the largest also gets the CI-KD loss
-(ECMT): the mean squared difference between its shared features and the first
-channels of the largest encoder's features on the same batch, detached, so the
-encoder's representation stays the same whatever width runs it and every
-decoder can rely on it. Task losses are summed with fixed weights or with
-uncertainty weighting (Kendall et al., 2018: ``exp(-s_t) L_t + s_t`` with a
-learned ``s_t`` per task).
+on the task losses. Every config but the largest is also distilled from the
+largest one on the same batch (its outputs and features detached, so students
+never pull the teacher towards themselves), which makes a sub-network behave
+like the full network whatever widths run it:
+
+* CI-KD on features (ECMT): ``ci_kd`` times the mean squared difference between
+  its shared features and the first channels of the largest encoder's features,
+  so every decoder can rely on the same representation;
+* in-place distillation of outputs: for tasks with a ``distill`` loss (the
+  classifier: the teacher's soft labels), a share ``distill_weight`` of the
+  task loss is taken against the largest network's output instead of the target.
+
+Task losses are summed with fixed weights or with uncertainty weighting
+(Kendall et al., 2018: ``exp(-s_t) L_t + s_t`` with a learned ``s_t`` per task).
 
 The generic :class:`sliver.train.Trainer` does not host this loop: it assumes
 one logits tensor per forward pass and a label-only loss (see the report of
@@ -79,8 +86,13 @@ class TrainSection(StrictModel):
     warmup_epochs: float = Field(0.5, ge=0)
     #: random configs per step besides the largest and the smallest (sandwich rule)
     n: int = Field(2, ge=0)
-    #: weight of the CI-KD loss (0 turns it off)
-    ci_kd: float = Field(1.0, ge=0)
+    #: weight of the CI-KD loss on encoder features (0 turns it off). The loss is a raw MSE of post-BN features;
+    #: at 1.0 it outweighed the dense tasks' losses (about 0.01 each) and traded their PSNR for accuracy,
+    #: a net loss on the small networks; 0.1 keeps it a regulariser
+    ci_kd: float = Field(0.1, ge=0)
+    #: share of a sub-network's task loss taken against the largest network's output, for tasks with a
+    #: ``distill`` loss (in-place distillation; 0 turns it off)
+    distill_weight: float = Field(0.5, ge=0, le=1)
     #: "uncertainty" (learned) or a fixed weight per task
     task_weights: Literal["uncertainty"] | dict[str, float] = "uncertainty"
     #: batches of the calibration split that re-estimate BN statistics before each evaluation
@@ -164,8 +176,16 @@ class TaskWeighting(nn.Module):
         return {t: float(v) for t, v in zip(self.tasks, w.detach())}
 
 
-def task_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], tasks: list[Task]) -> dict[str, torch.Tensor]:
-    return {t.name: t.loss(outputs[t.name], batch[t.target]) for t in tasks}
+def task_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], tasks: list[Task],
+                teacher: dict[str, torch.Tensor] | None = None, distill_weight: float = 0.0) -> dict[str, torch.Tensor]:
+    """Each task's loss; with ``teacher`` outputs (detached), a share ``distill_weight`` of it is the task's distill loss."""
+    losses = {}
+    for t in tasks:
+        loss = t.loss(outputs[t.name], batch[t.target])
+        if teacher is not None and distill_weight > 0 and t.distill is not None:
+            loss = (1 - distill_weight) * loss + distill_weight * t.distill(outputs[t.name], teacher[t.name].detach())
+        losses[t.name] = loss
+    return losses
 
 
 # ----------------------------------------------------------------------- loops
@@ -247,15 +267,18 @@ def train_supernet(run: MultiTaskRunConfig, out_dir: str | Path, *, data: MultiT
         total, count = 0.0, 0
         for batch in _epoch_batches(data, t.batch_size, t.seed, epoch):
             optimizer.zero_grad(set_to_none=True)
-            full = None
-            for pick in rule.picks(step):
+            full = teacher = None
+            for pick in rule.picks(step):  # the largest config comes first: it is every other config's teacher
                 supernet.activate(pick.config)
                 features = supernet.encode(batch["x"])
-                loss = weighting(task_losses(supernet.decode(features, batch["x"]), batch, tasks))
+                outputs = supernet.decode(features, batch["x"])
                 if pick.role == "max":
-                    full = features.detach()
-                elif t.ci_kd > 0:
-                    loss = loss + t.ci_kd * ci_kd_loss(features, full)
+                    full, teacher = features.detach(), {k: v.detach() for k, v in outputs.items()}
+                    loss = weighting(task_losses(outputs, batch, tasks))
+                else:
+                    loss = weighting(task_losses(outputs, batch, tasks, teacher, t.distill_weight))
+                    if t.ci_kd > 0:
+                        loss = loss + t.ci_kd * ci_kd_loss(features, full)
                 loss.backward()
                 total, count = total + float(loss.detach()), count + 1
             optimizer.step()
