@@ -18,7 +18,8 @@ residual booster 0.8699, RBF kernel ridge on the 10 features 0.861, a GP on
 the ridge's residuals 0.8768 (no gain, seconds per fit), encoder and decoder
 fitted apart 0.8772, rows weighted by their measured spread 0.8779, a 64x64
 MLP on the cost features 0.837 (3-seed ensemble with the ridge 0.8645), all
-against the ridge's 0.8768.
+against a plain ridge's 0.8768 in the same
+experiment (the chosen ridge below scores 0.8763).
 
     python benchmarks/hat_latency.py [--data DIR] [--seed 0]
 """
