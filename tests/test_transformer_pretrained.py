@@ -147,7 +147,7 @@ def test_fit_head_is_a_linear_probe_that_changes_only_the_classifier():
     scores = model.sentence_embeddings(ids) @ direction
     labels = (scores > scores.median()).long()  # linearly separable in the embedding space
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert model.fit_head(ids, labels) >= 95
+    assert model.fit_head(ids, labels, l2=1e-4) >= 95  # separable: a weak penalty fits it
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"classifier.weight", "classifier.bias"}
     assert float((model(ids).argmax(1) == labels).float().mean()) >= 0.95

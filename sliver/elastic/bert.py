@@ -162,16 +162,19 @@ class ElasticBert(ElasticTransformer):
         """Mean-pooled encoder outputs of the active sub-network (what sentence-transformers calls embeddings)."""
         return _mean_pool(self.encode(ids)[0], ids != self.pad_id)
 
-    def fit_head(self, ids: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, batch_size: int = 128) -> float:
+    def fit_head(self, ids: torch.Tensor, labels: torch.Tensor, l2: float = 1e-2, batch_size: int = 128) -> float:
         """Linear probe: fit the classifier to the largest network's frozen sentence embeddings; returns its train accuracy.
 
         A fine-tuning run that starts from a random head spends its first steps
         (and, with in-place distillation, its students' first steps) learning
         from a teacher that knows nothing; a head fitted by full-batch L-BFGS on
         the pretrained embeddings (LP-FT) gives sensible outputs and gradients
-        from step 0 -- needed by gradient-based :meth:`reorder` too. Only the
-        classifier changes; the model is left in eval mode with the largest
-        network active.
+        from step 0 -- needed by gradient-based :meth:`reorder` too. ``l2``
+        keeps the head modest: on 1,000 Rotten Tomatoes texts 1e-3 overfits
+        (94% train, 75% val, large logits whose gradients then wreck the
+        encoder at lr 1e-4), 1e-2 gives 82% / 78% and a stable fine-tuning.
+        Only the classifier changes; the model is left in eval mode with the
+        largest network active.
         """
         if self.classifier is None:
             raise ValueError("fit_head needs a classifier: build the model with num_classes")
