@@ -84,7 +84,7 @@ def test_search_cli_prints_the_front(tmp_path):
 
 
 def test_live_edges_and_features():
-    from sliver.bench.nb201 import OPS, live_edges, nb201_features
+    from sliver.bench.nb201 import CONNECTED_WEIGHT, OPS, live_edges, nb201_features, path_counts
 
     enc = lambda ops: np.array([OPS.index(o) for o in ops])  # noqa: E731
     cells = np.stack([
@@ -96,9 +96,17 @@ def test_live_edges_and_features():
     live = live_edges(cells)
     assert live.tolist() == [[False] * 6, [True, False, False, False, True, False], [True] * 6]
     F = nb201_features(cells)
-    assert F.shape == (3, 30 + 24 + 1)
-    assert F[:, -1].tolist() == [0.0, 1.0, 1.0]
+    assert F.shape == (3, 30 + 24 + 24 + 1)
+    assert F[:, -1].tolist() == [0.0, CONNECTED_WEIGHT, CONNECTED_WEIGHT]
     assert F[1, :30].sum() == 6 and F[1, 30:54].sum() == 2  # all six ops, but only two live ones
+    counts = path_counts(cells)
+    assert (counts[0] == 0).all()  # nothing is live in the empty cell
+    # live ops: two skips; only the path 0->1->3 is live, holding both skips
+    assert counts[1, :4].tolist() == [2, 0, 0, 0]
+    assert counts[1, 4:].tolist() == [0, 0, 0, 0, 0] + [2, 0, 0, 0, 1] + [0] * 10
+    # every edge conv3x3: 6 live conv3x3; each path live with its length in conv3x3
+    assert counts[2, :4].tolist() == [0, 0, 6, 0]
+    assert counts[2, 4:].tolist() == [0, 0, 1, 0, 1, 0, 0, 2, 0, 1, 0, 0, 2, 0, 1, 0, 0, 3, 0, 1]
 
 
 @needs_data

@@ -103,3 +103,27 @@ def test_rank_samples_stay_within_the_plausible_range():
     good = y[:150][y[:150] < 50]
     assert draws.min() > good.min() - (good.max() - good.min())
     assert np.allclose(model.sample(X[150:], np.zeros(1))[0], model.predict(X[150:]))
+
+
+def test_log_targets_fit_relative_noise_and_stay_positive():
+    """Latency-like data: multiplicative noise; the log target ranks as well and never predicts a negative time."""
+    _, _, X, y = data(200, seed=4)
+    rng = np.random.default_rng(4)
+    lat = np.exp(0.8 * (y - y.mean()) / y.std()) * np.exp(0.05 * rng.normal(size=200))
+    model = Predictor("gp", target="log").fit(X[:150], lat[:150])
+    mean, sd = model.predict_dist(X[150:])
+    assert (mean > 0).all() and (sd > 0).all()
+    assert kendall_tau(mean, lat[150:]) > 0.6
+    draws = model.sample(X[150:], np.random.default_rng(0).standard_normal(16))
+    assert (draws > 0).all()
+    with pytest.raises(ValueError, match="target 'log' needs positive values"):
+        Predictor("ridge", target="log").fit(X[:150], y[:150] - y.max())
+
+
+def test_predict_with_draws_is_predict_dist_and_sample_in_one_pass():
+    _, _, X, y = data(160, seed=5)
+    model = Predictor("ridge", target="rank", noise=True).fit(X[:120], y[:120])
+    eps = np.random.default_rng(1).standard_normal(8)
+    mean, sd, draws = model.predict_with_draws(X[120:], eps)
+    m2, s2 = model.predict_dist(X[120:])
+    assert np.allclose(mean, m2) and np.allclose(sd, s2) and np.allclose(draws, model.sample(X[120:], eps))

@@ -177,3 +177,23 @@ def test_linas_uses_the_given_features():
     ev = ToyEvaluator()
     result = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=16, seed=0, strategy_options=opts).run()
     assert calls and result.n_evaluations == 16
+
+
+def test_linas_local_share_is_validated_and_local_picks_neighbour_the_front():
+    with pytest.raises(ValueError, match="local_share must be between 0 and 1"):
+        make_strategy("linas", local_share=1.5)
+    ev = ToyEvaluator()
+    opts = dict(FAST_OPTIONS["linas"], local_share=1.0, predictor="gp")
+    search = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=16, seed=0, strategy_options=opts)
+    result = search.run()
+    assert result.n_evaluations == 16
+    strategy = search.strategy
+    measured = strategy.measured()
+    X = np.stack([ev.space.encode(c) for c in ev.space.sample(np.random.default_rng(0), n=50)])
+    near = strategy._near_front(X, measured)
+    F = strategy.problem.to_min([o.values for _, _, o in measured])
+    from sliver.search.hv import nondominated
+
+    front = np.stack([ev.space.encode(measured[i][1]) for i in np.flatnonzero(nondominated(F))])
+    hamming = (X[:, None, :] != front[None]).sum(2)
+    assert near.any() and (near == (hamming == 1).any(1)).all()

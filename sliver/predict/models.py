@@ -23,6 +23,8 @@ from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
 
 FAMILIES = ("ridge", "svr", "lgbm", "mlp", "gp")
+#: target transforms a predictor can fit in (see :class:`Predictor`)
+TARGETS = ("raw", "rank", "log")
 #: every name :class:`Predictor` accepts
 KINDS = FAMILIES + ("ensemble", "auto")
 
@@ -64,8 +66,8 @@ class Predictor:
 
     def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = FAMILIES, target: str = "raw",
                  noise: bool = False):
-        if target not in ("raw", "rank"):
-            raise ValueError(f"predictor target must be 'raw' or 'rank', got {target!r}")
+        if target not in TARGETS:
+            raise ValueError(f"predictor target must be one of {list(TARGETS)}, got {target!r}")
         if kind not in KINDS:
             raise ValueError(f"predictor kind '{kind}' is unknown; choose one of {list(KINDS)}")
         bad = [m for m in members if m not in FAMILIES]
@@ -94,9 +96,10 @@ class Predictor:
         if not np.isfinite(y).all():
             raise ValueError("targets: contain NaN or infinity; drop failed measurements before fitting")
         self.n_features = X.shape[1]
-        if self.target == "rank":
-            self._ranks = _RankTarget(y)
-            y = self._ranks.forward(y)
+        self._transform = {"raw": None, "rank": _RankTarget, "log": _LogTarget}[self.target]
+        if self._transform is not None:
+            self._transform = self._transform(y)
+            y = self._transform.forward(y)
         self._mu, sd = float(y.mean()), float(y.std())
         self._sd = sd if sd > 0 else 1.0
         z = (y - self._mu) / self._sd
@@ -181,10 +184,10 @@ class Predictor:
         if eps is not None:
             eps = np.asarray(eps, dtype=float)
             t = mean[None, :] + std[None, :] * (eps[:, None] if eps.ndim == 1 else eps)
-            draws = self._ranks.inverse(t) if self.target == "rank" else t
-        if self.target == "rank":
-            lo, hi = self._ranks.inverse(mean - std), self._ranks.inverse(mean + std)
-            return self._ranks.inverse(mean), (hi - lo) / 2, draws
+            draws = t if self._transform is None else self._transform.inverse(t)
+        if self._transform is not None:
+            lo, hi = self._transform.inverse(mean - std), self._transform.inverse(mean + std)
+            return self._transform.inverse(mean), (hi - lo) / 2, draws
         return mean, std, draws
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -194,6 +197,24 @@ class Predictor:
     def __repr__(self) -> str:
         extra = f", chosen={self.chosen!r}" if self.chosen else ""
         return f"Predictor(kind={self.kind!r}{extra})"
+
+
+class _LogTarget:
+    """Targets replaced by their logarithm: for positive metrics whose errors are relative (latency, energy).
+
+    A timing's noise grows with the timing, so in log units one noise level
+    fits fast and slow networks alike, and a prediction stays positive.
+    """
+
+    def __init__(self, y: np.ndarray):
+        if (y <= 0).any():
+            raise ValueError("predictor target 'log' needs positive values; use 'raw' or 'rank' for this metric")
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        return np.log(y)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return np.exp(z)
 
 
 class _RankTarget:

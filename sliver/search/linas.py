@@ -53,7 +53,7 @@ class LINAS(Strategy):
     ``exhaustive_limit`` networks); ``inner_pop``/``inner_generations`` size
     the inner search; ``samples`` draws per candidate for the expectation;
     ``cv_every`` rounds between cross-validated checks of the predictors, which
-    choose the family and ``target`` (``"auto"``: raw or rank-transformed targets,
+    choose the family and ``target`` (``"auto"``: raw, rank-transformed or, for positive metrics, log targets,
     whichever ranks the better half of the measured points best);
     ``latency_model`` a callable mapping a list of configs to latencies, used
     for the metric ``latency_metric`` instead of a predictor fitted on the
@@ -79,11 +79,12 @@ class LINAS(Strategy):
         latency_metric: str = "latency_ms",
         members: tuple[str, ...] = ("ridge", "svr", "lgbm"),
         features=None,
+        local_share: float = 0.8,
     ):
         if inner not in ("auto", "nsga2", "exhaustive"):
             raise ValueError(f"linas option inner must be 'auto', 'nsga2' or 'exhaustive', got {inner!r}")
-        if target not in ("auto", "raw", "rank"):
-            raise ValueError(f"linas option target must be 'auto', 'raw' or 'rank', got {target!r}")
+        if target not in ("auto", "raw", "rank", "log"):
+            raise ValueError(f"linas option target must be 'auto', 'raw', 'rank' or 'log', got {target!r}")
         if n_init < 2:
             raise ValueError(f"linas option n_init must be at least 2, got {n_init}")
         if latency_model is not None and not callable(latency_model):
@@ -99,6 +100,9 @@ class LINAS(Strategy):
         self.inner, self.inner_pop, self.inner_generations = inner, inner_pop, inner_generations
         self.samples, self.exhaustive_limit, self.shortlist, self.cv_every = samples, exhaustive_limit, shortlist, cv_every
         self.target = target
+        if not 0.0 <= local_share <= 1.0:
+            raise ValueError(f"linas option local_share must be between 0 and 1, got {local_share}")
+        self.local_share = local_share
         self.rounds = 0
 
     def setup(self, problem) -> None:
@@ -154,14 +158,14 @@ class LINAS(Strategy):
         return models
 
     def _choose(self, name: str, X: np.ndarray, y: np.ndarray) -> tuple[str, str]:
-        """Predictor family and target (raw or rank) that rank the better half of the points best in 3-fold CV (logged).
+        """Predictor family and target (raw, rank or log) that rank the better half of the points best in 3-fold CV (logged).
 
         With ``predictor="auto"`` every member family is tried (latency is
         often near-additive, so ridge wins; accuracy is not); otherwise only
         the target is chosen for the given kind.
         """
         kinds = list(self.members) if self.predictor == "auto" else [self.predictor]
-        targets = ["raw", "rank"] if self.target == "auto" else [self.target]
+        targets = ["raw", "rank"] + (["log"] if (y > 0).all() else []) if self.target == "auto" else [self.target]
         sign = next((o.sign for o in self.problem.objectives if o.name == name), 1.0)
         good = sign * y <= np.median(sign * y)  # the half that decides the front
         scores = {}
@@ -319,17 +323,34 @@ class LINAS(Strategy):
             front = np.vstack([front, mean[i]])
         score = ehvi(idx, front)
         short = idx[np.argsort(-score)[: self.shortlist]]
-        for _ in range(min(n, len(X)) - len(picks)):
-            s = ehvi(short, front) if picks else score[short]
-            s = np.where(np.isin(short, picks), -1.0, s)
+        near = self._near_front(X, measured)
+        local = idx[near][np.argsort(-score[near])[: self.shortlist]]
+        n_local = int(round(self.local_share * n)) if len(local) else 0
+        for k in range(min(n, len(X)) - len(picks)):
+            pool = local if k < n_local else short
+            s = ehvi(pool, front)
+            s = np.where(np.isin(pool, picks), -1.0, s)
             if s.max() <= 0:
+                if pool is local:
+                    continue
                 break
-            best = int(short[int(np.argmax(s))])
+            best = int(pool[int(np.argmax(s))])
             picks.append(best)
             front = np.vstack([front, mean[best]])  # believe the prediction until it is measured
         if len(picks) < n:
             picks += self._closest_to_front(mean, front, n - len(picks), exclude=set(picks))
         return picks
+
+    def _near_front(self, X: np.ndarray, measured) -> np.ndarray:
+        """Boolean mask of candidates one gene away from a measured (feasible) front point."""
+        F = self.problem.to_min([o.values for _, _, o in measured])
+        feas = np.array([o.feasible for _, _, o in measured], dtype=bool)
+        rows = np.flatnonzero(feas) if feas.any() else np.arange(len(measured))
+        front = np.stack([self.space.encode(measured[i][1]) for i in rows[nondominated(F[rows])]])
+        near = np.zeros(len(X), dtype=bool)
+        for f in front:  # one front point at a time keeps memory at O(candidates)
+            near |= (X != f).sum(1) == 1
+        return near
 
     def _extremes(self, D: np.ndarray, front: np.ndarray, pfeas: np.ndarray) -> list[int]:
         """For each objective, the candidate with the largest expected improvement on its best measured value.
