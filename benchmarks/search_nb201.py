@@ -114,7 +114,8 @@ def main() -> None:
         seeds={"linas_six": seeds, "linas_extra": args.extra_seeds, "baselines": min(seeds, args.baseline_seeds)},
         note="shared 2-core machine (other engineers' tests running); overhead = time outside evaluations, scoring excluded; "
              "NSGA-II / random run with fewer seeds than LINAS (they only give the scale) and stop at 99.9% or 1000 evaluations; "
-             "LINAS uses the cell's live-op features (sliver.bench.nb201.nb201_features)",
+             "LINAS defaults (GP predictors, local_share 0.8, batch 10) with the cell's live-op and path-count features "
+             "(sliver.bench.nb201.nb201_features)",
     )
     print(figure)
 
