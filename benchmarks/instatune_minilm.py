@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--warmup", type=float, default=0.1, help="warm-up length in epochs")
+    ap.add_argument("--elastic-lr", type=float, default=3e-5,
+                    help="peak learning rate of the elastic phase (at 1e-4 the largest network fell from 83.6 to 79.7%%)")
     ap.add_argument("--n", type=int, default=3,
                     help="random sub-networks per step besides the largest (and, with --full-epochs 0, the smallest)")
     ap.add_argument("--temperature", type=float, default=1.0, help="in-place distillation temperature")
@@ -108,7 +110,7 @@ def main() -> None:
         rules["instatune"] = {"rule": "progressive", "n": args.n, "distill": True, "temperature": args.temperature,
                               "phases": [{"name": "full", "epochs": args.full_epochs, "unlock": []},
                                          {"name": "elastic", "epochs": args.epochs - args.full_epochs,
-                                          "unlock": ["layers", "heads", "ffn"]}]}
+                                          "lr": args.elastic_lr, "unlock": ["layers", "heads", "ffn"]}]}
     if args.only:
         rules = {args.only: rules[args.only]}
     t0 = time.perf_counter()
