@@ -82,6 +82,17 @@ class SamplingSection(StrictModel):
         return self
 
 
+class StartSection(StrictModel):
+    """Data-dependent start of a fresh run (see :mod:`sliver.train.start`), e.g. for InstaTune fine-tuning."""
+
+    #: fit the classifier as a linear probe on this many training examples first (families with ``fit_head``: bert)
+    probe_examples: PositiveInt | None = None
+    #: then sort heads / neurons by importance: ``gradient`` (through the probe head) or ``magnitude``
+    reorder: Literal["gradient", "magnitude"] | None = None
+    #: training batches the gradient importance is summed over
+    importance_batches: PositiveInt = 8
+
+
 class TrainSection(StrictModel):
     """Optimisation and bookkeeping of a training run."""
 
@@ -107,6 +118,8 @@ class TrainSection(StrictModel):
     seed: int = 0
     #: torch intra-op threads (default: leave torch's setting)
     threads: PositiveInt | None = None
+    #: before the first step of a fresh run: linear-probe head and/or unit reordering (not repeated on resume)
+    start: StartSection | None = None
 
 
 class RunConfig(StrictModel):

@@ -32,6 +32,7 @@ from sliver.train.sampling import (
     NestedRule, Phase, ProgressiveRule, SamplingRule, SandwichRule, UniformRule, default_phases,
 )
 from sliver.train.schedule import Segment, WarmupCosine, make_optimizer
+from sliver.train.start import prepare_start
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -69,8 +70,18 @@ class Trainer:
             supernet = from_spec(config.supernet)
         self.supernet = supernet
         self.data = data if data is not None else load_dataset(**config.data.spec())
+        self.checkpoint_path = self.out / CHECKPOINT
+        self.resumed = self.checkpoint_path.exists()
+        self.start_info: dict[str, Any] | None = None
+        if t.start is not None and not self.resumed:  # a resumed run has these weights in its checkpoint
+            self.start_info = prepare_start(self.supernet, self.data.train, probe_examples=t.start.probe_examples,
+                                            reorder=t.start.reorder, importance_batches=t.start.importance_batches,
+                                            batch_size=t.batch_size, seed=t.seed)
         self._check_fit()
         self.steps_per_epoch = len(self.data.train) // t.batch_size
+        x_train = self.data.train.tensors[0]
+        text = x_train.ndim == 2 and not torch.is_floating_point(x_train)  # (texts, tokens) ids
+        self._text_lengths = (x_train != getattr(self.supernet, "pad_id", 0)).sum(1) if text else None
         if self.steps_per_epoch == 0:
             raise ConfigError(f"field 'train.batch_size': {t.batch_size} is larger than the {len(self.data.train)} training images")
         self.rule, segments = self._make_rule()
@@ -83,9 +94,7 @@ class Trainer:
         self.metrics_done = 0  # epochs whose metrics line is written
         self._epoch_loss = [0.0, 0]  # running sum and count of the current epoch's step losses
         self.last_picks: list = []
-        self.checkpoint_path = self.out / CHECKPOINT
         self.metrics_path = self.out / METRICS
-        self.resumed = self.checkpoint_path.exists()
         if self.resumed:
             self._resume()
 
@@ -122,8 +131,17 @@ class Trainer:
 
     # ------------------------------------------------------------ training
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        """The permutation of training images in ``epoch`` (seeded by the run's seed and the epoch)."""
+        """The permutation of training examples in ``epoch`` (seeded by the run's seed and the epoch).
+
+        Token-id data gets length-bucketed batches (:func:`sliver.text.length_bucketed_order`):
+        with dynamic padding a batch costs its longest text, so similar lengths per batch
+        cut a text step's time without fixing which texts share a batch.
+        """
         gen = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
+        if self._text_lengths is not None:
+            from sliver.text import length_bucketed_order
+
+            return length_bucketed_order(self._text_lengths, self.config.train.batch_size, gen)
         return torch.randperm(len(self.data.train), generator=gen)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
