@@ -44,7 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sliver.measure.objectives import Objective
@@ -189,6 +189,11 @@ class Trial:
 
 
 # --------------------------------------------------------------------------- the store
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (database drivers write several)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class ResultStore:
     """Studies, trials and measurements in the database at ``url`` (any SQLAlchemy URL).
 
@@ -201,11 +206,23 @@ class ResultStore:
         self.retries = retries
         self.is_sqlite = self.url.startswith("sqlite")
         connect_args = {"timeout": busy_timeout_s} if self.is_sqlite else {}
-        self.engine = create_engine(self.url, connect_args=connect_args)
+        try:
+            self.engine = create_engine(self.url, connect_args=connect_args)
+        except (ArgumentError, ImportError) as exc:
+            # a typo'd URL or a database driver that is not installed: the user's to fix, not a traceback
+            raise ValueError(f"result store URL '{self.url}' cannot be opened ({_first_line(exc)}); "
+                             f"use a SQLAlchemy URL such as {DEFAULT_URL} or postgresql+psycopg2://user@host/db") from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_s)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._retry(self._init_schema)
+        try:
+            self._retry(self._init_schema)
+        except OperationalError as exc:
+            if "locked" in str(exc).lower():  # busy, not unreachable: _retry already waited
+                raise
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise ValueError(f"result store '{where}': cannot connect ({_first_line(exc.orig or exc)}); "
+                             "check the host, database and credentials in the URL") from None
 
     # ---------------------------------------------------------------- plumbing
     def _init_schema(self) -> None:

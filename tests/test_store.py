@@ -1,5 +1,6 @@
 """ResultStore: studies, measurements keyed by (config, supernet, objective, fingerprint), trials, concurrency."""
 
+import importlib.util
 import multiprocessing as mp
 
 import pytest
@@ -123,3 +124,33 @@ def test_two_processes_writing_one_sqlite_file_lose_nothing(tmp_path):
     trials = store.trials(store.get_study("shared").id)
     assert sorted(t.seq for t in trials) == list(range(1, 2 * n + 1))
     assert len({t.config_key for t in trials}) == 2 * n
+
+
+@pytest.mark.parametrize("url, says", [
+    ("foo://bar", "Can't load plugin"),               # unknown database kind
+    ("notaurl", "Could not parse"),                   # not a URL at all
+    ("mysql://u@h/x", "No module named"),             # driver not installed
+])
+def test_bad_store_url_is_one_line_value_error(url, says):
+    if url.startswith("mysql") and importlib.util.find_spec("MySQLdb"):
+        pytest.skip("a MySQL driver is installed here")
+    with pytest.raises(ValueError, match=f"result store URL '{url}' cannot be opened \\({says}.*use a SQLAlchemy URL") as err:
+        ResultStore(url)
+    assert "\n" not in str(err.value)
+
+
+def test_unreachable_store_is_one_line_value_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 's.db'}"  # SQLite cannot create the folders
+    with pytest.raises(ValueError, match="cannot connect \\(.*unable to open database file.*check the host") as err:
+        ResultStore(url)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_bad_store_url_is_one_line_error_not_traceback():
+    from typer.testing import CliRunner
+
+    from sliver.cli import app
+
+    res = CliRunner().invoke(app, ["results", "show", "x", "--db", "foo://bar"])
+    assert res.exit_code == 2
+    assert "cannot be opened" in res.output and "Traceback" not in res.output
