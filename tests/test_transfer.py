@@ -81,6 +81,27 @@ def test_additive_view_helps_a_device_that_is_a_sum_of_option_costs():
         DeviceTransfer(source, features=onehot[:10])
 
 
+def test_a_measurement_spike_among_the_samples_is_down_weighted(monkeypatch):
+    """One of ten timings 50% slow (a spike): it is flagged and the ranking stays as good as without it."""
+    from sliver.predict import transfer as transfer_module
+
+    source, target = _table()
+    rows = np.random.default_rng(1).choice(len(target), 10, replace=False)
+    rest = np.setdiff1d(np.arange(len(target)), rows)
+    clean = DeviceTransfer(source).fit(rows, target[rows])
+    assert "spike" not in clean.describe()  # no false alarm on clean samples
+    spiked = target[rows].copy()
+    spiked[0] *= 1.5
+    robust = DeviceTransfer(source).fit(rows, spiked)
+    assert "1 sample(s) down-weighted as measurement spikes" in robust.describe()
+    monkeypatch.setattr(transfer_module, "SPIKE_T", np.inf)  # the same fit trusting every sample
+    trusting = DeviceTransfer(source).fit(rows, spiked)
+    rho = {name: spearmanr(m.predict()[rest], target[rest])[0] for name, m in
+           (("clean", clean), ("robust", robust), ("trusting", trusting))}
+    assert rho["robust"] > rho["clean"] - 0.002
+    assert rho["robust"] > rho["trusting"] + 0.02
+
+
 def test_bad_inputs_are_one_line_errors():
     source, target = _table()
     with pytest.raises(ValueError, match="source table"):

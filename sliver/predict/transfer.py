@@ -12,10 +12,16 @@ posterior mean predicts every other one; this is a learned shrinkage between
 the prior and the fit, set per device by the data:
 
 * the source devices are weighted by how well each ranks the k samples
-  (``exp(similarity * correlation)``), so the prior leans on the nearest
-  source devices without trusting any single one;
+  (``exp(similarity * atanh(correlation))``: on Fisher's z scale a correlation
+  of 0.99 stands out from one of 0.95 as it should, where on the raw scale all
+  close devices weigh alike), so the prior leans on the nearest source devices
+  without trusting any single one;
 * the noise level (how far the fit may leave the prior) is chosen by the
-  restricted marginal likelihood of the k samples.
+  restricted marginal likelihood of the k samples;
+* a sample the others cannot explain (externally studentised leave-one-out
+  residual above :data:`SPIKE_T`) is taken for a measurement spike, as real
+  timings have (one run in 5,000 slowed by half): its noise is inflated and
+  the fit is redone, so one spike does not re-rank every architecture.
 
 With architecture ``features`` (e.g. the space's one-hot), each source column
 gets a second, additive view: its latency refitted as a sum of per-option
@@ -41,10 +47,17 @@ import pandas as pd
 MIN_SAMPLES_FOR_FIT = 3
 
 #: noise levels tried (as a share of the prior's mean variance), chosen per fit by marginal likelihood
-NOISE_GRID = (0.1, 0.2, 0.3, 0.5, 1.0)
+NOISE_GRID = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
-#: how sharply source devices that rank the k samples well are preferred (0: all alike)
+#: how sharply source devices that rank the k samples well are preferred, per unit of Fisher z (0: all alike)
 SIMILARITY = 3.0
+
+#: a sample whose externally studentised leave-one-out residual exceeds this is a measurement spike:
+#: its noise variance is multiplied by ``(t / SPIKE_T) ** 2``
+SPIKE_T = 3.0
+
+#: correlations are clipped here before Fisher's z (a perfect correlation would weigh infinitely)
+_MAX_CORR = 0.999
 
 #: ridge penalty of the additive refit of each source column on the architecture features
 _ADDITIVE_ALPHA = 1.0
@@ -108,6 +121,7 @@ class DeviceTransfer:
         self._shift = 0.0
         self._noise = float("nan")
         self._nearest = ""
+        self._spikes = 0
         self.fallback = True
         self.n_samples = 0
 
@@ -136,12 +150,29 @@ class DeviceTransfer:
         return self
 
     def _posterior_mean(self, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Log-latency of every row: the GP posterior mean given the samples (see the module docstring)."""
+        """Log-latency of every row: the GP posterior mean given the samples, refitted once with
+        inflated noise on the samples that look like measurement spikes."""
+        spread = np.ones(rows.size)  # per-sample noise multiplier
+        fitted, t = self._gp(rows, y, spread)
+        spikes = np.abs(t) > SPIKE_T
+        self._spikes = int(spikes.sum())
+        if self._spikes:
+            spread = np.maximum(1.0, (t / SPIKE_T) ** 2)
+            fitted, _ = self._gp(rows, y, spread)
+        return fitted
+
+    def _gp(self, rows: np.ndarray, y: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The posterior mean (see the module docstring) with noise ``noise * spread`` on the samples,
+        and the samples' externally studentised leave-one-out residuals."""
         z = self._z
-        # weight the source columns by how well each ranks the samples (Pearson on the k log-latencies)
-        zk = z[rows] - z[rows].mean(0)
-        yk = y - y.mean()
-        corr = zk.T @ yk / np.maximum(np.sqrt((zk ** 2).sum(0) * (yk @ yk)), 1e-12)
+        # weight the source columns by how well each ranks the samples: Pearson on the k log-latencies,
+        # each sample weighted by 1 / spread so a spike does not pick the source devices
+        sw = 1.0 / spread
+        sw /= sw.sum()
+        zk = z[rows] - sw @ z[rows]
+        yk = y - sw @ y
+        corr = (zk * sw[:, None]).T @ yk / np.maximum(np.sqrt((sw @ zk ** 2) * (sw @ yk ** 2)), 1e-12)
+        corr = np.arctanh(np.clip(corr, -_MAX_CORR, _MAX_CORR))
         w = np.exp(self.similarity * (corr - corr.max()))
         w /= w.sum()
         mean = z @ w
@@ -149,13 +180,17 @@ class DeviceTransfer:
         feats /= np.sqrt(np.mean(np.sum(feats ** 2, axis=1))) or 1.0  # prior variance 1 per architecture, on average
         top = list(dict.fromkeys(int(j) % self._n_devices for j in np.argsort(-w)))[:3]
         self._nearest = ", ".join(str(self.devices[j]) for j in top)
-        A = np.c_[np.ones(rows.size), mean[rows]]  # free level and scale of the new device
-        Fk = feats[rows]
+        # whiten by the per-sample noise: K = Fk Fk^T + noise * diag(spread) becomes Fk Fk^T + noise I
+        s = 1.0 / np.sqrt(spread)
+        A = np.c_[np.ones(rows.size), mean[rows]] * s[:, None]  # free level and scale of the new device
+        Fk = feats[rows] * s[:, None]
+        y = y * s
         G, Fy, FA = Fk.T @ Fk, Fk.T @ y, Fk.T @ A
         k, v = Fk.shape
+        dof = max(k - A.shape[1], 1)
         best = None
         for noise in self.noise_grid:
-            # K = Fk Fk^T + noise I is k x k; Woodbury keeps every solve v x v (v = source columns), so a
+            # K is k x k; Woodbury keeps every solve v x v (v = source columns), so a
             # fit on thousands of samples costs what one on ten does
             inner = np.linalg.inv(G + noise * np.eye(v))
             AKA = (A.T @ A - FA.T @ inner @ FA) / noise
@@ -164,13 +199,25 @@ class DeviceTransfer:
             Fr = Fk.T @ resid
             quad = max(float(resid @ resid - Fr @ inner @ Fr) / noise, 1e-300)
             logdet_k = (k - v) * np.log(noise) + np.linalg.slogdet(G + noise * np.eye(v))[1]
-            dof = max(k - A.shape[1], 1)
             # restricted log marginal likelihood, the signal scale profiled out
             reml = -0.5 * dof * np.log(quad / dof) - 0.5 * logdet_k - 0.5 * np.linalg.slogdet(AKA)[1]
             if best is None or reml > best[0]:
-                best = (reml, noise, beta, inner @ Fr)  # Fk^T K^-1 resid = (G + noise I)^-1 Fk^T resid
-        _, self._noise, beta, coef = best
-        return beta[0] + beta[1] * mean + feats @ coef
+                best = (reml, noise, beta, inner, resid, quad)
+        _, noise, beta, inner, resid, quad = best
+        self._noise = noise
+        coef = inner @ (Fk.T @ resid)  # Fk^T K^-1 resid = (G + noise I)^-1 Fk^T resid
+        # leave-one-out residuals of a GP with estimated level and scale: e_i = (P y)_i / P_ii, with
+        # P = K^-1 - K^-1 A (A^T K^-1 A)^-1 A^T K^-1; leaving sample i out also drops (P y)_i^2 / P_ii
+        # from the quadratic form, which gives the scale the sample is judged against
+        FI = Fk @ inner
+        kinv_diag = (1.0 - np.sum(FI * Fk, axis=1)) / noise
+        KA = (A - FI @ FA) / noise
+        p_diag = np.maximum(kinv_diag - np.sum((KA @ np.linalg.pinv(A.T @ KA)) * KA, axis=1), 1e-300)
+        py = (resid - Fk @ coef) / noise
+        if dof < 3:  # too few samples to judge any of them
+            return beta[0] + beta[1] * mean + feats @ coef, np.zeros(k)
+        scale_without = np.maximum(quad - py ** 2 / p_diag, 1e-12 * quad) / (dof - 1)
+        return beta[0] + beta[1] * mean + feats @ coef, py / np.sqrt(p_diag * scale_without)
 
     def predict(self) -> np.ndarray:
         """Predicted latency (ms) of every architecture of the source table."""
@@ -181,9 +228,10 @@ class DeviceTransfer:
     def describe(self) -> str:
         """One line saying which model made the predictions."""
         if not self.fallback:
+            spikes = f"; {self._spikes} sample(s) down-weighted as measurement spikes" if self._spikes else ""
             views = "log-latency and additive views" if self._z.shape[1] > self._n_devices else "log-latency"
             return (f"fitted the new device from {self.n_samples} samples over {self._n_devices} source devices ({views}; "
-                    f"noise {self._noise:.3g} by marginal likelihood; nearest sources {self._nearest})")
+                    f"noise {self._noise:.3g} by marginal likelihood; nearest sources {self._nearest}{spikes})")
         shift = f", shifted to the level of the {self.n_samples} samples" if self.n_samples else ""
         return (f"only {self.n_samples} samples (need {MIN_SAMPLES_FOR_FIT} to fit): falling back to the prior, "
                 f"the geometric mean of the {self._n_devices} source devices{shift}")
