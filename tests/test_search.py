@@ -1,5 +1,6 @@
 """The search loop and strategies on a small gated toy space with a counting evaluator."""
 
+import re
 import subprocess
 import sys
 
@@ -144,6 +145,17 @@ def test_bad_arguments_are_clear():
         Constraint.parse("latency < 5")
     with pytest.raises(ValueError, match="strategy 'sgd'"):
         make_strategy("sgd")
+
+
+@pytest.mark.parametrize("name, option, choices", [
+    ("linas", "n_iinit", "'n_init', 'batch'"),
+    ("nsga2", "pop", "['pop_size', 'max_idle_generations']"),
+    ("random", "batch", "none"),
+])
+def test_typoed_strategy_option_is_named_with_the_choices(name, option, choices):
+    with pytest.raises(ValueError, match=f"strategy '{name}': unknown option '{option}'.*its options are .*{re.escape(choices)}"):
+        make_strategy(name, **{option: 1})
+    assert make_strategy("nsga2", pop_size=8).pop_size == 8  # the evolutionary options still reach the strategy
 
 
 def test_hypervolume_helpers_agree_with_pymoo():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -113,7 +114,22 @@ def make_strategy(name: str, **options) -> Strategy:
 
     if name not in STRATEGIES:
         raise ValueError(f"strategy '{name}' is unknown; choose one of {sorted(STRATEGIES)}")
+    accepted = strategy_options(name)
+    unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
+    if unknown:  # named here, with the choices, rather than as a constructor's TypeError
+        raise ValueError(f"strategy '{name}': unknown option '{unknown[0]}' (check its spelling); "
+                         f"its options are {accepted or 'none'}")
     try:
         return STRATEGIES[name](**options)
     except TypeError as exc:
         raise ValueError(f"strategy '{name}': bad option ({exc})") from None
+
+
+def strategy_options(name: str) -> list[str] | None:
+    """The option names a registered strategy accepts, or None when its factory takes any (``**kwargs``)."""
+    import sliver.search.strategies  # noqa: F401 - registers the built-in strategies
+
+    params = inspect.signature(STRATEGIES[name]).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

@@ -8,6 +8,7 @@ pymoo sees a normal generation while no network is paid for twice.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -134,4 +135,4 @@ def _fg(problem, o: Outcome) -> tuple[np.ndarray, float]:
 
 
 for _name in ALGORITHMS:
-    register_strategy(_name, lambda _n=_name, **kw: Evolutionary(_n, **kw))
+    register_strategy(_name, functools.partial(Evolutionary, _name))  # a partial keeps the options visible
