@@ -7,6 +7,7 @@ module only holds the shared loading and error formatting.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -56,14 +57,28 @@ def load(model: type[M], path: str | Path) -> M:
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as 'field.path: message' (plus a count of the others)."""
+    """The first pydantic error as 'field.path: message' (plus a count of the others).
+
+    An unknown field is reported before the others: a typo'd required field
+    (``budegt:``) is both unknown and missing, and the typo is what to fix.
+    """
     errors = exc.errors()
-    first = errors[0]
+    for first in errors:
+        if first["type"] == "extra_forbidden" and (intended := _misspelt(first, errors)):
+            msg = f"unknown field; did you mean '{intended}'?"
+            break
+    else:
+        first = errors[0]
+        msg = {"extra_forbidden": "unknown field (check its spelling)",
+               "missing": "required field is missing"}.get(first["type"], first["msg"])
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field (check its spelling)"
-    elif first["type"] == "missing":
-        msg = "required field is missing"
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
     return f"field '{where}': {msg}{more}"
+
+
+def _misspelt(extra: dict, errors: list[dict]) -> str | None:
+    """The missing required field beside an unknown one that it looks like a typo of, if any."""
+    parent, name = tuple(extra["loc"][:-1]), str(extra["loc"][-1])
+    missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"] and tuple(e["loc"][:-1]) == parent]
+    close = difflib.get_close_matches(name, missing, n=1)
+    return close[0] if close else None
