@@ -71,7 +71,14 @@ def format_validation_error(exc: ValidationError) -> str:
         first = errors[0]
         msg = {"extra_forbidden": "unknown field (check its spelling)",
                "missing": "required field is missing"}.get(first["type"], first["msg"])
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = tuple(first["loc"])
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # a section whose 'kind:' picks its model: name that field, not pydantic's "discriminator"
+        tag = first["ctx"]["discriminator"].strip("'")
+        loc += (tag,)
+        msg = (f"must be one of {first['ctx']['expected_tags']}, got '{first['ctx']['tag']}'"
+               if first["type"] == "union_tag_invalid" else "required field is missing")
+    where = ".".join(str(p) for p in loc) or "(top level)"
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
     return f"field '{where}': {msg}{more}"
 
