@@ -71,3 +71,22 @@ def test_missing_file_is_one_line(tmp_path):
     result = runner.invoke(app, ["space", "show", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "not found" in result.stderr
+
+
+def test_show_multitask_training_yaml_builds_heads_from_its_tasks():
+    # examples/multitask_mnist.yaml has no supernet.heads: they come from `tasks:` (as in sliver train-multitask)
+    result = runner.invoke(app, ["space", "show", "--json", str(EXAMPLES / "multitask_mnist.yaml")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["family"] == "multitask"
+    assert [d["name"] for d in summary["dimensions"]] == ["enc_w", "dec_cls_w", "dec_denoise_w", "dec_sr_w"]
+    assert summary["distinct_subnetworks"] == 4 ** 6  # 4 width choices for 3 encoder stages and 3 decoders
+    assert summary["min"]["macs"] < summary["max"]["macs"]
+
+
+def test_bad_multitask_yaml_is_one_line(tmp_path):
+    path = tmp_path / "mt.yaml"
+    path.write_text("tasks: [cls, colourise]\nsupernet: {family: multitask}\n")
+    result = runner.invoke(app, ["space", "show", str(path)])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "colourise" in result.stderr

@@ -21,6 +21,13 @@ def _supernet_from_yaml(path: Path):
     data = read_yaml(path)
     if "supernet" not in data:
         raise ConfigError(f"{path}: field 'supernet': required section is missing (e.g. supernet: {{family: mobilenet, preset: tiny}})")
+    if isinstance(data["supernet"], dict) and data["supernet"].get("family") == "multitask" and "heads" not in data["supernet"]:
+        # a `sliver train-multitask` YAML: the heads come from its tasks and the input size from its data
+        from sliver.multitask.tasks import load_multitask_data
+        from sliver.multitask.train import build_supernet, load_run_config
+
+        run, _ = load_run_config(path)
+        return build_supernet(run, load_multitask_data(**run.data.model_dump()))
     return from_spec(data["supernet"], f"{path}: supernet")
 
 
