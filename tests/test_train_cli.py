@@ -56,3 +56,11 @@ def test_example_configs_are_valid(name):
     assert config.train.sampling.rule == "sandwich" and "supernet:" in text
     net = from_spec(config.supernet)
     assert net.space.names == ["ks", "e", "d", "r"]
+
+
+def test_train_command_points_a_multitask_yaml_to_train_multitask(tmp_path):
+    config = tmp_path / "mt.yaml"
+    config.write_text("tasks: [cls]\nsupernet: {family: multitask}\ndata: {name: mnist5k, noise_std: 0.2}\n")
+    result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "sliver train-multitask" in result.output and len(result.stderr.strip().splitlines()) == 1

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from sliver.cli._common import USER_ERRORS, console, fail
+from sliver.config import ConfigError, read_yaml
 
 
 def train(
@@ -21,6 +22,10 @@ def train(
 
     out = out or Path("runs") / config.stem
     try:
+        spec = read_yaml(config).get("supernet")
+        if isinstance(spec, dict) and spec.get("family") == "multitask":  # its YAML has tasks:, not a train: section
+            raise ConfigError(f"{config}: field 'supernet.family': multitask super-networks are trained with "
+                              f"'sliver train-multitask {config} --out {out}'")
         if nproc > 1:
             from sliver.train.distributed import train_distributed
 
