@@ -11,7 +11,9 @@ import typer
 from rich.table import Table
 
 from sliver.cli._common import USER_ERRORS, console, fail
-from sliver.cli.measure import DB_HELP
+
+#: read-only here: the measure/search wording ("not repeated") does not apply
+DB_HELP = "SQLAlchemy URL of the result store to read (e.g. sqlite:///runs/demo/sliver.db)."
 
 app = typer.Typer(help="List and export the studies and measurements of a result store.", no_args_is_help=True)
 
