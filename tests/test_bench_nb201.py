@@ -34,7 +34,7 @@ def test_unknown_device_and_dataset_are_clear():
 
 
 def test_missing_table_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="SLIVER_DATA"):
+    with pytest.raises(FileNotFoundError, match=r"SLIVER_DATA or pass .*\(--data of sliver bench search, problem.data in a search YAML\)"):
         NB201("raspi4", root=tmp_path)
 
 

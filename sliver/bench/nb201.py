@@ -133,7 +133,8 @@ class NB201:
     def __post_init__(self) -> None:
         self.path = data_root(self.root) / CSV
         if not self.path.is_file():
-            raise FileNotFoundError(f"NB201 table not found at {self.path}; set SLIVER_DATA or pass the data folder")
+            raise FileNotFoundError(f"NB201 table not found at {self.path}; set SLIVER_DATA or pass the shared data "
+                                    "folder (--data of sliver bench search, problem.data in a search YAML)")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset '{self.dataset}' is not one of {sorted(DATASETS)}")
         if self.device not in self.devices:
