@@ -66,9 +66,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a truncated or foreign file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable sliver checkpoint (corrupt or truncated file: {reason[:200]})") from None
+    except Exception:  # torch raises many types (and long messages) for a truncated or foreign file
+        raise CheckpointError(f"{path}: not a readable sliver checkpoint (corrupt, truncated or not written by "
+                              "sliver train); point to the run's checkpoint.pt, or retrain into a new folder") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sliver checkpoint (expected format {FORMAT!r})")
     if weights_hash(state["model"]) != state.get("hash"):
