@@ -72,12 +72,12 @@ class Trainer:
         self.data = data if data is not None else load_dataset(**config.data.spec())
         self.checkpoint_path = self.out / CHECKPOINT
         self.resumed = self.checkpoint_path.exists()
+        self._check_fit()
         self.start_info: dict[str, Any] | None = None
         if t.start is not None and not self.resumed:  # a resumed run has these weights in its checkpoint
             self.start_info = prepare_start(self.supernet, self.data.train, probe_examples=t.start.probe_examples,
                                             reorder=t.start.reorder, importance_batches=t.start.importance_batches,
                                             batch_size=t.batch_size, seed=t.seed)
-        self._check_fit()
         self.steps_per_epoch = len(self.data.train) // t.batch_size
         x_train = self.data.train.tensors[0]
         text = x_train.ndim == 2 and not torch.is_floating_point(x_train)  # (texts, tokens) ids
