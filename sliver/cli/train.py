@@ -37,6 +37,11 @@ def train(
             trainer = Trainer(run_config, out, config_text=text, progress=not quiet)
             if trainer.resumed:
                 console.print(f"resuming {trainer.checkpoint_path} at step {trainer.step}/{trainer.total_steps}")
+            if trainer.start_info:
+                info = trainer.start_info
+                probe = (f"linear-probe head {info['probe_train_acc']:.1f}% on {info['probe_examples']} training examples; "
+                         if "probe_train_acc" in info else "")
+                console.print(f"start: {probe}units sorted by {info['reorder'] or 'nothing'} ({info['seconds']} s)")
             summary = trainer.fit()
     except USER_ERRORS as exc:
         fail(str(exc))
