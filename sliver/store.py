@@ -44,6 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -194,6 +195,14 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _shown(url: str) -> str:
+    """``url`` with any password hidden (as given when it does not even parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 class ResultStore:
     """Studies, trials and measurements in the database at ``url`` (any SQLAlchemy URL).
 
@@ -210,7 +219,7 @@ class ResultStore:
             self.engine = create_engine(self.url, connect_args=connect_args)
         except (ArgumentError, ImportError) as exc:
             # a typo'd URL or a database driver that is not installed: the user's to fix, not a traceback
-            raise ValueError(f"result store URL '{self.url}' cannot be opened ({_first_line(exc)}); "
+            raise ValueError(f"result store URL '{_shown(self.url)}' cannot be opened ({_first_line(exc)}); "
                              f"use a SQLAlchemy URL such as {DEFAULT_URL} or postgresql+psycopg2://user@host/db") from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_s)
