@@ -42,6 +42,8 @@ def test_train_command_bad_config_is_one_line(tmp_path):
     assert "field 'train.epoch': unknown field" in result.output and "Traceback" not in result.output
     shared = CliRunner().invoke(app, ["train", str(write_config(tmp_path / "s.yaml", sampling={"rule": "uniform", "shared": ["r"]}))])
     assert shared.exit_code == 2 and "'shared' only applies to rule 'sandwich'" in shared.output
+    draw = CliRunner().invoke(app, ["train", str(write_config(tmp_path / "d.yaml", sampling={"rule": "nested", "draw": "correlated"}))])
+    assert draw.exit_code == 2 and "'draw' does not apply to rule 'nested'" in draw.output
     missing = CliRunner().invoke(app, ["train", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 2 and "config file not found" in missing.output
 

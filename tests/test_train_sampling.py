@@ -117,3 +117,49 @@ def test_state_dict_resumes_the_same_draws():
     assert [p.config for s in range(7, 12) for p in again.picks(s)] == [p.config for ps in expected for p in ps]
     with pytest.raises(ValueError, match="sampling rule 'sandwich'"):
         UniformRule(space).load_state_dict(state)
+
+
+def wide_space():
+    """Twelve independent genes of four ordered choices (like heads and FFN width of a 6-layer encoder)."""
+    return SearchSpace([Dimension("heads", (6, 8, 10, 12), 6), Dimension("ffn", (512, 768, 1024, 1536), 6)])
+
+
+def draw_indices(rule, n):
+    return np.array([rule.space.encode(rule.random_config()) for _ in range(n)])
+
+
+def test_correlated_draw_keeps_every_choice_equally_likely_but_spreads_the_network_size():
+    space = wide_space()
+    independent = draw_indices(UniformRule(space, seed=0), 4000)
+    correlated = draw_indices(UniformRule(space, seed=0, draw="correlated"), 4000)
+    # each gene still takes each of its 4 choices about a quarter of the time
+    for k in range(4):
+        assert np.all(np.abs((correlated == k).mean(axis=0) - 0.25) < 0.03)
+    # but the genes move together: whole networks reach the small and large ends
+    size_ind, size_cor = independent.sum(axis=1), correlated.sum(axis=1)
+    assert size_cor.std() > 2 * size_ind.std()
+    all_lower_half = lambda idx: (idx <= 1).all(axis=1).mean()  # noqa: E731
+    assert all_lower_half(independent) < 0.01 and all_lower_half(correlated) > 0.1
+    # and the configs are valid members of the space
+    rule = UniformRule(space, seed=1, draw="correlated")
+    for _ in range(20):
+        config = rule.random_config()
+        assert space.key(space.canonical(config)) == space.key(config)
+
+
+def test_correlated_draw_keeps_frozen_dimensions_and_resumes():
+    space = wide_space()
+    rule = ProgressiveRule(space, [Phase("full", 1, 0.1, []), Phase("ffn", 1, 0.1, ["ffn"]), Phase("heads", 1, 0.1, ["heads"])],
+                           steps_per_epoch=5, n=2, seed=3, draw="correlated")
+    for step in range(5, 10):  # ffn elastic, heads frozen at the largest
+        assert all(p.config["heads"] == [12] * 6 for p in rule.picks(step))
+    state = rule.state_dict()
+    ahead = [p.config for p in rule.picks(10)]
+    again = ProgressiveRule(space, rule.phases, steps_per_epoch=5, n=2, seed=99, draw="correlated")
+    again.load_state_dict(state)
+    assert [p.config for p in again.picks(10)] == ahead
+
+
+def test_unknown_draw_is_refused():
+    with pytest.raises(SpaceError, match="draw"):
+        UniformRule(wide_space(), draw="gaussian")

@@ -58,6 +58,9 @@ class SamplingSection(StrictModel):
     n: int | None = Field(None, ge=0)
     #: in-place distillation from the largest network's soft outputs (sandwich, progressive)
     distill: bool = True
+    #: how random networks are drawn: every gene on its own, or genes moving together so costs spread
+    #: from smallest to largest (sandwich, progressive, uniform; see sliver.train.sampling)
+    draw: Literal["independent", "correlated"] = "independent"
     #: dimensions drawn once per step and shared by all picks (sandwich), e.g. [r] as in Once-for-All
     shared: list[str] | None = None
     #: softmax temperature of the distillation targets
@@ -77,6 +80,8 @@ class SamplingSection(StrictModel):
             raise ValueError(f"'levels' only applies to rule 'nested', not {self.rule!r}")
         if self.shared is not None and self.rule != "sandwich":
             raise ValueError(f"'shared' only applies to rule 'sandwich', not {self.rule!r}")
+        if self.draw != "independent" and self.rule == "nested":
+            raise ValueError("'draw' does not apply to rule 'nested' (its ladder is fixed)")
         if self.n is not None and self.rule == "uniform":
             raise ValueError("'n' does not apply to rule 'uniform' (it trains one sub-network per step)")
         return self

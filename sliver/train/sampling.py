@@ -18,6 +18,20 @@ picks after it (in-place distillation), when the rule distils.
 * ``nested`` (SortedNet): a ladder of nested networks from smallest to largest,
   each containing the previous; ``n`` rungs per step, trained in sorted order.
 
+Random networks are drawn one of two ways (``draw``):
+
+* ``independent``: every gene uniform over its choices, on its own. With many
+  genes the cost of the drawn networks crowds around the middle: on the
+  6-layer MiniLM space (heads and FFN width per layer) 80% of draws cut
+  24-42% of the MACs, and a network with every layer small is almost never
+  trained as a whole;
+* ``correlated``: one level ``q ~ U(0, 1)`` per network, then every gene's
+  choice index ``~ Binomial(choices - 1, q)``. Each gene still takes every
+  choice equally often (a uniform mixture of binomials is uniform), but the
+  genes move together, so drawn networks spread over the whole cost range
+  (on the same space 80% of draws cut 6-57% of the MACs), in the spirit of
+  AttentiveNAS's sampling across the FLOPs range without needing a cost model.
+
 Every random draw comes from the rule's own seeded generator, whose state
 goes into checkpoints so a resumed run draws the same networks.
 """
@@ -54,6 +68,9 @@ class Phase:
     unlock: list[str]
 
 
+#: how random networks are drawn (see the module docstring)
+DRAWS = ("independent", "correlated")
+
 #: progressive shrinking of the mobilenet family, as in Once-for-All
 MOBILENET_PHASES = [("full", []), ("kernel", ["ks"]), ("depth", ["d"]), ("expand", ["e"])]
 
@@ -65,8 +82,10 @@ class SamplingRule(abc.ABC):
     #: whether non-teacher picks learn from the teacher's soft outputs
     distill: bool = False
 
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
-        self.space = space
+    def __init__(self, space: SearchSpace, seed: int = 0, draw: str = "independent") -> None:
+        if draw not in DRAWS:
+            raise SpaceError(f"sampling draw must be one of {DRAWS}, got {draw!r}")
+        self.space, self.draw = space, draw
         self.rng = np.random.default_rng(seed)
 
     @abc.abstractmethod
@@ -87,8 +106,12 @@ class SamplingRule(abc.ABC):
         self.rng.bit_generator.state = state["rng"]
 
     def random_config(self, frozen: set[str] = frozenset()) -> Config:
-        """A uniformly random config; dimensions in ``frozen`` stay at their largest choice."""
-        config = self.space.sample(self.rng)
+        """A random config drawn as ``draw`` says; dimensions in ``frozen`` stay at their largest choice."""
+        if self.draw == "correlated":
+            card = self.space.gene_cardinalities
+            config = self.space.decode(self.rng.binomial(card - 1, self.rng.uniform()))
+        else:
+            config = self.space.sample(self.rng)
         top = self.space.max_config()
         return {k: (top[k] if k in frozen else v) for k, v in config.items()}
 
@@ -108,8 +131,9 @@ class SandwichRule(SamplingRule):
 
     name = "sandwich"
 
-    def __init__(self, space: SearchSpace, n: int = 2, distill: bool = True, seed: int = 0, shared: list[str] = ()) -> None:
-        super().__init__(space, seed)
+    def __init__(self, space: SearchSpace, n: int = 2, distill: bool = True, seed: int = 0, shared: list[str] = (),
+                 draw: str = "independent") -> None:
+        super().__init__(space, seed, draw)
         for d in shared:
             space[d]  # raises a SpaceError naming the unknown dimension
         self.n, self.distill, self.shared = n, distill, list(shared)
@@ -168,8 +192,9 @@ class ProgressiveRule(SamplingRule):
 
     name = "progressive"
 
-    def __init__(self, space: SearchSpace, phases: list[Phase], steps_per_epoch: int, n: int = 2, distill: bool = True, seed: int = 0) -> None:
-        super().__init__(space, seed)
+    def __init__(self, space: SearchSpace, phases: list[Phase], steps_per_epoch: int, n: int = 2, distill: bool = True,
+                 seed: int = 0, draw: str = "independent") -> None:
+        super().__init__(space, seed, draw)
         if not phases:
             raise SpaceError("progressive sampling needs at least one phase")
         named = [d for p in phases for d in p.unlock]

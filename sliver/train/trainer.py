@@ -117,16 +117,18 @@ class Trainer:
         t, s, space = self.config.train, self.config.train.sampling, self.supernet.space
         one = [Segment(t.epochs * self.steps_per_epoch, t.lr)]
         if s.rule == "sandwich":
-            return SandwichRule(space, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed, shared=s.shared or []), one
+            return SandwichRule(space, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed, shared=s.shared or [],
+                                draw=s.draw), one
         if s.rule == "uniform":
-            return UniformRule(space, seed=t.seed), one
+            return UniformRule(space, seed=t.seed, draw=s.draw), one
         if s.rule == "nested":
             return NestedRule(space, n=1 if s.n is None else s.n, levels=s.levels, seed=t.seed), one
         if s.phases:
             phases = [Phase(p.name, p.epochs, p.lr or t.lr, list(p.unlock)) for p in s.phases]
         else:
             phases = default_phases(space, t.epochs, t.lr)
-        rule = ProgressiveRule(space, phases, self.steps_per_epoch, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed)
+        rule = ProgressiveRule(space, phases, self.steps_per_epoch, n=2 if s.n is None else s.n, distill=s.distill,
+                               seed=t.seed, draw=s.draw)
         return rule, [Segment(p.epochs * self.steps_per_epoch, p.lr) for p in phases]
 
     # ------------------------------------------------------------ training
