@@ -50,3 +50,17 @@ def test_empty_loader_and_bad_batches_are_clear_errors():
         recalibrate_bn(net, net.max_config(), [], batches=2)
     with pytest.raises(ValueError, match="batches must be a positive integer"):
         recalibrate_bn(net, net.max_config(), [], batches=0)
+
+
+def test_a_network_without_batch_norm_is_not_run_at_all():
+    from test_transformer import tiny_vit
+
+    class Untouchable:  # a calibration loader that must not be read: there are no statistics to estimate
+        def __iter__(self):
+            raise AssertionError("recalibrate_bn read the loader of a network without batch norm")
+
+    net = tiny_vit()
+    net.train()
+    config = net.min_config()
+    assert recalibrate_bn(net, config, Untouchable(), batches=20) == net.space.validate(config)
+    assert not net.training

@@ -37,6 +37,9 @@ def recalibrate_bn(supernet: Supernet, config: Config, loader: Iterable, batches
         raise ValueError(f"batches must be a positive integer, got {batches}")
     config = supernet.activate(config)
     layers = batchnorm_layers(supernet)
+    if not layers:  # e.g. a transformer (layer norm only): nothing to re-estimate, so no forward passes
+        supernet.eval()
+        return config
     momenta = [bn.momentum for bn in layers]
     for bn in layers:
         bn.reset_running_stats()
