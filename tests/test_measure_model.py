@@ -193,6 +193,18 @@ def test_evaluator_measures_everything_and_repeat_is_a_cache_hit(tmp_path):
     assert set(third.stats["measured"]) == {"latency_ms", "peak_memory"} and len(calls) == 1
 
 
+def test_costs_alone_do_not_extract_the_model(monkeypatch):
+    net = ToySupernet()
+    extracted = []
+    real = net.extract
+    monkeypatch.setattr(net, "extract", lambda config: extracted.append(config) or real(config))
+    ev = ModelEvaluator(net, HardwareTarget.preset("cpu-torch-b1", **FAST), objectives=["macs", "params", "model_size"])
+    cfg = {"w": 4, "r": 12}
+    assert ev.measure(cfg, ["macs", "params"]) == {k: float(v) for k, v in net.costs(cfg).items()}
+    assert extracted == []  # a search scores thousands of candidates' costs: no weights are copied for them
+    assert ev.measure(cfg, ["macs", "model_size"])["model_size"] > 0 and len(extracted) == 1
+
+
 def test_failing_objective_is_recorded_and_the_rest_measured(tmp_path, monkeypatch):
     import sliver.measure.model as model_mod
 

@@ -31,6 +31,8 @@ from sliver.space import Config
 
 #: objectives whose value depends on the hardware target (keyed by its fingerprint); the rest use "any"
 HARDWARE_OBJECTIVES = frozenset({"latency_ms", "peak_memory"})
+#: objectives computed from the config alone (``supernet.costs``), without extracting the model
+COST_OBJECTIVES = frozenset({"macs", "params"})
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms", "macs", "params", "model_size", "peak_memory")
 
 
@@ -119,10 +121,14 @@ class ModelEvaluator:
             except Exception as exc:  # only accuracy depends on the statistics
                 recal_error = exc
             self.last_seconds["accuracy"] = time.perf_counter() - t0
-        model = self.supernet.extract(config).eval()
+        model = None
         for name in objectives:
             t0 = time.perf_counter()
             self.runs[name] += 1
+            if model is None and name not in COST_OBJECTIVES:
+                # extracted only when an objective needs the model: a search asks for the costs of thousands of
+                # candidates, and copying their weights cost MiniLM 80 ms each
+                model = self.supernet.extract(config).eval()
             try:
                 if name == "accuracy" and recal_error is not None:
                     raise recal_error
@@ -142,7 +148,7 @@ class ModelEvaluator:
             result = measure_latency(model, example, target)
             self.last_stats[name] = {**result.to_dict(), "backend": self.target.backend}
             return result.median_ms
-        if name in ("macs", "params"):
+        if name in COST_OBJECTIVES:
             return float(self.supernet.costs(config)[name])
         if name == "model_size":
             return float(model_size_bytes(model))
