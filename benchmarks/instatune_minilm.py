@@ -12,7 +12,12 @@ through :class:`sliver.train.Trainer`:
 * InstaTune: the full network alone for ``--full-epochs`` (a fine-tuned
   teacher), then every step trains the largest network on the labels plus
   ``--n`` random sub-networks by in-place distillation from its soft outputs
-  (``--full-epochs 0``: sandwich with the smallest from the start).
+  (``--full-epochs 0``: sandwich with the smallest from the start). The
+  random ones are drawn ``--draw correlated`` (train.sampling.draw): every
+  layer's heads and FFN width move together, so they span the whole MACs
+  range; drawn independently, 80% of them cut 24-42% of the MACs and a
+  network with every layer small, which a 40-50% cut needs, is almost never
+  trained as a whole.
 
 The space keeps the hidden size and varies what costs MACs: heads per layer
 {6, 8, 10, 12} and FFN width per layer {512..1536}; depth is fixed by default
@@ -21,22 +26,23 @@ pulled the largest network down to 77.8% and no network came closer than 4.3
 points of the normal model at >= 40% fewer MACs). Batches hold texts of similar length (dynamic padding
 then costs little).
 
-Search: the largest and smallest networks, the uniform (layers, heads, FFN)
-combinations in the ``--band`` of MACs reductions and random configs are
-scored on a selection split; the pick is the cheapest member of the selection
-Pareto front whose selection accuracy is within 1 point of the normal model's,
-and its accuracy is then reported on the held-out validation split. Headline:
+Search: sliver's LINAS (``Search`` with sliver's ``ModelEvaluator``) measures
+``--budget`` sub-networks' accuracy on a selection split, with MACs exact and
+the budget a user wanting a cheaper model sets as a constraint
+(``--max-macs 0.6``: at least 40% fewer MACs). The pick is the cheapest member
+of the selection Pareto front (those searched plus the largest network) whose
+selection accuracy is within 1 point of the normal model's, and its accuracy
+is then reported on the held-out validation split. Headline:
 the pick's MACs reduction if its validation accuracy is within 1 point of the
 normal model's, else 0. Shortened for a 2-core CPU (all recorded in the JSON):
-2 torch threads (both cores), ~6,000 training texts, 64 tokens, frozen word embeddings, 6 epochs (1 full +
-5 elastic; the InstaTune run takes under 30 minutes).
+2 torch threads (both cores), ~6,000 training texts, 64 tokens, frozen word embeddings, 8 epochs (1 full +
+7 elastic with 2 sub-networks per step; the InstaTune run takes under 30 minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import sys
 import tempfile
 import time
@@ -56,7 +62,7 @@ def main() -> None:
                          "for training and give selection and validation ~3,500 / ~3,200 texts: with 801 selection "
                          "texts (+-1.3 points) the pick rejected networks that held on validation")
     ap.add_argument("--max-length", type=int, default=64, help="tokens per text after truncation")
-    ap.add_argument("--epochs", type=int, default=6, help="epochs of both runs")
+    ap.add_argument("--epochs", type=int, default=8, help="epochs of both runs")
     ap.add_argument("--full-epochs", type=int, default=1,
                     help="InstaTune's first epochs train the full network alone (0: sandwich from the start)")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -64,8 +70,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=0.1, help="warm-up length in epochs")
     ap.add_argument("--elastic-lr", type=float, default=3e-5,
                     help="peak learning rate of the elastic phase (at 1e-4 the largest network fell from 83.6 to 79.7%%)")
-    ap.add_argument("--n", type=int, default=3,
+    ap.add_argument("--n", type=int, default=2,
                     help="random sub-networks per step besides the largest (and, with --full-epochs 0, the smallest)")
+    ap.add_argument("--draw", choices=["independent", "correlated"], default="correlated",
+                    help="how random sub-networks are drawn (train.sampling.draw): correlated spreads them over the MACs range")
     ap.add_argument("--temperature", type=float, default=1.0, help="in-place distillation temperature")
     ap.add_argument("--distill-weight", type=float, default=1.0,
                     help="weight of distillation in a sub-network's loss (the rest: labels)")
@@ -73,9 +81,12 @@ def main() -> None:
                     help="depth choices; 6 only: dropping layers made every network worse (4..6 tried, see the README row)")
     ap.add_argument("--heads", type=int, nargs="+", default=[6, 8, 10, 12])
     ap.add_argument("--ffn", type=int, nargs="+", default=[512, 768, 1024, 1536])
-    ap.add_argument("--samples", type=int, default=6, help="random sub-networks searched besides the uniform ones")
-    ap.add_argument("--band", type=float, nargs=2, default=[38.0, 60.0],
-                    help="uniform (layers, heads, FFN) configs searched: those with this MACs reduction range (percent)")
+    ap.add_argument("--max-macs", type=float, default=0.6,
+                    help="the search's MACs budget as a share of the full network's (0.6: at least 40%% fewer MACs)")
+    ap.add_argument("--budget", type=int, default=40, help="sub-networks the search measures on the selection split")
+    ap.add_argument("--search-init", type=int, default=12, help="random sub-networks LINAS measures before its predictors")
+    ap.add_argument("--search-batch", type=int, default=7, help="sub-networks LINAS measures per round")
+    ap.add_argument("--save", default=None, help="save the InstaTune super-network's weights here (to search it again)")
     ap.add_argument("--val-fraction", type=float, default=0.25)
     ap.add_argument("--select-fraction", type=float, default=0.28)
     ap.add_argument("--start", choices=["probe-gradient", "magnitude"], default="probe-gradient",
@@ -109,13 +120,13 @@ def main() -> None:
              "bn_batches": 1, "checkpoint_every": 10_000, "seed": args.seed, "threads": args.threads}
     rules = {
         "normal": {"rule": "progressive", "phases": [{"name": "full", "epochs": args.epochs, "unlock": []}]},
-        "instatune": {"rule": "sandwich", "n": args.n, "distill": True, "temperature": args.temperature,
+        "instatune": {"rule": "sandwich", "n": args.n, "distill": True, "draw": args.draw, "temperature": args.temperature,
                       "distill_weight": args.distill_weight},
     }
     if args.full_epochs:  # the full network first (a fine-tuned teacher), then the sub-networks distil from it
         if not 0 < args.full_epochs < args.epochs:
             raise SystemExit(f"--full-epochs must be below --epochs ({args.epochs}), got {args.full_epochs}")
-        rules["instatune"] = {"rule": "progressive", "n": args.n, "distill": True, "temperature": args.temperature,
+        rules["instatune"] = {"rule": "progressive", "n": args.n, "distill": True, "draw": args.draw, "temperature": args.temperature,
                               "distill_weight": args.distill_weight,
                               "phases": [{"name": "full", "epochs": args.full_epochs, "unlock": []},
                                          {"name": "elastic", "epochs": args.epochs - args.full_epochs,
@@ -160,41 +171,31 @@ def main() -> None:
               f"({runs[name]['s_per_step']} s/step), epoch-end val acc {summary['metrics']}", flush=True)
 
     net = nets.get("instatune", nets.get("normal"))
+    if args.save and "instatune" in nets:
+        torch.save(nets["instatune"].state_dict(), args.save)
     full = net.max_config()
     full_macs = net.costs(full)["macs"]
-    # the search: largest, smallest, every uniform combination and random configs; scored on the selection split
-    uniform = [{"layers": n, "heads": [h] * 6, "ffn": [f] * 6, "hidden": 384}
-               for n, h, f in itertools.product(args.layers, args.heads, args.ffn)]
-    uniform = [c for c in uniform if args.band[0] <= 100 * (1 - net.costs(c)["macs"] / full_macs) <= args.band[1]]
-    candidates = [full, net.min_config()] + uniform + net.space.sample(np.random.default_rng(args.seed), n=args.samples)
-    if "instatune" not in nets:
-        candidates = [full]
     normal_acc = normal_sel = None
     if "normal" in nets:
         normal_acc, normal_sel = acc(nets["normal"], full, val), acc(nets["normal"], full, select)
         print(f"normal fine-tune: val {normal_acc:.2f}% select {normal_sel:.2f}%", flush=True)
-    seen, table = set(), []
     t_search = time.perf_counter()
-    for config in candidates:
-        key = net.space.key(config)
-        if key in seen:
-            continue
-        seen.add(key)
-        config = net.space.canonical(config)
-        costs = net.costs(config)
-        table.append({"config": config, "macs": costs["macs"], "params": costs["params"],
-                      "macs_reduction_pct": round(100 * (1 - costs["macs"] / full_macs), 2),
-                      "select_acc": acc(net, config, select)})
+    largest = row(net, full, full_macs, acc(net, full, select))
+    table = [largest]
+    search_info = None
+    if "instatune" in nets:
+        # sliver's own search (LINAS) on the selection split, with the MACs budget a user wanting a cheaper model sets
+        points, search_info = linas_search(net, data, full_macs, args)
+        table += [row(net, p.config, full_macs, p.values["accuracy"]) for p in points]
     table.sort(key=lambda r: r["macs"])
     # Pareto front on the selection split (cheapest first); validation accuracy of its members only
     front, best_sel = [], -1.0
-    for row in table:
-        if row["select_acc"] > best_sel:
-            front.append(row)
-            best_sel = row["select_acc"]
-    largest = next(r for r in table if r["config"] == net.space.canonical(full))
-    for row in front + [largest]:
-        row.setdefault("val_acc", acc(net, row["config"], val))
+    for r in table:
+        if r["select_acc"] > best_sel:
+            front.append(r)
+            best_sel = r["select_acc"]
+    for r in front + [largest]:
+        r.setdefault("val_acc", acc(net, r["config"], val))
     search_seconds = round(time.perf_counter() - t_search, 1)
     print(f"searched {len(table)} sub-networks in {search_seconds} s, front of {len(front)}:")
     for r in front:
@@ -217,7 +218,7 @@ def main() -> None:
         pick=pick, pick_holds_on_val=holds,
         cheapest_front_member_within_1_point_on_val=min(val_within, key=lambda r: r["macs"]) if val_within else None,
         front=[{k: r[k] for k in ("config", "macs", "macs_reduction_pct", "select_acc", "val_acc")} for r in front],
-        runs=runs, start=start_info, full_macs=full_macs, search_seconds=search_seconds,
+        runs=runs, start=start_info, full_macs=full_macs, search=search_info, search_seconds=search_seconds,
         total_seconds=round(time.perf_counter() - t0, 1),
         settings={**vars(args), "spec": spec, "train": train, "sampling": rules,
                   "splits": {"train": len(data.train), "select (calib)": len(data.calib), "val": len(data.val)}},
@@ -227,6 +228,41 @@ def main() -> None:
     )
     print(f"instatune_minilm: {reduction:.1f}% fewer MACs within 1 point "
           f"(normal {normal_acc:.2f}%, InstaTune largest {largest['val_acc']:.2f}%, pick val {pick['val_acc']:.2f}%)")
+
+
+def row(net, config: dict, full_macs: float, select_acc: float) -> dict:
+    """One searched sub-network: its config, costs, MACs reduction and selection accuracy."""
+    config = net.space.canonical(config)
+    costs = net.costs(config)
+    return {"config": config, "macs": costs["macs"], "params": costs["params"],
+            "macs_reduction_pct": round(100 * (1 - costs["macs"] / full_macs), 2), "select_acc": select_acc}
+
+
+def linas_search(net, data, full_macs: float, args):
+    """LINAS over the elastic network (accuracy on the selection split x MACs), under ``--max-macs``.
+
+    Accuracy comes from sliver's ModelEvaluator with the selection split as its
+    evaluation split; MACs are exact, so the constraint filters candidates
+    before anything is measured. Returns the measured feasible points and a summary.
+    """
+    from sliver.data import DataBundle
+    from sliver.measure.model import ModelEvaluator
+    from sliver.search.loop import Search
+
+    on_select = DataBundle(**{**data.__dict__, "val": data.calib})
+    evaluator = ModelEvaluator(net, "cpu-torch-b1", ["accuracy", "macs"], data=on_select, batch_size=128, seed=args.seed)
+    limit = args.max_macs * full_macs
+    search = Search(net.space, evaluator, ["accuracy", "macs"], "linas", budget=args.budget,
+                    constraints=[f"macs <= {limit:.0f}"], seed=args.seed, batch_size=args.search_batch,
+                    strategy_options={"n_init": args.search_init})
+    result = search.run()
+    points = [p for p in result.points if p.ok and p.feasible]
+    info = {"strategy": "linas", "budget": args.budget, "n_init": args.search_init, "batch": args.search_batch,
+            "constraint": f"macs <= {args.max_macs} x full ({limit:.0f})", "evaluations": result.n_evaluations,
+            "log": result.log[-6:]}
+    print(f"LINAS: {result.n_evaluations} sub-networks measured on the selection split, {len(points)} within the MACs budget",
+          flush=True)
+    return points, info
 
 
 if __name__ == "__main__":
