@@ -299,7 +299,7 @@ class ElasticTransformer(Supernet):
         blocks = list(zip(config["heads"][:n], config["ffn"][:n]))
         if not blocks:
             return self._arch_params(d, (), ())
-        (h0, f0), total = blocks[0], 0
+        (h0, f0) = blocks[0]
         total = self._arch_params(d, (h0,), (f0,))
         for h, f in blocks[1:]:
             total += self._arch_params(d, (h, h), (f, f)) - self._arch_params(d, (h,), (f,))
