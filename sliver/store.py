@@ -229,8 +229,7 @@ class ResultStore:
         except OperationalError as exc:
             if "locked" in str(exc).lower():  # busy, not unreachable: _retry already waited
                 raise
-            where = self.engine.url.render_as_string(hide_password=True)
-            raise ValueError(f"result store '{where}': cannot connect ({_first_line(exc.orig or exc)}); "
+            raise ValueError(f"result store '{_shown(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
                              "check the host, database and credentials in the URL") from None
 
     # ---------------------------------------------------------------- plumbing
