@@ -209,3 +209,12 @@ def test_linas_local_share_is_validated_and_local_picks_neighbour_the_front():
     front = np.stack([ev.space.encode(measured[i][1]) for i in np.flatnonzero(nondominated(F))])
     hamming = (X[:, None, :] != front[None]).sum(2)
     assert near.any() and (near == (hamming == 1).any(1)).all()
+
+
+def test_linas_fits_latency_with_the_additive_gp_and_accuracy_without():
+    ev = ToyEvaluator()
+    result = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=16, seed=0,
+                    strategy_options=FAST_OPTIONS["linas"]).run()
+    chosen = [line for line in result.log if " predictor (" in line]
+    assert any("latency_ms predictor (gp_additive," in line for line in chosen)
+    assert any("accuracy predictor (gp," in line for line in chosen)
