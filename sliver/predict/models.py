@@ -54,14 +54,16 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
         # one isotropic length scale: on one-hot features the distance counts changed genes, so the
         # GP says "near a measured network, like it" and is unsure far from every measurement
         kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(2.0, (0.1, 100.0), nu=2.5)
+        noise_floor = 1e-5
         if family == "gp_additive":
             # plus a linear term, for a metric that is a sum of per-option costs (a network's latency is the
             # sum of its layers' times): fitted exactly once there are about as many points as options
             # (NB201 fpga and eyeriss latency: median error 1% -> 0 from 60 samples). On accuracy, which is
             # not additive, the same term cost LINAS evaluations, hence a family of its own
             kernel = kernel + ConstantKernel(0.1, (1e-4, 1e2)) * DotProduct(0.0, sigma_0_bounds="fixed")
-            return GaussianProcessRegressor(kernel + WhiteKernel(0.05, (1e-6, 1.0)), n_restarts_optimizer=0, random_state=seed)
-        return GaussianProcessRegressor(kernel + WhiteKernel(0.05, (1e-5, 1.0)), n_restarts_optimizer=0, random_state=seed)
+            noise_floor = 1e-6  # an exact sum needs next to no noise
+        kernel = kernel + WhiteKernel(0.05, (noise_floor, 1.0))
+        return GaussianProcessRegressor(kernel, n_restarts_optimizer=0, random_state=seed)
     raise ValueError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
 
 
