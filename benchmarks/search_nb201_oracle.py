@@ -42,8 +42,8 @@ def oracle_run(problem, sigma: float, seed: int) -> dict[float, int | None]:
     """Evaluations a noisy-accuracy, exact-latency greedy search needs to reach each of TARGETS (None: not within CAP)."""
     from sliver.search.hv import hvi, hypervolume, nondominated
 
-    lo, span = problem._bounds
-    true = (problem._raw - lo) / span  # normalised (error, latency) of every row
+    span = problem._bounds[1]  # accuracy points per unit of normalised error
+    true = problem.normalised_rows
     rng = np.random.default_rng(seed)
     pred = true.copy()
     pred[:, 0] += rng.standard_normal(len(true)) * sigma / span[0]
@@ -72,11 +72,11 @@ def oracle_run(problem, sigma: float, seed: int) -> dict[float, int | None]:
 
 def predictor_error(problem, sizes: tuple[int, ...], seeds: int) -> dict[int, float]:
     """Mean absolute accuracy error (points) of sliver's GP on the 300 most accurate unseen networks."""
-    from sliver.bench.nb201 import nb201_features
+    from sliver.bench.nb201 import nb201_features, parse_arch
     from sliver.predict import Predictor
 
-    X = nb201_features(np.stack([problem.space.encode({"ops": list(k)}) for k in problem.index]))
-    acc = problem.table[problem.acc_column].to_numpy(float)[[problem.index[k] for k in problem.index]]
+    X = nb201_features(np.stack([problem.space.encode({"ops": parse_arch(a)}) for a in problem.table["arch_str"]]))
+    acc = problem.table[problem.acc_column].to_numpy(float)
     out = {}
     for n in sizes:
         errs = []
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"{'device':>12} {'box (acc pts)':>13} " + " ".join(f"{'sigma ' + str(s):>13}" for s in sigmas))
     for device in SIX:
         problem = NB201(device, "cifar10", root)
-        lo, span = problem._bounds
+        span = problem._bounds[1]
         box = float(problem.ref_point[0] * span[0])  # the scoring box's width in accuracy points
         cells = []
         for sigma in sigmas:

@@ -198,20 +198,22 @@ class NB201:
         return (raw - lo) / span
 
     @cached_property
+    def normalised_rows(self) -> np.ndarray:
+        """Normalised (error, latency) of every row of the table, in row order."""
+        return (self._raw - self._bounds[0]) / self._bounds[1]
+
+    @cached_property
     def true_front(self) -> np.ndarray:
         """Row indices of the exact Pareto front (normalised error vs latency)."""
-        F = (self._raw - self._bounds[0]) / self._bounds[1]
-        return np.flatnonzero(nondominated(F))
+        return np.flatnonzero(nondominated(self.normalised_rows))
 
     @cached_property
     def ref_point(self) -> np.ndarray:
-        F = (self._raw[self.true_front] - self._bounds[0]) / self._bounds[1]
-        return 1.1 * F.max(0)
+        return 1.1 * self.normalised_rows[self.true_front].max(0)
 
     @cached_property
     def true_hv(self) -> float:
-        F = (self._raw[self.true_front] - self._bounds[0]) / self._bounds[1]
-        return hypervolume(F, self.ref_point)
+        return hypervolume(self.normalised_rows[self.true_front], self.ref_point)
 
     def hv_ratio(self, values: list[dict[str, float]]) -> float:
         """Share of the true hypervolume reached by measured points."""
