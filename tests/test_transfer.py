@@ -157,3 +157,72 @@ def test_cli_transfer_writes_predictions_and_warns_on_fallback(tmp_path):
 
     res = runner.invoke(app, ["latency", "transfer", "--source", str(tmp_path / "src.csv"), "--samples", str(tmp_path / "new.csv"), "--latency-column", "ms"])
     assert res.exit_code == 2 and "no column 'ms'" in res.output
+
+
+def _log_linear_table(seed: int, n_arch: int = 300, n_dev: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Devices whose log-latencies are linear in three architecture factors: the transfer model's own prior."""
+    rng = np.random.default_rng(seed)
+    factors = rng.normal(size=(n_arch, 3))
+    loadings = rng.normal(size=(3, n_dev + 1)) * np.array([[1.0], [0.5], [0.3]])
+    lat = 10 * np.exp(0.3 * factors @ loadings + rng.normal(0, 0.02, size=(n_arch, n_dev + 1)))
+    return lat[:, :n_dev], lat[:, n_dev]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_suggested_samples_predict_better_than_random_ones(seed):
+    source, target = _log_linear_table(seed)
+    model = DeviceTransfer(source)
+
+    def error(rows):
+        rest = np.setdiff1d(np.arange(len(target)), rows)
+        return np.mean(np.abs(np.log(model.fit(rows, target[rows]).predict()[rest] / target[rest])))
+
+    designed = error(model.suggest(6))
+    random_draws = [error(np.random.default_rng(s).choice(len(target), 6, replace=False)) for s in range(20)]
+    assert designed < np.median(random_draws)
+
+
+def test_suggest_is_deterministic_and_respects_measured_and_candidates():
+    source, _ = _table()
+    model = DeviceTransfer(source)
+    picks = model.suggest(8)
+    np.testing.assert_array_equal(picks, model.suggest(8))
+    assert len(set(picks.tolist())) == 8
+    # the design spreads over fast and slow networks, not only one end
+    level = np.log(source).mean(1)
+    assert level[picks].min() < np.quantile(level, 0.25) and level[picks].max() > np.quantile(level, 0.75)
+    # continuing from measured rows: they are not suggested again, and the first picks are the next ones
+    more = model.suggest(4, measured=picks[:4])
+    assert not set(more.tolist()) & set(picks[:4].tolist())
+    np.testing.assert_array_equal(more, picks[4:])
+    allowed = np.arange(0, 300, 3)
+    assert set(model.suggest(5, candidates=allowed).tolist()) <= set(allowed.tolist())
+    with pytest.raises(ValueError, match="k must be between 0 and the 2 candidate"):
+        model.suggest(3, measured=[0], candidates=[0, 1, 2])
+    with pytest.raises(ValueError, match="measured: row index out of range"):
+        model.suggest(2, measured=[300])
+
+
+def test_suggest_samples_by_name_and_cli_writes_a_sheet_to_fill_in(tmp_path):
+    from sliver.predict.transfer import suggest_samples
+
+    source, target = _table(n_arch=40)
+    names = [f"a{i}" for i in range(40)]
+    frame = pd.DataFrame(source, index=names)
+    picks = suggest_samples(frame, 5, measured=["a0", "a1"])
+    assert len(picks) == 5 and not {"a0", "a1"} & set(picks)
+    with pytest.raises(ValueError, match="architecture 'zz' is not in the source table"):
+        suggest_samples(frame, 3, measured=["zz"])
+
+    pd.DataFrame(source, columns=[f"lat_ms_d{j}" for j in range(source.shape[1])]).assign(arch=names).to_csv(tmp_path / "src.csv", index=False)
+    pd.DataFrame({"arch": ["a0", "a1"], "latency_ms": target[:2]}).to_csv(tmp_path / "done.csv", index=False)
+    runner = CliRunner()
+    sheet = tmp_path / "to_measure.csv"
+    res = runner.invoke(app, ["latency", "suggest", "--source", str(tmp_path / "src.csv"), "-k", "5",
+                              "--samples", str(tmp_path / "done.csv"), "-o", str(sheet)])
+    assert res.exit_code == 0, res.output
+    out = pd.read_csv(sheet)
+    assert list(out.columns) == ["arch", "latency_ms"] and list(out["arch"]) == list(picks)
+    assert out["latency_ms"].isna().all()
+    res = runner.invoke(app, ["latency", "suggest", "--source", str(tmp_path / "src.csv"), "-k", "50"])
+    assert res.exit_code == 2 and "k must be between 0 and the 40" in res.output

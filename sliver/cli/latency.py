@@ -73,6 +73,36 @@ def transfer(
             console.print(f"{ms:10.3f} ms  {arch}", highlight=False)
 
 
+@app.command("suggest")
+def suggest(
+    source: Path = typer.Option(..., "--source", exists=True, dir_okay=False, help="CSV: one row per architecture, one latency column (ms) per source device."),
+    k: int = typer.Option(10, "-k", "--samples-to-measure", min=1, help="How many architectures to measure on the new device."),
+    samples: Path = typer.Option(None, "--samples", exists=True, dir_okay=False, help="CSV of architectures already measured on the new device (the suggestions complement them)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write the suggested architectures to this CSV (an empty latency column to fill in)."),
+    arch_column: str = typer.Option(None, "--arch-column", help="Column naming the architecture (default: the first text column)."),
+    latency_column: str = typer.Option("latency_ms", "--latency-column", help="Latency column of the samples CSV (and of the output)."),
+    columns: str = typer.Option(None, "--columns", help="Prefix of the source device columns (default lat_ms_ if present, else all numeric)."),
+) -> None:
+    """Which architectures to measure on a new device so that `sliver latency transfer` learns most from them."""
+    from sliver.predict.transfer import suggest_samples
+
+    try:
+        table = read_source_table(source, arch_column, columns)
+        measured = read_samples(samples, arch_column, latency_column).index if samples is not None else None
+        picks = suggest_samples(table, k, measured)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    name = table.index.name or "arch"
+    if output is not None:
+        import pandas as pd
+
+        pd.DataFrame({name: picks, latency_column: float("nan")}).to_csv(output, index=False)
+        console.print(f"wrote {len(picks)} architectures to measure to {output}: fill in '{latency_column}', then run "
+                      f"sliver latency transfer --samples {output}", highlight=False, soft_wrap=True)
+    for arch in picks:
+        console.print(str(arch), highlight=False, soft_wrap=True)
+
+
 @app.command("build-lut")
 def build_lut_command(
     config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML file with a 'supernet:' section (an ElasticMobileNet)."),

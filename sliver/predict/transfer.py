@@ -28,6 +28,14 @@ gets a second, additive view: its latency refitted as a sum of per-option
 costs (a ridge on the features), which denoises a column and carries the
 additive structure of latency (a network's time is the sum of its layers').
 
+Which architectures to measure matters as much as how many: :meth:`DeviceTransfer.suggest`
+picks them before any is measured (or continues from those that are), greedily, each
+time the architecture whose latency the model is least sure of given the ones already
+chosen. Its uncertainty is that of the model's prior: the new device's level and scale
+along the mean source device, and how the source devices disagree on the architecture.
+Such a design spreads the samples over fast and slow networks and over the directions
+in which devices differ, where random draws often bunch up.
+
 With fewer than :data:`MIN_SAMPLES_FOR_FIT` samples there is nothing to fit:
 the prediction falls back to the *prior*, the geometric mean over the source
 devices (shifted to the samples' level when there are any), and the result
@@ -55,6 +63,11 @@ SIMILARITY = 3.0
 #: a sample whose externally studentised leave-one-out residual exceeds this is a measurement spike:
 #: its noise variance is multiplied by ``(t / SPIKE_T) ** 2``
 SPIKE_T = 3.0
+
+#: noise assumed by :meth:`DeviceTransfer.suggest` (share of an average architecture's prior variance):
+#: near-duplicates of a chosen architecture still count as nearly measured, and far-off outliers do not
+#: outweigh whole directions of the table
+DESIGN_NOISE = 1.0
 
 #: correlations are clipped here before Fisher's z (a perfect correlation would weigh infinitely)
 _MAX_CORR = 0.999
@@ -129,14 +142,55 @@ class DeviceTransfer:
     def n_architectures(self) -> int:
         return self._z.shape[0]
 
+    def suggest(self, k: int, measured: np.ndarray | list[int] = (), candidates: np.ndarray | list[int] | None = None) -> np.ndarray:
+        """Rows of ``k`` architectures to measure on the new device next, most informative first.
+
+        Greedy design on the prior (see the module docstring): each pick is the architecture
+        with the largest prior variance given ``measured`` and the picks before it, among
+        ``candidates`` (default: every row not measured; pass the rows you can build).
+        Deterministic.
+        """
+        measured = self._rows("measured", measured)
+        allowed = np.ones(self.n_architectures, dtype=bool)
+        if candidates is not None:
+            allowed[:] = False
+            allowed[self._rows("candidates", candidates)] = True
+        allowed[measured] = False
+        if not 0 <= k <= allowed.sum():
+            raise ValueError(f"suggest: k must be between 0 and the {int(allowed.sum())} candidate architectures not yet measured, got {k}")
+        z = self._z[:, : self._n_devices]  # the log-latency view
+        level = z.mean(1)
+        # the prior of the new device's log-latency: a + b * level, plus how the source devices spread
+        # (the level a is free in the fit: without it here, a few of the fastest networks would seem
+        # to pin the scale b as well as the fastest and the slowest together do)
+        feats = np.c_[np.ones(len(z)), (z - level[:, None]) / np.sqrt(self._n_devices), level / (level.std() or 1.0)]
+        cov = np.linalg.inv(np.eye(feats.shape[1]) + feats[measured].T @ feats[measured] / DESIGN_NOISE)
+        variance = np.sum((feats @ cov) * feats, axis=1)
+        picks = []
+        for _ in range(k):
+            best = int(np.argmax(np.where(allowed, variance, -np.inf)))
+            picks.append(best)
+            allowed[best] = False
+            # measuring `best` shrinks the prior (Sherman-Morrison): O(architectures) per pick
+            direction = cov @ feats[best]
+            shared = feats @ direction
+            denom = DESIGN_NOISE + shared[best]
+            variance -= shared ** 2 / denom
+            cov -= np.outer(direction, direction) / denom
+        return np.array(picks, dtype=np.int64)
+
+    def _rows(self, name: str, rows: np.ndarray | list[int]) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_architectures):
+            raise ValueError(f"{name}: row index out of range 0..{self.n_architectures - 1}")
+        return rows
+
     def fit(self, rows: np.ndarray, latency_ms: np.ndarray) -> "DeviceTransfer":
         """Fit the new device from measured ``latency_ms`` of table ``rows``."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        rows = self._rows("samples", rows)
         y = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
         if rows.shape != y.shape:
             raise ValueError(f"samples: {rows.size} architectures but {y.size} latencies")
-        if rows.size and (rows.min() < 0 or rows.max() >= self.n_architectures):
-            raise ValueError(f"samples: row index out of range 0..{self.n_architectures - 1}")
         if len(set(rows.tolist())) != rows.size:
             raise ValueError("samples: an architecture is listed twice; average its measurements first")
         if (~np.isfinite(y)).any() or (y <= 0).any():
@@ -244,9 +298,7 @@ def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     in ms. ``samples``: latency (ms) on the new device, indexed by architecture
     identifiers that must appear in ``source``.
     """
-    if source.index.has_duplicates:
-        dup = source.index[source.index.duplicated()][0]
-        raise ValueError(f"source table: architecture {dup!r} appears twice")
+    _check_unique(source)
     samples = samples.groupby(level=0).mean()  # repeated measurements of one architecture
     missing = samples.index.difference(source.index)
     if len(missing):
@@ -255,6 +307,27 @@ def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     model.fit(source.index.get_indexer(samples.index), samples.to_numpy(dtype=np.float64))
     pred = pd.Series(model.predict(), index=source.index, name="latency_ms")
     return TransferResult(pred, model.n_samples, model.fallback, model.describe())
+
+
+def suggest_samples(source: pd.DataFrame, k: int, measured: list | pd.Index | None = None) -> pd.Index:
+    """The ``k`` architectures of ``source`` (index labels) to measure on the new device next.
+
+    ``source`` as for :func:`transfer`; ``measured``: architectures already measured
+    there (they are not suggested again, and the suggestions complement them).
+    """
+    _check_unique(source)
+    measured = pd.Index([] if measured is None else list(dict.fromkeys(measured)))
+    missing = measured.difference(source.index)
+    if len(missing):
+        raise ValueError(f"samples: architecture {missing[0]!r} is not in the source table; measure architectures listed there")
+    model = DeviceTransfer(source.to_numpy(dtype=np.float64), devices=[str(c) for c in source.columns])
+    return source.index[model.suggest(k, source.index.get_indexer(measured))]
+
+
+def _check_unique(source: pd.DataFrame) -> None:
+    if source.index.has_duplicates:
+        dup = source.index[source.index.duplicated()][0]
+        raise ValueError(f"source table: architecture {dup!r} appears twice")
 
 
 def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]:
