@@ -83,7 +83,10 @@ def suggest(
     latency_column: str = typer.Option("latency_ms", "--latency-column", help="Latency column of the samples CSV (and of the output)."),
     columns: str = typer.Option(None, "--columns", help="Prefix of the source device columns (default lat_ms_ if present, else all numeric)."),
 ) -> None:
-    """Which architectures to measure on a new device so that `sliver latency transfer` learns most from them."""
+    """Which architectures to measure on a new device so that `sliver latency transfer` learns most from them.
+
+    Worth it for the first ten or so measurements; beyond that, random ones serve as well.
+    """
     from sliver.predict.transfer import suggest_samples
 
     try:

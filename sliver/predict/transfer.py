@@ -34,7 +34,9 @@ time the architecture whose latency the model is least sure of given the ones al
 chosen. Its uncertainty is that of the model's prior: the new device's level and scale
 along the mean source device, and how the source devices disagree on the architecture.
 Such a design spreads the samples over fast and slow networks and over the directions
-in which devices differ, where random draws often bunch up.
+in which devices differ, where random draws often bunch up. It pays for the first
+ten or so samples; past the directions the prior knows, it keeps picking unusual
+networks, and random draws (which follow the bulk of the table) do as well or better.
 
 With fewer than :data:`MIN_SAMPLES_FOR_FIT` samples there is nothing to fit:
 the prediction falls back to the *prior*, the geometric mean over the source
@@ -288,7 +290,8 @@ class DeviceTransfer:
                     f"noise {self._noise:.3g} by marginal likelihood; nearest sources {self._nearest}{spikes})")
         shift = f", shifted to the level of the {self.n_samples} samples" if self.n_samples else ""
         return (f"only {self.n_samples} samples (need {MIN_SAMPLES_FOR_FIT} to fit): falling back to the prior, "
-                f"the geometric mean of the {self._n_devices} source devices{shift}")
+                f"the geometric mean of the {self._n_devices} source devices{shift}; "
+                f"`sliver latency suggest` names the networks worth measuring")
 
 
 def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
