@@ -28,7 +28,7 @@ gets a second, additive view: its latency refitted as a sum of per-option
 costs (a ridge on the features), which denoises a column and carries the
 additive structure of latency (a network's time is the sum of its layers').
 
-Which architectures to measure matters as much as how many: :meth:`DeviceTransfer.suggest`
+Which architectures are measured matters too: :meth:`DeviceTransfer.suggest`
 picks them before any is measured (or continues from those that are), greedily, each
 time the architecture whose latency the model is least sure of given the ones already
 chosen. Its uncertainty is that of the model's prior: the new device's level and scale
@@ -301,13 +301,10 @@ def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     in ms. ``samples``: latency (ms) on the new device, indexed by architecture
     identifiers that must appear in ``source``.
     """
-    _check_unique(source)
     samples = samples.groupby(level=0).mean()  # repeated measurements of one architecture
-    missing = samples.index.difference(source.index)
-    if len(missing):
-        raise ValueError(f"samples: architecture {missing[0]!r} is not in the source table; measure architectures listed there")
+    rows = _rows_of(source, samples.index)
     model = DeviceTransfer(source.to_numpy(dtype=np.float64), devices=[str(c) for c in source.columns])
-    model.fit(source.index.get_indexer(samples.index), samples.to_numpy(dtype=np.float64))
+    model.fit(rows, samples.to_numpy(dtype=np.float64))
     pred = pd.Series(model.predict(), index=source.index, name="latency_ms")
     return TransferResult(pred, model.n_samples, model.fallback, model.describe())
 
@@ -318,19 +315,20 @@ def suggest_samples(source: pd.DataFrame, k: int, measured: list | pd.Index | No
     ``source`` as for :func:`transfer`; ``measured``: architectures already measured
     there (they are not suggested again, and the suggestions complement them).
     """
-    _check_unique(source)
-    measured = pd.Index([] if measured is None else list(dict.fromkeys(measured)))
-    missing = measured.difference(source.index)
-    if len(missing):
-        raise ValueError(f"samples: architecture {missing[0]!r} is not in the source table; measure architectures listed there")
+    rows = _rows_of(source, pd.Index([] if measured is None else list(dict.fromkeys(measured))))
     model = DeviceTransfer(source.to_numpy(dtype=np.float64), devices=[str(c) for c in source.columns])
-    return source.index[model.suggest(k, source.index.get_indexer(measured))]
+    return source.index[model.suggest(k, rows)]
 
 
-def _check_unique(source: pd.DataFrame) -> None:
+def _rows_of(source: pd.DataFrame, archs: pd.Index) -> np.ndarray:
+    """Row numbers of the architectures ``archs`` (measured on the new device) in the source table."""
     if source.index.has_duplicates:
         dup = source.index[source.index.duplicated()][0]
         raise ValueError(f"source table: architecture {dup!r} appears twice")
+    missing = archs.difference(source.index)
+    if len(missing):
+        raise ValueError(f"samples: architecture {missing[0]!r} is not in the source table; measure architectures listed there")
+    return source.index.get_indexer(archs)
 
 
 def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]:
