@@ -7,7 +7,9 @@ remaining architectures, averaged over held-out devices and seeds.
 the architectures' one-hot features (the additive view);
 ``sliver_transfer_designed`` the same model measuring the k architectures its
 :meth:`~sliver.predict.transfer.DeviceTransfer.suggest` picks instead of random ones
-(what ``sliver latency suggest`` prints);
+(what ``sliver latency suggest`` prints). For the transfer with random samples the
+summary also checks the fit's leave-one-out error on its k samples (what ``sliver
+latency transfer`` reports) against its MAPE on the unmeasured architectures;
 ``sliver_transfer_table_only`` the same without features (what
 ``sliver latency transfer`` fits from a table keyed by names).
 Baselines in the same run: the prior alone (k=0), the single source device
@@ -83,8 +85,10 @@ def evaluate(lat: np.ndarray, onehot: np.ndarray, seeds: int) -> list[dict]:
                 # every method is scored on the same rows: those not measured for the largest k
                 score = order[100:]
                 res = {}
+                loo = None
                 if k <= max(KS):
                     res["sliver_transfer"] = model.fit(idx, target[idx]).predict()
+                    loo = model.loo_error_pct
                     if k >= 3:
                         res["sliver_transfer_table_only"] = table_only.fit(idx, target[idx]).predict()
                         res["source_ridge"] = RidgeCV(alphas=np.logspace(-1, 2, 7)).fit(z[idx], np.log(target[idx])).predict(z)
@@ -93,8 +97,11 @@ def evaluate(lat: np.ndarray, onehot: np.ndarray, seeds: int) -> list[dict]:
                     res["nearest_device"] = source[:, best]
                     res["onehot_ridge"] = RidgeCV(alphas=np.logspace(-2, 3, 11)).fit(onehot[idx], np.log(target[idx])).predict(onehot)
                 for method, pred in res.items():
-                    rows.append({"device": d, "seed": seed, "k": k, "method": method,
-                                 "rho": rho(pred[score], target[score]), "rho_rest": rho(pred[rest], target[rest])})
+                    row = {"device": d, "seed": seed, "k": k, "method": method,
+                           "rho": rho(pred[score], target[score]), "rho_rest": rho(pred[rest], target[rest])}
+                    if method == "sliver_transfer" and loo is not None:  # does the fit's own leave-one-out error tell how good it is?
+                        row.update(loo_error_pct=loo, mape_rest_pct=float(np.mean(np.abs(pred[rest] / target[rest] - 1)) * 100))
+                    rows.append(row)
                 if 3 <= k <= max(KS):
                     # the same model, the k samples chosen by its design: the first at random (as one
                     # already measured), the rest from a random half of the table (the networks one can
@@ -132,6 +139,11 @@ def main() -> None:
             r["device"] = devices[r["device"]]
             r["benchmark"] = bench
         frame = pd.DataFrame(rows)
+        check = frame.dropna(subset=["loo_error_pct"]) if "loo_error_pct" in frame else frame.iloc[:0]
+        loo_check = {int(k): {"median_loo_over_actual": round(float(np.median(g.loo_error_pct / g.mape_rest_pct)), 3),
+                              "spearman_loo_vs_actual": round(float(spearmanr(g.loo_error_pct, g.mape_rest_pct)[0]), 3),
+                              "median_actual_mape_pct": round(float(g.mape_rest_pct.median()), 2)}
+                     for k, g in check.groupby("k")}
         per_device = frame.groupby(["benchmark", "device", "k", "method"], as_index=False)[["rho", "rho_rest"]].mean()
         table += per_device.round(4).to_dict("records")
         # headline: rho on all remaining architectures (rho_rest), mean over devices and seeds
@@ -140,6 +152,7 @@ def main() -> None:
         pivot = frame.pivot_table(index="method", columns="k", values="rho_rest", aggfunc="mean")
         summary[bench] = {m: {int(k): round(float(v), 4) for k, v in pivot.loc[m].dropna().items()} for m in pivot.index}
         summary[bench]["ceiling_half_table"] = round(ceiling, 4)
+        summary[bench]["leave_one_out_check"] = loo_check
         smooth = [d for j, d in enumerate(devices) if len(np.unique(lat[:, j])) > 1000]
         sel = frame[(frame.method == "sliver_transfer") & (frame.k == TARGET_K)]
         summary[bench][f"k{TARGET_K}_non_quantised_devices"] = {
@@ -151,6 +164,8 @@ def main() -> None:
         print(f"per device, k={TARGET_K}: " + ", ".join(f"{d} {v:.3f}" for d, v in per_dev.items()))
         nq = summary[bench][f"k{TARGET_K}_non_quantised_devices"]
         print(f"k={TARGET_K}, the {nq['devices']} devices not quantised to whole ms: rho {nq['rho']:.4f}")
+        print("the fit's leave-one-out error vs its MAPE on the unmeasured architectures: " + ", ".join(
+            f"k={k}: median ratio {v['median_loo_over_actual']}, Spearman {v['spearman_loo_vs_actual']}" for k, v in loo_check.items()))
 
     if args.only:
         return

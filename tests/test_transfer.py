@@ -226,3 +226,21 @@ def test_suggest_samples_by_name_and_cli_writes_a_sheet_to_fill_in(tmp_path):
     assert out["latency_ms"].isna().all()
     res = runner.invoke(app, ["latency", "suggest", "--source", str(tmp_path / "src.csv"), "-k", "50"])
     assert res.exit_code == 2 and "k must be between 0 and the 40" in res.output
+
+
+def test_leave_one_out_error_tracks_the_error_on_unmeasured_architectures():
+    source, target = _table()
+    noisy = target * np.exp(np.random.default_rng(3).normal(0, 0.15, size=target.shape))
+    rows = np.random.default_rng(1).choice(len(target), 15, replace=False)
+    rest = np.setdiff1d(np.arange(len(target)), rows)
+    model = DeviceTransfer(source)
+    assert model.loo_error_pct is None
+    errors = {}
+    for name, device in (("clean", target), ("noisy", noisy)):
+        model.fit(rows, device[rows])
+        actual = np.mean(np.abs(model.predict()[rest] / device[rest] - 1)) * 100
+        errors[name] = model.loo_error_pct
+        assert 0.3 * actual < errors[name] < 3 * actual
+        assert f"leave-one-out error on the samples {errors[name]:.1f} %" in model.describe()
+    assert errors["noisy"] > 3 * errors["clean"]
+    assert model.fit(rows[:2], target[rows[:2]]).loo_error_pct is None  # the prior has no samples to check

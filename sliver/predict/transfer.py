@@ -38,6 +38,9 @@ in which devices differ, where random draws often bunch up. It pays for the firs
 ten or so samples; past the directions the prior knows, it keeps picking unusual
 networks, and random draws (which follow the bulk of the table) do as well or better.
 
+A fit reports its leave-one-out error on the k samples (:attr:`DeviceTransfer.loo_error_pct`,
+from the GP's closed form, no refits): the one check of the model a user has on their own device.
+
 With fewer than :data:`MIN_SAMPLES_FOR_FIT` samples there is nothing to fit:
 the prediction falls back to the *prior*, the geometric mean over the source
 devices (shifted to the samples' level when there are any), and the result
@@ -90,6 +93,8 @@ class TransferResult:
     n_samples: int
     fallback: bool
     message: str
+    #: mean absolute % error of each sample predicted from the others (None when falling back to the prior)
+    loo_error_pct: float | None = None
 
 
 class DeviceTransfer:
@@ -137,6 +142,7 @@ class DeviceTransfer:
         self._noise = float("nan")
         self._nearest = ""
         self._spikes = 0
+        self._loo_residuals = np.zeros(0)
         self.fallback = True
         self.n_samples = 0
 
@@ -199,6 +205,7 @@ class DeviceTransfer:
             raise ValueError("samples: latencies must be positive finite numbers (ms)")
         self.n_samples = rows.size
         self._fitted = None
+        self._loo_residuals = np.zeros(0)
         self._shift = float(np.mean(np.log(y) - self._prior[rows])) if rows.size else 0.0
         self.fallback = rows.size < MIN_SAMPLES_FOR_FIT
         if not self.fallback:
@@ -270,10 +277,22 @@ class DeviceTransfer:
         KA = (A - FI @ FA) / noise
         p_diag = np.maximum(kinv_diag - np.sum((KA @ np.linalg.pinv(A.T @ KA)) * KA, axis=1), 1e-300)
         py = (resid - Fk @ coef) / noise
+        # log(measured / predicted from the other samples), back on the samples' own scale
+        self._loo_residuals = py / p_diag * np.sqrt(spread)
         if dof < 3:  # too few samples to judge any of them
             return beta[0] + beta[1] * mean + feats @ coef, np.zeros(k)
         scale_without = np.maximum(quad - py ** 2 / p_diag, 1e-12 * quad) / (dof - 1)
         return beta[0] + beta[1] * mean + feats @ coef, py / np.sqrt(p_diag * scale_without)
+
+    @property
+    def loo_error_pct(self) -> float | None:
+        """Mean absolute percentage error of each sample predicted from the others (None before a fit).
+
+        An honest check of the fit on the user's own device: it ranks devices by how well they
+        are predicted, though with few samples it tends to come out below the error on the rest."""
+        if self._fitted is None:
+            return None
+        return float(np.mean(np.abs(np.exp(-self._loo_residuals) - 1.0)) * 100)
 
     def predict(self) -> np.ndarray:
         """Predicted latency (ms) of every architecture of the source table."""
@@ -287,7 +306,8 @@ class DeviceTransfer:
             spikes = f"; {self._spikes} sample(s) down-weighted as measurement spikes" if self._spikes else ""
             views = "log-latency and additive views" if self._z.shape[1] > self._n_devices else "log-latency"
             return (f"fitted the new device from {self.n_samples} samples over {self._n_devices} source devices ({views}; "
-                    f"noise {self._noise:.3g} by marginal likelihood; nearest sources {self._nearest}{spikes})")
+                    f"noise {self._noise:.3g} by marginal likelihood; nearest sources {self._nearest}{spikes}); "
+                    f"leave-one-out error on the samples {self.loo_error_pct:.1f} %")
         shift = f", shifted to the level of the {self.n_samples} samples" if self.n_samples else ""
         return (f"only {self.n_samples} samples (need {MIN_SAMPLES_FOR_FIT} to fit): falling back to the prior, "
                 f"the geometric mean of the {self._n_devices} source devices{shift}; "
@@ -306,7 +326,7 @@ def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     model = DeviceTransfer(source.to_numpy(dtype=np.float64), devices=[str(c) for c in source.columns])
     model.fit(rows, samples.to_numpy(dtype=np.float64))
     pred = pd.Series(model.predict(), index=source.index, name="latency_ms")
-    return TransferResult(pred, model.n_samples, model.fallback, model.describe())
+    return TransferResult(pred, model.n_samples, model.fallback, model.describe(), model.loo_error_pct)
 
 
 def suggest_samples(source: pd.DataFrame, k: int, measured: list | pd.Index | None = None) -> pd.Index:
