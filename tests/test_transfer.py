@@ -224,6 +224,8 @@ def test_suggest_samples_by_name_and_cli_writes_a_sheet_to_fill_in(tmp_path):
     out = pd.read_csv(sheet)
     assert list(out.columns) == ["arch", "latency_ms"] and list(out["arch"]) == list(picks)
     assert out["latency_ms"].isna().all()
+    res = runner.invoke(app, ["latency", "transfer", "--source", str(tmp_path / "src.csv"), "--samples", str(sheet)])
+    assert res.exit_code == 2 and "samples: 5 architecture(s) have no latency" in res.output  # the sheet not filled in yet
     res = runner.invoke(app, ["latency", "suggest", "--source", str(tmp_path / "src.csv"), "-k", "50"])
     assert res.exit_code == 2 and "k must be between 0 and the 40" in res.output
 

@@ -321,6 +321,10 @@ def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     in ms. ``samples``: latency (ms) on the new device, indexed by architecture
     identifiers that must appear in ``source``.
     """
+    blank = samples.index[~np.isfinite(samples.to_numpy(dtype=np.float64))]
+    if len(blank):
+        raise ValueError(f"samples: {len(blank)} architecture(s) have no latency (first: {blank[0]!r}); "
+                         "fill them in or drop those rows")
     samples = samples.groupby(level=0).mean()  # repeated measurements of one architecture
     rows = _rows_of(source, samples.index)
     model = DeviceTransfer(source.to_numpy(dtype=np.float64), devices=[str(c) for c in source.columns])
