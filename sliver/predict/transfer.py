@@ -216,17 +216,18 @@ class DeviceTransfer:
         """Log-latency of every row: the GP posterior mean given the samples, refitted once with
         inflated noise on the samples that look like measurement spikes."""
         spread = np.ones(rows.size)  # per-sample noise multiplier
-        fitted, t = self._gp(rows, y, spread)
+        fitted, t, self._loo_residuals = self._gp(rows, y, spread)
         spikes = np.abs(t) > SPIKE_T
         self._spikes = int(spikes.sum())
         if self._spikes:
             spread = np.maximum(1.0, (t / SPIKE_T) ** 2)
-            fitted, _ = self._gp(rows, y, spread)
+            fitted, _, self._loo_residuals = self._gp(rows, y, spread)
         return fitted
 
-    def _gp(self, rows: np.ndarray, y: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _gp(self, rows: np.ndarray, y: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The posterior mean (see the module docstring) with noise ``noise * spread`` on the samples,
-        and the samples' externally studentised leave-one-out residuals."""
+        the samples' externally studentised leave-one-out residuals, and their plain leave-one-out
+        residuals (log of measured over predicted from the other samples)."""
         z = self._z
         # weight the source columns by how well each ranks the samples: Pearson on the k log-latencies,
         # each sample weighted by 1 / spread so a spike does not pick the source devices
@@ -277,12 +278,12 @@ class DeviceTransfer:
         KA = (A - FI @ FA) / noise
         p_diag = np.maximum(kinv_diag - np.sum((KA @ np.linalg.pinv(A.T @ KA)) * KA, axis=1), 1e-300)
         py = (resid - Fk @ coef) / noise
-        # log(measured / predicted from the other samples), back on the samples' own scale
-        self._loo_residuals = py / p_diag * np.sqrt(spread)
+        fitted = beta[0] + beta[1] * mean + feats @ coef
+        loo = py / p_diag * np.sqrt(spread)  # back from the whitened scale to log-latency
         if dof < 3:  # too few samples to judge any of them
-            return beta[0] + beta[1] * mean + feats @ coef, np.zeros(k)
+            return fitted, np.zeros(k), loo
         scale_without = np.maximum(quad - py ** 2 / p_diag, 1e-12 * quad) / (dof - 1)
-        return beta[0] + beta[1] * mean + feats @ coef, py / np.sqrt(p_diag * scale_without)
+        return fitted, py / np.sqrt(p_diag * scale_without), loo
 
     @property
     def loo_error_pct(self) -> float | None:
