@@ -7,9 +7,7 @@ remaining architectures, averaged over held-out devices and seeds.
 the architectures' one-hot features (the additive view);
 ``sliver_transfer_designed`` the same model measuring the k architectures its
 :meth:`~sliver.predict.transfer.DeviceTransfer.suggest` picks instead of random ones
-(what ``sliver latency suggest`` prints). For the transfer with random samples the
-summary also checks the fit's leave-one-out error on its k samples (what ``sliver
-latency transfer`` reports) against its MAPE on the unmeasured architectures;
+(what ``sliver latency suggest`` prints);
 ``sliver_transfer_table_only`` the same without features (what
 ``sliver latency transfer`` fits from a table keyed by names).
 Baselines in the same run: the prior alone (k=0), the single source device
@@ -19,7 +17,9 @@ model), and a one-hot ridge trained on the held-out device alone (k samples,
 and 100 samples for scale). The summary also gives the mean over the devices whose
 latencies are not quantised to whole milliseconds (four FBNet phones have
 fewer than 110 distinct values over 5,000 architectures: there even the
-transfer fitted on half the table stays below 0.9).
+transfer fitted on half the table stays below 0.9). For the transfer with random
+samples it also checks the fit's leave-one-out error on its k samples (what
+``sliver latency transfer`` reports) against its MAPE on the unmeasured architectures.
 
     python benchmarks/few_shot_transfer.py [--data DIR] [--seeds 10]
 """
@@ -85,10 +85,8 @@ def evaluate(lat: np.ndarray, onehot: np.ndarray, seeds: int) -> list[dict]:
                 # every method is scored on the same rows: those not measured for the largest k
                 score = order[100:]
                 res = {}
-                loo = None
                 if k <= max(KS):
                     res["sliver_transfer"] = model.fit(idx, target[idx]).predict()
-                    loo = model.loo_error_pct
                     if k >= 3:
                         res["sliver_transfer_table_only"] = table_only.fit(idx, target[idx]).predict()
                         res["source_ridge"] = RidgeCV(alphas=np.logspace(-1, 2, 7)).fit(z[idx], np.log(target[idx])).predict(z)
@@ -99,8 +97,8 @@ def evaluate(lat: np.ndarray, onehot: np.ndarray, seeds: int) -> list[dict]:
                 for method, pred in res.items():
                     row = {"device": d, "seed": seed, "k": k, "method": method,
                            "rho": rho(pred[score], target[score]), "rho_rest": rho(pred[rest], target[rest])}
-                    if method == "sliver_transfer" and loo is not None:  # does the fit's own leave-one-out error tell how good it is?
-                        row.update(loo_error_pct=loo, mape_rest_pct=float(np.mean(np.abs(pred[rest] / target[rest] - 1)) * 100))
+                    if method == "sliver_transfer" and model.loo_error_pct is not None:  # does the fit's own check tell how good it is?
+                        row.update(loo_error_pct=model.loo_error_pct, mape_rest_pct=float(np.mean(np.abs(pred[rest] / target[rest] - 1)) * 100))
                     rows.append(row)
                 if 3 <= k <= max(KS):
                     # the same model, the k samples chosen by its design: the first at random (as one
@@ -139,7 +137,7 @@ def main() -> None:
             r["device"] = devices[r["device"]]
             r["benchmark"] = bench
         frame = pd.DataFrame(rows)
-        check = frame.dropna(subset=["loo_error_pct"]) if "loo_error_pct" in frame else frame.iloc[:0]
+        check = frame.dropna(subset=["loo_error_pct"])
         loo_check = {int(k): {"median_loo_over_actual": round(float(np.median(g.loo_error_pct / g.mape_rest_pct)), 3),
                               "spearman_loo_vs_actual": round(float(spearmanr(g.loo_error_pct, g.mape_rest_pct)[0]), 3),
                               "median_actual_mape_pct": round(float(g.mape_rest_pct.median()), 2)}
