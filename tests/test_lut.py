@@ -233,3 +233,40 @@ def test_linas_uses_the_given_latency_model_and_reports_measured_values():
         assert p.values["latency_ms"] == pytest.approx(ev.measure(p.config, ["latency_ms"])["latency_ms"])
     with pytest.raises(ValueError, match="latency_model must be callable"):
         make_strategy("linas", latency_model="lut.yaml")
+
+
+def test_linas_refits_a_learning_latency_model_on_every_latency_it_measured():
+    from test_search import FAST_OPTIONS, ToyEvaluator
+
+    from sliver.search import Search
+
+    ev = ToyEvaluator()
+
+    class Learning:
+        """Per-block cost times a scale it learns from the measured latencies; records what it was shown."""
+
+        def __init__(self):
+            self.scale, self.shown = 1.0, []
+
+        def _size(self, c):
+            active = [k for k, a in zip(c["k"], ev.space.active_mask(c)["k"]) if a]
+            return sum(k * k for k in active) * c["w"]
+
+        def observe(self, configs, latency_ms):
+            self.shown.append([(ev.space.key(c), float(v)) for c, v in zip(configs, latency_ms)])
+            self.scale = float(np.median(np.asarray(latency_ms) / [self._size(c) for c in configs]))
+
+        def __call__(self, configs):
+            return [self.scale * self._size(c) for c in configs]
+
+    model = Learning()
+    result = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=20, seed=0,
+                    strategy_options=dict(FAST_OPTIONS["linas"], latency_model=model)).run()
+    rounds = [line for line in result.log if "from the given latency model" in line]
+    assert len(model.shown) == len(rounds) >= 2
+    sizes = [len(shown) for shown in model.shown]
+    assert sizes[0] == FAST_OPTIONS["linas"]["n_init"] and sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    truth = {p.key: p.values["latency_ms"] for p in result.points}
+    for shown in model.shown:  # every round: all latencies measured so far, as measured
+        assert all(v == pytest.approx(truth[key]) for key, v in shown)
+    assert f"refitted on {sizes[-1]} measured points" in rounds[-1]

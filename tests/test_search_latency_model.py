@@ -88,7 +88,8 @@ def test_cli_search_with_transfer_stand_in_runs_and_logs_the_model(tmp_path):
     assert out.exit_code == 0, out.output
     text = " ".join(out.output.split())  # the console wraps long lines
     assert "latency model: transfer to raspi4" in text and "falling back to the prior" in text
-    assert "latency_ms from the given latency model" in text  # LINAS used it in its rounds
+    assert "latency_ms from the given latency model, refitted on 8 measured points" in text  # LINAS used it, learning
+    assert "refitted on 12 measured points" not in text  # the last batch is measured, not predicted
     assert "12 unique evaluations" in text
 
 

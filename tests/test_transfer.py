@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
 from sliver.cli import app
-from sliver.predict.transfer import MIN_SAMPLES_FOR_FIT, DeviceTransfer, latency_columns, transfer
+from sliver.predict.transfer import MIN_SAMPLES_FOR_FIT, DeviceTransfer, TransferLatencyModel, latency_columns, transfer
 
 
 def _table(n_arch: int = 300, n_dev: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +127,31 @@ def test_transfer_by_architecture_name_averages_repeats_and_rejects_unknown():
     assert list(result.latency_ms.index) == names
     with pytest.raises(ValueError, match="'zz' is not in the source table"):
         transfer(frame, pd.Series([1.0], index=["zz"]))
+
+
+def test_transfer_latency_model_learns_from_what_the_search_measures():
+    source, target = _table()
+    given = {0: float(target[0]), 1: float(target[1])}  # measured by the user beforehand: too few to fit
+    model = TransferLatencyModel(DeviceTransfer(source), row_of=lambda c: c["row"], samples=given)
+    configs = [{"row": i} for i in range(len(target))]
+    rest = np.arange(30, len(target))
+    rho_before = spearmanr(np.asarray(model(configs))[rest], target[rest])[0]
+    assert model.model.fallback and "falling back to the prior" in model.describe()
+
+    # the search measured rows 1..29 (row 1 again, a little slower: averaged with the user's value)
+    seen = [{"row": i} for i in range(1, 30)]
+    lat = target[1:30].copy()
+    lat[0] *= 1.1
+    model.observe(seen, lat)
+    assert not model.model.fallback and "from 30 samples" in model.describe()
+    predicted = np.asarray(model(configs))
+    assert spearmanr(predicted[rest], target[rest])[0] > max(0.95, rho_before)
+    # the search passes all its measurements each round: observing them again changes nothing
+    model.observe(seen, lat)
+    np.testing.assert_allclose(model(configs), predicted)
+    # averaging: the same fit as giving row 1 the mean of its two measurements directly
+    direct = DeviceTransfer(source).fit(np.arange(30), np.r_[target[0], (target[1] + lat[0]) / 2, target[2:30]])
+    np.testing.assert_allclose(model(configs), direct.predict())
 
 
 def test_latency_columns_prefers_lat_ms_prefix():

@@ -129,22 +129,12 @@ def _lut_model(path: Path, evaluator) -> tuple[Any, str]:
     return LUTLatencyModel(lut, supernet), f"latency model: operator table {path} ({len(lut.entries)} operators, target {lut.fingerprint_hash})"
 
 
-class _TableLatency:
-    """Predicted latency of NB201 cells, looked up by each config's row of the table."""
-
-    def __init__(self, nb201, latency_ms) -> None:
-        self.nb201, self.latency_ms = nb201, latency_ms
-
-    def __call__(self, configs) -> list[float]:
-        return [float(self.latency_ms[self.nb201.row(c)]) for c in configs]
-
-
 def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
     import numpy as np
     import pandas as pd
 
     from sliver.bench.nb201 import OPS, nb201_features, parse_arch
-    from sliver.predict.transfer import DeviceTransfer
+    from sliver.predict.transfer import DeviceTransfer, TransferLatencyModel
 
     devices = spec.devices or [d for d in nb201.devices if d != nb201.device]
     for d in devices:
@@ -155,7 +145,7 @@ def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
     table = nb201.table
     cells = np.array([[OPS.index(op) for op in parse_arch(a)] for a in table["arch_str"]])
     model = DeviceTransfer(table[[f"lat_ms_{d}" for d in devices]].to_numpy(np.float64), features=nb201_features(cells), devices=devices)
-    rows, latency = np.zeros(0, dtype=np.int64), np.zeros(0)
+    samples: dict[int, float] = {}
     if spec.samples is not None:
         path = Path(spec.samples)
         if not path.is_file():
@@ -166,12 +156,11 @@ def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
                 raise ValueError(f"latency_model.transfer.samples: {path} has no column '{col}'; columns are {list(frame.columns)}")
         by_arch = frame.groupby("arch_str")["latency_ms"].mean()
         try:
-            rows = np.array([nb201.index[tuple(parse_arch(a))] for a in by_arch.index], dtype=np.int64)
+            samples = {nb201.index[tuple(parse_arch(a))]: float(v) for a, v in by_arch.items()}
         except KeyError as exc:
             raise ValueError(f"latency_model.transfer.samples: {exc.args[0]} is not an NB201 cell (write arch_str as in the table)") from None
-        latency = by_arch.to_numpy(np.float64)
-    model.fit(rows, latency)
-    return _TableLatency(nb201, model.predict()), f"latency model: transfer to {nb201.device}: {model.describe()}"
+    stand_in = TransferLatencyModel(model, nb201.row, samples)  # LINAS refits it on every latency it measures
+    return stand_in, f"latency model: transfer to {nb201.device}: {stand_in.describe()}"
 
 
 class SearchConfig(StrictModel):

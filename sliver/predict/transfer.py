@@ -315,6 +315,47 @@ class DeviceTransfer:
                 f"`sliver latency suggest` names the networks worth measuring")
 
 
+class TransferLatencyModel:
+    """A :class:`DeviceTransfer` as a search's latency model, learning from the search's own measurements.
+
+    ``row_of`` maps a config to its row of the source table; ``samples`` are
+    latencies (ms) the user measured on the new device beforehand, by row.
+    Calling the model on configs gives their predicted latencies. LINAS calls
+    :meth:`observe` every round with all the latencies it has measured on the
+    device so far: each is a sample of the new device for free, so the model is
+    refitted on them (with the user's samples) and ranks better as the search
+    goes on, where a fixed model stays at its prior.
+    """
+
+    def __init__(self, model: DeviceTransfer, row_of, samples: dict[int, float] | None = None) -> None:
+        self.model, self.row_of = model, row_of
+        self._given = {int(r): float(v) for r, v in (samples or {}).items()}
+        self._observed: dict[int, list[float]] = {}
+        self._refit()
+
+    def observe(self, configs: list, latency_ms) -> None:
+        """Refit on ``latency_ms`` measured on the device for ``configs`` (all of them so far, not only new ones)."""
+        observed: dict[int, list[float]] = {}
+        for config, value in zip(configs, np.asarray(latency_ms, dtype=np.float64).reshape(-1)):
+            observed.setdefault(int(self.row_of(config)), []).append(float(value))
+        self._observed = observed
+        self._refit()
+
+    def _refit(self) -> None:
+        values: dict[int, list[float]] = {r: [v] for r, v in self._given.items()}
+        for r, vs in self._observed.items():
+            values.setdefault(r, []).extend(vs)  # a row the user measured and the search measured again: the mean
+        rows = np.array(list(values), dtype=np.int64)
+        self.model.fit(rows, np.array([np.mean(v) for v in values.values()]))
+        self._latency = self.model.predict()
+
+    def __call__(self, configs: list) -> list[float]:
+        return [float(self._latency[self.row_of(c)]) for c in configs]
+
+    def describe(self) -> str:
+        return self.model.describe()
+
+
 def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     """Predict the new device's latency of every architecture (row) of ``source``.
 

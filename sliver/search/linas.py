@@ -20,7 +20,9 @@ meeting the expensive constraints), so the batch spreads along the front's
 gaps. Only measured points ever leave the search. A ``latency_model`` (an
 operator lookup table, a transferred or learned latency model) can stand in for
 the latency predictor: it is only rescaled to the measured points, so it ranks
-well from the first round; the front the search reports is still measured.
+well from the first round; one that learns (has an ``observe`` method, as the
+few-shot transfer model) is first refitted on every latency measured so far,
+each a free sample of the device. The front the search reports is still measured.
 Compared with DyNAS-T's LINAS: fixed-hyper-parameter predictors fitted in
 milliseconds (no 200-model grid search per loop), canonical duplicates never
 proposed, uncertainty used, constraints handled, and the state rebuilt from
@@ -66,7 +68,9 @@ class LINAS(Strategy):
     whichever ranks the better half of the measured points best);
     ``latency_model`` a callable mapping a list of configs to latencies, used
     for the metric ``latency_metric`` instead of a predictor fitted on the
-    measurements (e.g. :class:`~sliver.predict.lut.LUTLatencyModel`).
+    measurements (e.g. :class:`~sliver.predict.lut.LUTLatencyModel`); if it has
+    ``observe(configs, latencies)`` (e.g. :class:`~sliver.predict.transfer.TransferLatencyModel`),
+    each round calls it with all the latencies measured so far before using it.
     """
 
     name = "linas"
@@ -156,8 +160,13 @@ class LINAS(Strategy):
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
             y = np.array([measured[i][2].values[name] for i in rows])
             if name == self.latency_metric and self.latency_model is not None:
+                learns = hasattr(self.latency_model, "observe")  # a model that learns from the device's measurements
+                if learns:
+                    self.latency_model.observe([measured[i][1] for i in rows], y)
+                    self._model_cache.clear()  # its values changed
                 models[name] = _StandIn(self.latency_model, self.space, [measured[i][1] for i in rows], y, self._model_cache)
-                self.log.append(f"linas round {self.rounds}: {name} from the given latency model: {models[name].describe()}")
+                refit = f" refitted on {len(rows)} measured points," if learns else ""
+                self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {models[name].describe()}")
                 continue
             if name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1):
                 self._choice[name] = self._choose(name, X[rows], y)
@@ -405,7 +414,8 @@ class _StandIn:
     The model may be off by a constant factor (an operator table misses the
     whole network's overheads, a transferred model its level): the median ratio
     measured / modelled fixes that; the spread of the log ratios is the
-    uncertainty the acquisition sees.
+    uncertainty the acquisition sees (in-sample when the model was refitted on
+    these points, so the search trusts a model that fits its measurements).
     """
 
     def __init__(self, model, space, configs: list[Config], measured: np.ndarray, cache: dict) -> None:
