@@ -20,6 +20,8 @@ fewer than 110 distinct values over 5,000 architectures: there even the
 transfer fitted on half the table stays below 0.9). For the transfer with random
 samples it also checks the fit's leave-one-out error on its k samples (what
 ``sliver latency transfer`` reports) against its MAPE on the unmeasured architectures.
+``transfer_limits.py`` shows where the FBNet figure stops (other settings of the
+model, and the phones' drift with measurement time).
 
     python benchmarks/few_shot_transfer.py [--data DIR] [--seeds 10]
 """
