@@ -159,8 +159,9 @@ def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
             samples = {nb201.index[tuple(parse_arch(a))]: float(v) for a, v in by_arch.items()}
         except KeyError as exc:
             raise ValueError(f"latency_model.transfer.samples: {exc.args[0]} is not an NB201 cell (write arch_str as in the table)") from None
-    stand_in = TransferLatencyModel(model, nb201.row, samples)  # LINAS refits it on every latency it measures
-    return stand_in, f"latency model: transfer to {nb201.device}: {stand_in.describe()}"
+    stand_in = TransferLatencyModel(model, nb201.row, samples)
+    return stand_in, (f"latency model: transfer to {nb201.device}, refitted on every latency the search measures; "
+                      f"before the search: {stand_in.describe()}")
 
 
 class SearchConfig(StrictModel):
