@@ -104,10 +104,9 @@ def main() -> None:
                       "oracle_setting": {"similarity": SIMILARITIES[i], "noise": noise_names[j]}})
 
     order_rows = measurement_order(lat, onehot)
-    for row in order_rows:
-        row["device"] = devices[row["device"]]
-        next(t for t in table if t["device"] == row["device"]).update(
-            {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "device"})
+    for t, row in zip(table, order_rows):  # both in device order
+        row["device"] = t["device"]
+        t.update({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if k != "device"})
     for t in table:
         print(f"{t['device']:>15}: k={TARGET_K} default {t['default']:.3f} oracle {t['oracle']:.3f} | GBM on 4,000 rows "
               f"{t['architecture']:.3f}, with the row number {t['architecture_and_row']:.3f} ({t['distinct_values']} distinct values)")

@@ -160,11 +160,12 @@ class LINAS(Strategy):
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
             y = np.array([measured[i][2].values[name] for i in rows])
             if name == self.latency_metric and self.latency_model is not None:
+                configs = [measured[i][1] for i in rows]
                 learns = hasattr(self.latency_model, "observe")  # a model that learns from the device's measurements
                 if learns:
-                    self.latency_model.observe([measured[i][1] for i in rows], y)
+                    self.latency_model.observe(configs, y)
                     self._model_cache.clear()  # its values changed
-                models[name] = _StandIn(self.latency_model, self.space, [measured[i][1] for i in rows], y, self._model_cache)
+                models[name] = _StandIn(self.latency_model, self.space, configs, y, self._model_cache)
                 refit = f" refitted on {len(rows)} measured points," if learns else ""
                 self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {models[name].describe()}")
                 continue
