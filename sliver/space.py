@@ -81,18 +81,35 @@ class DepthGate:
     gives the number of blocks in each group, in order; ``dims`` are the
     per-block dimensions (each of length ``sum(groups)``) that the gate masks.
     Block ``j`` of group ``g`` is active iff ``j < depth[g]``.
+
+    By default gene ``i`` of a gated dimension belongs to block ``i``. ``owners``
+    (one tuple per gated dimension) says instead which block each gene belongs
+    to, ``-1`` for a gene no block owns (always active); a block may then own
+    several genes or none, and the dimension any length. An automatically
+    elastified model needs this: a skippable residual block owns the widths of
+    the channel groups inside it, however many there are.
     """
 
     depth: str
     groups: tuple[int, ...]
     dims: tuple[str, ...]
+    owners: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(int(g) for g in self.groups))
         object.__setattr__(self, "dims", tuple(self.dims))
+        if self.owners is not None:
+            object.__setattr__(self, "owners", tuple(tuple(int(o) for o in own) for own in self.owners))
+
+    def gene_owners(self, dim_index: int, length: int) -> tuple[int, ...]:
+        """The block owning each gene of the ``dim_index``-th gated dimension (``-1``: none)."""
+        return tuple(range(length)) if self.owners is None else self.owners[dim_index]
 
     def to_dict(self) -> dict:
-        return {"depth": self.depth, "groups": list(self.groups), "dims": list(self.dims)}
+        out = {"depth": self.depth, "groups": list(self.groups), "dims": list(self.dims)}
+        if self.owners is not None:
+            out["owners"] = [list(o) for o in self.owners]
+        return out
 
 
 @dataclass
@@ -222,8 +239,9 @@ class SearchSpace:
             block_active: list[bool] = []
             for n_blocks, depth in zip(gate.groups, depths):
                 block_active += [j < depth for j in range(n_blocks)]
-            for name in gate.dims:
-                mask[name] = [a and b for a, b in zip(mask[name], block_active)]
+            for k, name in enumerate(gate.dims):
+                owners = gate.gene_owners(k, len(mask[name]))
+                mask[name] = [a and (o < 0 or block_active[o]) for a, o in zip(mask[name], owners)]
         return mask
 
     def inactive(self, config: Config) -> dict[str, list[int]]:
@@ -262,11 +280,20 @@ class SearchSpace:
             if d.name not in gated:
                 total *= len(d.choices) ** d.n_genes
         for gate in self.gates:
-            per_block = 1
-            for name in gate.dims:
-                per_block *= len(self[name].choices)
-            for _ in gate.groups:
-                total *= sum(per_block ** depth for depth in self[gate.depth].choices)
+            # the number of distinct settings of each block's own genes
+            per_block = [1] * sum(gate.groups)
+            for k, name in enumerate(gate.dims):
+                d = self[name]
+                for owner in gate.gene_owners(k, d.n_genes):
+                    if owner < 0:
+                        total *= len(d.choices)
+                    else:
+                        per_block[owner] *= len(d.choices)
+            start = 0
+            for n_blocks in gate.groups:
+                blocks = per_block[start:start + n_blocks]
+                total *= sum(int(np.prod(blocks[:depth], dtype=object)) for depth in self[gate.depth].choices)
+                start += n_blocks
         return total
 
     # --------------------------------------------------------------- sampling
@@ -335,7 +362,9 @@ class SearchSpace:
     def from_dict(cls, data: dict) -> "SearchSpace":
         try:
             dims = [Dimension(d["name"], tuple(d["choices"]), d.get("length")) for d in data["dimensions"]]
-            gates = [DepthGate(g["depth"], tuple(g["groups"]), tuple(g["dims"])) for g in data.get("gates", [])]
+            gates = [DepthGate(g["depth"], tuple(g["groups"]), tuple(g["dims"]),
+                               None if g.get("owners") is None else tuple(tuple(o) for o in g["owners"]))
+                     for g in data.get("gates", [])]
         except (KeyError, TypeError) as exc:
             raise SpaceError(f"malformed search-space description: missing or wrong field {exc}") from None
         return cls(dims, gates)
@@ -363,6 +392,14 @@ class SearchSpace:
             if max(depth.choices) > min(gate.groups):
                 # a depth larger than its group would reference blocks that do not exist
                 raise SpaceError(f"gate on '{gate.depth}': depth choice {max(depth.choices)} exceeds a group of {min(gate.groups)} blocks")
+            if gate.owners is not None:
+                if len(gate.owners) != len(gate.dims):
+                    raise SpaceError(f"gate on '{gate.depth}': one owners list per gated dimension, got {len(gate.owners)} for {len(gate.dims)}")
+                for name, owners in zip(gate.dims, gate.owners):
+                    if len(owners) != self[name].n_genes or any(not -1 <= o < sum(gate.groups) for o in owners):
+                        raise SpaceError(f"gate on '{gate.depth}': owners of '{name}' must give one block index "
+                                         f"(-1..{sum(gate.groups) - 1}) per gene ({self[name].n_genes})")
+                continue
             for name in gate.dims:
                 if self[name].length != sum(gate.groups):
                     raise SpaceError(f"gate on '{gate.depth}': dimension '{name}' must have length {sum(gate.groups)}")

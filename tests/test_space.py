@@ -177,3 +177,19 @@ def test_canonical_is_idempotent_and_keeps_the_key(seed):
     assert space.canonical(canon) == canon
     assert space.key(canon) == space.key(cfg)
     assert space.decode(space.encode(canon)) == canon
+
+
+def test_depth_gate_owners_let_a_block_own_any_genes():
+    # 3 blocks, each skippable alone; width genes 0 and 3 belong to no block, block 1 owns genes 1 and 2
+    space = SearchSpace(
+        [Dimension("width", (0.5, 1.0), 4), Dimension("depth", (0, 1), 3)],
+        [DepthGate("depth", (1, 1, 1), ("width",), ((-1, 1, 1, -1),))],
+    )
+    config = {"width": [0.5, 0.5, 1.0, 1.0], "depth": [1, 0, 1]}
+    assert space.active_mask(config)["width"] == [True, False, False, True]
+    assert space.canonical(config)["width"] == [0.5, 0.5, 0.5, 1.0]
+    assert space.count() == len(space.enumerate()) == 2 * 2 * (2 * (1 + 4) * 2)
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    with pytest.raises(SpaceError, match="owners of 'width'"):
+        SearchSpace([Dimension("width", (0.5, 1.0), 2), Dimension("depth", (0, 1), 1)],
+                    [DepthGate("depth", (1,), ("width",), ((0, 5),))])
