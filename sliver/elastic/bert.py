@@ -25,6 +25,7 @@ from torch import nn
 
 from sliver.config import StrictModel
 from sliver.elastic.base import register_builder, register_family
+from sliver.elastic.head import fit_linear_probe
 from sliver.elastic.spec import register_spec
 from sliver.elastic.transformer import ElasticTransformer, padding_mask, plain_layers
 
@@ -185,23 +186,11 @@ class ElasticBert(ElasticTransformer):
         order = torch.argsort((ids != self.pad_id).sum(1))  # similar lengths per batch: little padding
         pooled = torch.cat([self.sentence_embeddings(self.prepare_input(ids[order[i:i + batch_size]], config))
                             for i in range(0, len(ids), batch_size)])
-        targets = labels[order]
-        weight = torch.zeros_like(self.classifier.weight, requires_grad=True)
-        bias = torch.zeros_like(self.classifier.bias, requires_grad=True)
-        opt = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = F.cross_entropy(F.linear(pooled, weight, bias), targets) + l2 * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        with torch.enable_grad():
-            opt.step(closure)
+        weight, bias, acc = fit_linear_probe(pooled, labels[order], self.classifier.out_features, l2)
         with torch.no_grad():
             self.classifier.weight.copy_(weight)
             self.classifier.bias.copy_(bias)
-            return float((F.linear(pooled, weight, bias).argmax(1) == targets).float().mean() * 100)
+        return acc
 
     def input_shape(self, config, batch_size: int = 1) -> tuple[int, ...]:
         return (batch_size, self.default_seq_len)
