@@ -58,6 +58,10 @@ class SamplingSection(StrictModel):
     n: int | None = Field(None, ge=0)
     #: in-place distillation from the largest network's soft outputs (sandwich, progressive)
     distill: bool = True
+    #: who teaches when distilling: the largest sub-network of this step (in-place), or the frozen original
+    #: pre-trained model that an elastified super-network (family auto) carries; default: the original where
+    #: there is one that predicts the task's classes (its classifier was not replaced), else the largest
+    teacher: Literal["largest", "original"] | None = None
     #: how random networks are drawn: every gene on its own, or genes moving together so costs spread
     #: from smallest to largest (sandwich, progressive, uniform; see sliver.train.sampling)
     draw: Literal["independent", "correlated"] = "independent"

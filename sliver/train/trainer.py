@@ -85,6 +85,7 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise ConfigError(f"field 'train.batch_size': {t.batch_size} is larger than the {len(self.data.train)} training images")
         self.rule, segments = self._make_rule()
+        self.teacher = self._frozen_teacher()
         self.total_steps = sum(s.steps for s in segments)
         self.total_epochs = self.total_steps // self.steps_per_epoch
         self.optimizer = make_optimizer(self.supernet, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov, t.no_decay_norm_bias)
@@ -112,6 +113,19 @@ class Trainer:
             raise ConfigError(f"the data (images {self.data.input_shape}) does not fit the super-network: {str(exc).splitlines()[0]}") from None
         if out.shape[-1] != self.data.num_classes:
             raise ConfigError(f"the super-network has {out.shape[-1]} outputs but the data has {self.data.num_classes} classes; set supernet.num_classes: {self.data.num_classes}")
+
+    def _frozen_teacher(self) -> torch.nn.Module | None:
+        """The frozen original model every pick distils from, or None for in-place distillation."""
+        s = self.config.train.sampling
+        original = getattr(self.supernet, "teacher_model", lambda: None)()
+        if s.teacher == "original" and original is None:
+            raise ConfigError(f"field 'train.sampling.teacher': the {type(self.supernet).__name__} super-network carries no "
+                              "original model; use 'largest' (family auto keeps one unless supernet.teacher is false)")
+        if not self.rule.distill or s.teacher == "largest":
+            return None
+        if s.teacher is None and not getattr(self.supernet, "teacher_knows_task", False):
+            return None  # a new classifier: the original model cannot teach these classes
+        return original
 
     def _make_rule(self) -> tuple[SamplingRule, list[Segment]]:
         t, s, space = self.config.train, self.config.train.sampling, self.supernet.space
@@ -153,10 +167,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         picks = self.rule.picks(self.step)
         soft, losses = None, []
+        if self.teacher is not None:  # every pick, the largest too, learns from the frozen original model
+            with torch.no_grad():
+                teacher_logits = self.teacher(self.supernet.prepare_input(x, self.supernet.max_config()))
+            soft = F.softmax(teacher_logits / s.temperature, dim=1)
         for pick in picks:
             config = self.supernet.activate(pick.config)
             logits = self.supernet(self.supernet.prepare_input(x, config))
-            if soft is not None and not pick.teacher:
+            if soft is not None and (not pick.teacher or self.teacher is not None):
                 loss = distillation_loss(logits, soft, s.temperature)
                 if s.distill_weight < 1:
                     # the labels keep the students learning while the teacher is still poor
@@ -164,7 +182,7 @@ class Trainer:
                     loss = s.distill_weight * loss + (1 - s.distill_weight) * hard
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-            if pick.teacher and self.rule.distill:
+            if pick.teacher and self.rule.distill and self.teacher is None:
                 # detached: the students must not push the teacher towards themselves
                 soft = F.softmax(logits.detach() / s.temperature, dim=1)
             loss.backward()  # one backward per pick frees its graph before the next forward
