@@ -5,7 +5,7 @@ __version__ = "0.1.0"
 
 from sliver.space import Config, DepthGate, Dimension, SearchSpace, SpaceError  # noqa: E402
 
-__all__ = ["Config", "DepthGate", "Dimension", "SearchSpace", "SpaceError", "__version__"]
+__all__ = ["Config", "DepthGate", "Dimension", "SearchSpace", "SpaceError", "__version__", "elastify", "load_model"]
 
 
 def __getattr__(name: str):
@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from sliver.export import load_model
 
         return load_model
+    if name == "elastify":  # bring your own model
+        from sliver.elastic.auto import elastify
+
+        return elastify
     raise AttributeError(f"module 'sliver' has no attribute {name!r}")

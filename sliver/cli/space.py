@@ -40,6 +40,8 @@ def space_summary(supernet) -> dict:
         "distinct_subnetworks": space.count(),
         "min": supernet.costs(supernet.min_config()),
         "max": supernet.costs(supernet.max_config()),
+        # an automatically elastified model says what became elastic and what stayed fixed, and why
+        **({"elastified": supernet.describe()} if hasattr(supernet, "describe") else {}),
     }
 
 
@@ -71,3 +73,21 @@ def show(
         c = summary[name]
         costs.add_row(name, f"{c['params']:,}", f"{c['macs']:,}")
     console.print(costs)
+    if "elastified" in summary:
+        _print_elastified(summary["elastified"])
+
+
+def _print_elastified(found: dict) -> None:
+    """Tables of the channel groups, skippable blocks and kernels that elastify found."""
+    titles = {"elastic": "elastic channel groups (width genes; choices in channels)", "blocks": "skippable residual blocks (depth genes)",
+              "kernels": "elastic kernels", "fixed": "fixed channel groups"}
+    for key in ("elastic", "blocks", "kernels", "fixed"):
+        rows = found.get(key) or []
+        if not rows:
+            continue
+        table = Table(title=f"{titles[key]}: {len(rows)}")
+        for col in rows[0]:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*[", ".join(map(str, v)) if isinstance(v, list) else str(v) for v in row.values()])
+        console.print(table)
