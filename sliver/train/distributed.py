@@ -62,7 +62,7 @@ class DistributedTrainer(Trainer):
 
     def _average_gradients(self) -> None:
         """Average every gradient over the ranks in one flat all-reduce (a parameter no pick used counts as 0)."""
-        params = list(self.supernet.parameters())
+        params = [p for p in self.supernet.parameters() if p.requires_grad]  # not a frozen teacher's
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)
