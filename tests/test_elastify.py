@@ -18,7 +18,37 @@ from sliver.elastic.auto import AutoSupernet, ElastifyError
 from sliver.measure.latency import export_onnx, ort_session
 
 TINY = ["tiny_resnet18", "tiny_resnet50", "resnext_tiny", "tiny_mobilenet_v2", "tiny_se_resnet", "tiny_densenet",
-        "tiny_inception"]
+        "tiny_inception", "kernel_net"]
+FULL = ["resnet18", "resnet50", "mobilenet_v2"]
+
+
+class KernelNet(nn.Module):
+    """Depthwise 5x5 and 7x7 convolutions with "same" padding inside residual blocks: elastic kernels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.blocks = nn.Sequential(*[Residual(16, k) for k in (5, 7, 5)])
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
+
+
+class Residual(nn.Module):
+    def __init__(self, c: int, k: int) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(c, 2 * c, 1)
+        self.dw = nn.Conv2d(2 * c, 2 * c, k, padding=k // 2, groups=2 * c)
+        self.bn = nn.BatchNorm2d(2 * c)
+        self.project = nn.Conv2d(2 * c, c, 5, padding=2)
+
+    def forward(self, x):
+        return x + self.project(torch.relu(self.bn(self.dw(self.expand(x)))))
+
+
+def kernel_net() -> nn.Module:
+    return KernelNet()
 
 
 def _randomise_bn(model: nn.Module) -> nn.Module:
@@ -41,9 +71,13 @@ def tiny(name: str) -> tuple[nn.Module, AutoSupernet]:
     """(original, elastified) for a tiny model, built once per session (the original is kept apart)."""
     if name not in _CACHE:
         torch.manual_seed(0)
-        model = _randomise_bn(getattr(bm, name)()).eval()
+        if name == "kernel_net":
+            model, options = KernelNet().eval(), {"kernel": True}
+        else:
+            model, options = getattr(bm, name)(), {}
+        model = _randomise_bn(model).eval()
         original = copy.deepcopy(model)
-        _CACHE[name] = original, elastify(model, torch.randn(1, 3, 32, 32)).eval()
+        _CACHE[name] = original, elastify(model, torch.randn(1, 3, 32, 32), **options).eval()
     return _CACHE[name]
 
 
@@ -58,9 +92,24 @@ def test_largest_equals_the_original(name):
         assert (net(X) - original(X)).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize("name", TINY)
+def test_elastic_kernels_are_centre_crops_of_same_padded_convolutions():
+    _, net = tiny("kernel_net")
+    assert [d.name for d in net.space.dimensions] == ["width", "depth", "kernel5", "kernel7"]
+    assert net.space["kernel5"].choices == (3, 5) and net.space["kernel5"].length == 5
+    assert net.space["kernel7"].choices == (3, 5, 7)
+    config = net.max_config()
+    small = {**config, "kernel5": [3] * 5, "kernel7": [3]}
+    assert net.costs(small)["macs"] < net.costs(config)["macs"]
+
+
+@pytest.mark.parametrize("name", TINY + [pytest.param(f, marks=pytest.mark.slow) for f in FULL])
 def test_sampled_configs_run_extract_export_and_cost_exactly(name):
-    original, net = tiny(name)
+    if name in FULL:  # full-size ImageNet models at a small input, to keep 30 ONNX exports quick
+        torch.manual_seed(0)
+        net = elastify(_randomise_bn(getattr(bm, name)()).eval(), torch.randn(1, 3, 64, 64)).eval()
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    else:
+        net, x = tiny(name)[1], X
 
     @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(st.integers(0, 2**31 - 1))
@@ -69,18 +118,18 @@ def test_sampled_configs_run_extract_export_and_cost_exactly(name):
         net.activate(config)
         sub = net.extract(config)
         with torch.no_grad():
-            expected, got = net(X), sub(X)
+            expected, got = net(x), sub(x)
         assert (expected - got).abs().max() <= 1e-5
         # the extracted model is plain PyTorch: no sliver module anywhere in it
         assert all(type(m).__module__.startswith("torch.") for m in sub.modules())
         flops = FlopCounterMode(display=False)
         with flops, torch.no_grad():
-            sub(X[:1])
+            sub(x[:1])
         costs = net.costs(config)
         assert costs["macs"] * 2 == flops.get_total_flops()
         assert costs["params"] == sum(p.numel() for p in sub.parameters())
-        session = ort_session(export_onnx(sub, X[:1]))
-        onnx_out = session.run(None, {session.get_inputs()[0].name: X[:1].numpy()})[0]
+        session = ort_session(export_onnx(sub, x[:1]))
+        onnx_out = session.run(None, {session.get_inputs()[0].name: x[:1].numpy()})[0]
         assert np.abs(onnx_out - got[:1].numpy()).max() <= 1e-4
 
     check()
