@@ -99,6 +99,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
 
     from sliver.cli.search import SearchConfig, build_search, print_front
     from sliver.config import load
+    from sliver.store import hide_password
     from sliver.export import export_subnetwork, pick
     from sliver.measure.evaluator import evaluate
     from sliver.report import write_report
@@ -159,7 +160,7 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
         choice = pick(measured, result.objectives, rule)
         res = export_subnetwork(
             search.evaluator, choice.config, out / "exports" / name, stored=choice.values,
-            provenance={"study": STUDY, "rule": rule, "checkpoint": str(checkpoint), "store": cfg.store},
+            provenance={"study": STUDY, "rule": rule, "checkpoint": str(checkpoint), "store": hide_password(cfg.store)},
         )
         exports[name] = res.path
         pick_values[name] = dict(choice.values)

@@ -46,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace, _jsonable
@@ -195,8 +195,9 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _shown(url: str) -> str:
-    """``url`` with any password hidden (as given when it does not even parse)."""
+def hide_password(url: str) -> str:
+    """``url`` with any password hidden (as given when it does not even parse): the one form a store URL
+    takes in a message, log line, model card or report."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -219,7 +220,7 @@ class ResultStore:
             self.engine = create_engine(self.url, connect_args=connect_args)
         except (ArgumentError, ImportError) as exc:
             # a typo'd URL or a database driver that is not installed: the user's to fix, not a traceback
-            raise ValueError(f"result store URL '{_shown(self.url)}' cannot be opened ({_first_line(exc)}); "
+            raise ValueError(f"result store URL '{hide_password(self.url)}' cannot be opened ({_first_line(exc)}); "
                              f"use a SQLAlchemy URL such as {DEFAULT_URL} or postgresql+psycopg2://user@host/db") from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_s)
@@ -229,7 +230,7 @@ class ResultStore:
         except OperationalError as exc:
             if "locked" in str(exc).lower():  # busy, not unreachable: _retry already waited
                 raise
-            raise ValueError(f"result store '{_shown(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
+            raise ValueError(f"result store '{hide_password(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
                              "check the host, database and credentials in the URL") from None
 
     # ---------------------------------------------------------------- plumbing
@@ -252,7 +253,7 @@ class ResultStore:
                 time.sleep(0.1)
         if version > SCHEMA_VERSION:
             raise ValueError(
-                f"the result store {self.url} has schema version {version}, newer than this sliver "
+                f"the result store {hide_password(self.url)} has schema version {version}, newer than this sliver "
                 f"understands ({SCHEMA_VERSION}); upgrade sliver or use another --db"
             )
 
@@ -341,7 +342,7 @@ class ResultStore:
             row = s.scalars(select(_Study).where(_Study.name == name)).first()
             if row is None:
                 names = [n for (n,) in s.execute(select(_Study.name).order_by(_Study.id))]
-                raise ValueError(f"no study named '{name}' in {self.url}; studies: {names or 'none'}")
+                raise ValueError(f"no study named '{name}' in {hide_password(self.url)}; studies: {names or 'none'}")
             return _study(row)
 
     def list_studies(self) -> list[Study]:

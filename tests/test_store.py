@@ -154,3 +154,12 @@ def test_cli_bad_store_url_is_one_line_error_not_traceback():
     res = CliRunner().invoke(app, ["results", "show", "x", "--db", "foo://bar"])
     assert res.exit_code == 2
     assert "cannot be opened" in res.output and "Traceback" not in res.output
+
+
+def test_hide_password_masks_every_form_a_store_url_takes():
+    from sliver.store import hide_password
+
+    url = "postgresql+psycopg2://alice:S3cr3tPW@127.0.0.1:5433/sliver"
+    assert "S3cr3tPW" not in hide_password(url) and "alice" in hide_password(url)
+    assert hide_password("sqlite:///runs/sliver.db") == "sqlite:///runs/sliver.db"
+    assert hide_password("not a url") == "not a url"

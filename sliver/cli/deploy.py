@@ -60,6 +60,7 @@ def export(
 ) -> None:
     """Cut a sub-network out of the super-network, verify it against the stored metrics, and write it."""
     from sliver.export import export_subnetwork, pick
+    from sliver.store import hide_password
 
     try:
         cfg, store, record = _open(search_yaml, study)
@@ -91,7 +92,7 @@ def export(
             return
         result = export_subnetwork(evaluator, config, out, stored=stored,
                                    provenance={"study": record.name, "rule": rule, "checkpoint": cfg.problem.checkpoint,
-                                               "store": cfg.store})
+                                               "store": hide_password(cfg.store)})
     except USER_ERRORS as exc:
         fail(str(exc))
     except ExportError as exc:  # the exported model does not reproduce the super-network or the stored metrics
