@@ -112,3 +112,36 @@ def test_elastified_real_model_keeps_its_imagenet_predictions(lite, photos):
         net.activate(config)
         assert (net.extract(config)(x) - net(x)).abs().max() <= 1e-5
         assert net.costs(net.max_config())["params"] == sum(p.numel() for p in original.parameters())
+
+
+@pytest.mark.slow
+def test_elastified_real_model_sampled_configs_extract_cost_and_export_exactly(lite):
+    """30 sampled sub-networks of the real EfficientNet-Lite0 (64 px input): exact extraction, costs and ONNX."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sliver import elastify
+    from sliver.measure.latency import export_onnx, ort_session
+
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    net = elastify(lite.efficientnet_lite0(), x[:1]).eval()
+
+    @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, 2**31 - 1))
+    def check(seed):
+        config = net.space.sample(seed)
+        net.activate(config)
+        sub = net.extract(config)
+        with torch.no_grad():
+            expected, got = net(x), sub(x)
+        assert (expected - got).abs().max() <= 1e-5
+        flops = FlopCounterMode(display=False)
+        with flops, torch.no_grad():
+            sub(x[:1])
+        assert net.costs(config)["macs"] * 2 == flops.get_total_flops()
+        assert net.costs(config)["params"] == sum(p.numel() for p in sub.parameters())
+        session = ort_session(export_onnx(sub, x[:1]))
+        assert np.abs(session.run(None, {session.get_inputs()[0].name: x[:1].numpy()})[0] - got[:1].numpy()).max() <= 1e-4
+
+    check()

@@ -266,6 +266,17 @@ def test_teacher_stays_frozen_in_training():
     assert torch.equal(net.teacher_model().bn1.running_mean, stats)
 
 
+def test_bn_recalibration_leaves_the_teacher_alone():
+    from sliver.train.bn import recalibrate_bn
+
+    torch.manual_seed(0)
+    net = elastify(_randomise_bn(bm.tiny_resnet18(num_classes=10)), torch.randn(1, 3, 32, 32))
+    before = net.teacher_model().bn1.running_var.clone()
+    recalibrate_bn(net, net.space.sample(1), [(torch.randn(8, 3, 32, 32),)], batches=1)
+    assert torch.equal(net.teacher_model().bn1.running_var, before)
+    assert not torch.equal(net.model.bn1.running_var, before)
+
+
 def test_grey_small_images_are_fitted_to_the_model_input():
     _, net = tiny("tiny_resnet18")
     x = torch.randn(2, 1, 16, 16)

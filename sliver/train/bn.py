@@ -19,8 +19,11 @@ from sliver.space import Config
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """Every batch-norm layer of ``model`` that keeps running statistics."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    """Every batch-norm layer of ``model`` that keeps running statistics, except a frozen teacher's."""
+    teacher = getattr(model, "teacher_model", lambda: None)()
+    frozen = {id(m) for m in teacher.modules()} if teacher is not None else set()
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and id(m) not in frozen]
 
 
 @torch.no_grad()
