@@ -218,3 +218,12 @@ def test_linas_fits_latency_with_the_additive_gp_and_accuracy_without():
     chosen = [line for line in result.log if " predictor (" in line]
     assert any("latency_ms predictor (gp_additive," in line for line in chosen)
     assert any("accuracy predictor (gp," in line for line in chosen)
+
+
+def test_linas_extremes_measures_the_largest_and_smallest_networks_first():
+    ev = ToyEvaluator()
+    options = {**FAST_OPTIONS["linas"], "extremes": True}
+    result = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=12, seed=0, strategy_options=options).run()
+    first = [p for p in result.points if p.origin == "search"][:2]
+    assert {ev.space.key(p.config) for p in first} == {ev.space.key(ev.space.max_config()), ev.space.key(ev.space.min_config())}
+    assert len({p.key for p in result.points}) == len(result.points)

@@ -49,7 +49,10 @@ from sliver.space import Config
 class LINAS(Strategy):
     """Predictor-in-the-loop search choosing batches by expected hypervolume improvement.
 
-    Options: ``n_init`` random configs measured first; ``batch`` default batch
+    Options: ``n_init`` random configs measured first (with ``extremes`` the
+    largest and smallest networks among them: a super-network trained by the
+    sandwich rule trains those two every step, so they pin both ends of the
+    front, and random draws from a large space almost never hit them); ``batch`` default batch
     size; ``predictor`` kind (see :class:`~sliver.predict.Predictor`; default
     ``"gp"``, which for ``latency_metric`` means ``"gp_additive"``, a GP with
     a linear term; ``"auto"``: the best of ``members`` by cross-validation, per
@@ -93,6 +96,7 @@ class LINAS(Strategy):
         members: tuple[str, ...] = ("ridge", "svr", "lgbm"),
         features=None,
         local_share: float = 0.8,
+        extremes: bool = False,
     ):
         if inner not in ("auto", "nsga2", "exhaustive"):
             raise ValueError(f"linas option inner must be 'auto', 'nsga2' or 'exhaustive', got {inner!r}")
@@ -116,6 +120,7 @@ class LINAS(Strategy):
         if not 0.0 <= local_share <= 1.0:
             raise ValueError(f"linas option local_share must be between 0 and 1, got {local_share}")
         self.local_share = local_share
+        self.extremes = bool(extremes)
         self.rounds = 0
 
     def setup(self, problem) -> None:
@@ -135,7 +140,11 @@ class LINAS(Strategy):
     def _ask(self, n: int) -> list[Config]:
         measured = self.measured()
         if len(measured) < self.n_init:
-            return self.random_unseen(min(n, self.n_init - len(measured)) if measured else min(n, self.n_init))
+            want = min(n, self.n_init - len(measured)) if measured else min(n, self.n_init)
+            anchors = self._unseen_extremes()[:want] if self.extremes else []
+            keys = {self.space.key(c) for c in anchors}
+            drawn = [c for c in self.random_unseen(want) if self.space.key(c) not in keys]
+            return anchors + drawn[: want - len(anchors)]
         self.rounds += 1
         models = self._fit(measured)
         X = self._candidates(models, measured)
@@ -379,6 +388,18 @@ class LINAS(Strategy):
         for f in front:  # one front point at a time keeps memory at O(candidates)
             near |= (X != f).sum(1) == 1
         return near
+
+    def _unseen_extremes(self) -> list[Config]:
+        """The largest and smallest networks, if not yet known and within the cheap constraints."""
+        taken = set(self.known) | set(self.pending)
+        out = []
+        for config in (self.space.max_config(), self.space.min_config()):
+            config = self.space.canonical(config)
+            key = self.space.key(config)
+            if key not in taken and self.problem.passes_cheap(config):
+                taken.add(key)
+                out.append(config)
+        return out
 
     def _extremes(self, D: np.ndarray, front: np.ndarray, pfeas: np.ndarray) -> list[int]:
         """For each objective, the candidate with the largest expected improvement on its best measured value.
