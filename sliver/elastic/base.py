@@ -90,6 +90,27 @@ class Supernet(nn.Module, abc.ABC):
         """JSON-able constructor arguments, with ``family``, to rebuild it via :func:`build_supernet`."""
 
 
+def taylor_importance(supernet: Supernet, batches, loss_fn) -> dict[int, torch.Tensor]:
+    """First-order Taylor scores ``|w * dL/dw|`` of every parameter (by ``id``), summed over ``batches``
+    of the largest network in eval mode (no dropout); the active config and mode are restored."""
+    previous, was_training = supernet._active, supernet.training
+    supernet.activate(supernet.max_config())
+    supernet.eval()
+    scores = {id(p): torch.zeros_like(p) for p in supernet.parameters()}
+    with torch.enable_grad():
+        for x, y in batches:
+            supernet.zero_grad(set_to_none=True)
+            loss_fn(supernet(x), y).backward()
+            for p in supernet.parameters():
+                if p.grad is not None:
+                    scores[id(p)] += (p.detach() * p.grad).abs()
+    supernet.zero_grad(set_to_none=True)
+    supernet.train(was_training)
+    if previous is not None:
+        supernet.activate(previous)
+    return scores
+
+
 # --- rebuilding extracted models without the super-network ---------------------
 _BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 _FAMILIES: dict[str, Callable[..., Supernet]] = {}

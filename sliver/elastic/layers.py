@@ -139,6 +139,15 @@ class ElasticConv2d(nn.Module):
                 f"stride={self.stride}, kernel_transform={self.kernel_transform}")
 
 
+def momentum_factor(bn: nn.modules.batchnorm._BatchNorm) -> float:
+    """The running-statistics update factor of one forward pass, counting the batch as ``nn.BatchNorm`` does
+    (``momentum=None``: a cumulative average)."""
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+        return 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return 0.0 if bn.momentum is None else bn.momentum
+
+
 class ElasticBatchNorm2d(nn.BatchNorm2d):
     """Batch norm over the first ``C`` channels, ``C`` taken from the input.
 
@@ -152,11 +161,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         if c == self.num_features:
             return super().forward(x)
         self._check_input_dim(x)
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            # momentum=None means a cumulative average, as in nn.BatchNorm2d
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        factor = momentum_factor(self)
         use_batch_stats = self.training or self.running_mean is None
         track = self.running_mean is not None and (not self.training or self.track_running_stats)
         return F.batch_norm(

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sliver.elastic.base import Supernet, build_extracted
+from sliver.elastic.base import Supernet, build_extracted, taylor_importance
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
@@ -345,23 +345,8 @@ class ElasticTransformer(Supernet):
         return orders
 
     def _gradient_scores(self, batches, loss_fn) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        previous, was_training = self._active, self.training
-        self.activate(self.max_config())
-        self.eval()  # no dropout: scores of a deterministic network
-        grads = {id(p): torch.zeros_like(p) for p in self.parameters()}
-        with torch.enable_grad():
-            for x, y in batches:
-                self.zero_grad(set_to_none=True)
-                loss_fn(self(x), y).backward()
-                for p in self.parameters():
-                    if p.grad is not None:
-                        grads[id(p)] += (p.detach() * p.grad).abs()
-        self.zero_grad(set_to_none=True)
-        self.train(was_training)
-        if previous is not None:
-            self.activate(previous)
+        grads = taylor_importance(self, batches, loss_fn)
         return [layer.unit_scores(lambda p: grads[id(p)]) for layer in self.layers]
-
 
 def _choices(field: str, given: Sequence[int] | None, largest: int, default: Iterable[int]) -> list[int]:
     values = sorted({int(v) for v in (default if given is None else given)})

@@ -42,8 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sliver.elastic.auto.graph import Analysis, ElastifyError, Layer, Space, analyse, trace
-from sliver.elastic.base import Supernet, register_builder, register_family
+from sliver.elastic.base import Supernet, register_builder, register_family, taylor_importance
 from sliver.elastic.head import fit_linear_probe
+from sliver.elastic.layers import momentum_factor
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -409,7 +410,7 @@ class AutoSupernet(Supernet):
         elif method == "gradient":
             if batches is None:
                 raise ValueError("reorder(method='gradient') needs batches of (input, target) to score channels")
-            stat = self._gradient_stats(batches, loss_fn)
+            stat = taylor_importance(self, batches, loss_fn)
         else:
             raise ValueError(f"reorder method must be 'magnitude' or 'gradient', got {method!r}")
         previous = self._active
@@ -418,24 +419,6 @@ class AutoSupernet(Supernet):
             self._permute(g, order)
         if previous is not None:
             self.activate(previous)
-
-    def _gradient_stats(self, batches, loss_fn) -> dict[int, torch.Tensor]:
-        previous, was_training = self._active, self.training
-        self.activate(self.max_config())
-        self.eval()
-        acc = {id(p): torch.zeros_like(p) for p in self.parameters()}
-        with torch.enable_grad():
-            for x, y in batches:
-                self.zero_grad(set_to_none=True)
-                loss_fn(self(x), y).backward()
-                for p in self.parameters():
-                    if p.grad is not None:
-                        acc[id(p)] += (p.detach() * p.grad).abs()
-        self.zero_grad(set_to_none=True)
-        self.train(was_training)
-        if previous is not None:
-            self.activate(previous)
-        return acc
 
     def _touching(self, g: int) -> Iterable[tuple[nn.Module, Layer, str, Space]]:
         """(module, layer, "in"|"out", space) for every side of a layer that carries group ``g``."""
@@ -526,11 +509,7 @@ def _batch_norm(m: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, index: Any)
     """Batch norm over the active channels; running statistics of those channels update as in ``nn.BatchNorm``."""
     if index is None:
         return m(x)
-    factor = 0.0 if m.momentum is None else m.momentum
-    if m.training and m.track_running_stats:
-        m.num_batches_tracked.add_(1)
-        # momentum=None means a cumulative average, as in nn.BatchNorm2d
-        factor = 1.0 / float(m.num_batches_tracked) if m.momentum is None else m.momentum
+    factor = momentum_factor(m)
     batch_stats = m.training or m.running_mean is None
     track = m.running_mean is not None and (not m.training or m.track_running_stats)
     mean = _take(m.running_mean, 0, index) if track else None
