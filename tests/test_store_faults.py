@@ -1,0 +1,114 @@
+"""Exactly once under faults and concurrent writers (issue #22).
+
+A fault injected at a trial write stands in for a kill between writes; threads
+with one store each stand in for concurrent search processes. The PostgreSQL
+cases run when ``SLIVER_TEST_POSTGRES_URL`` names a server (``.ci/postgres
+start`` prints one) and skip without it.
+"""
+
+import os
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import event, text
+
+from sliver.measure.objectives import BUILTIN
+from sliver.search import Search
+from sliver.space import Dimension, SearchSpace
+from sliver.store import ResultStore
+from test_search import ToyEvaluator
+
+PG_URL = os.environ.get("SLIVER_TEST_POSTGRES_URL")
+
+
+class Fault(BaseException):
+    """Stands in for a kill: nothing in sliver catches it."""
+
+
+def fail_at_trial_write(store: ResultStore, n: int) -> None:
+    """Make the ``n``-th INSERT into the trials table raise :class:`Fault` (the writes before it succeed)."""
+    seen = 0
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _hook(conn, cursor, statement, params, context, executemany):
+        nonlocal seen
+        if statement.lstrip().upper().startswith("INSERT INTO TRIALS"):
+            seen += 1
+            if seen == n:
+                raise Fault(f"killed at trial write {n}")
+
+
+def measured_configs(store: ResultStore) -> int:
+    with store.engine.connect() as c:
+        return c.execute(text("SELECT COUNT(DISTINCT config_key) FROM measurements")).scalar_one()
+
+
+@pytest.mark.xfail(strict=True, reason="#22: the measurement and its trial are written in two transactions")
+@pytest.mark.parametrize("executor", [None, "local"], ids=["serial", "streaming"])
+def test_a_kill_at_a_trial_write_pays_for_nothing_twice(tmp_path, executor):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+
+    def search(ev, store):
+        return Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=6, seed=0, store=store,
+                      study_name="s", executor=executor)
+
+    store = ResultStore(url)
+    fail_at_trial_write(store, 3)
+    with pytest.raises(Fault):
+        search(ToyEvaluator(), store).run()
+    store.close()
+
+    store = ResultStore(url)
+    result = search(ToyEvaluator(), store).run()
+    trials = store.trials(store.get_study("s").id)
+    # the killed config's measurement went with its trial: nothing orphaned is served as a free cache hit
+    assert result.n_evaluations == 6 and result.n_cache_hits == 0
+    assert len(trials) == 6 and all(t.origin == "search" and not t.cached for t in trials)
+    assert measured_configs(store) == 6
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.xfail(
+    strict=True, reason="#22: the next trial number is max + 1, retried at once on a conflict"))])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server: set SLIVER_TEST_POSTGRES_URL (bash .ci/postgres start prints one)")
+    return PG_URL
+
+
+def test_concurrent_writers_number_trials_without_conflicts_or_losses(url):
+    space = SearchSpace([Dimension("w", tuple(range(1000)))])
+    name, writers, each = f"race-{uuid.uuid4().hex[:8]}", 8, 12
+    stores = [ResultStore(url) for _ in range(writers)]
+    study = stores[0].get_or_create_study(name, space, [BUILTIN["accuracy"]], "net", "fp")
+    start, errors, seqs = threading.Barrier(writers), [], []
+    for s in stores:
+        # widen the window between choosing a trial number and inserting it, so a race shows every time
+        event.listen(s.engine, "before_cursor_execute",
+                     lambda *a: time.sleep(0.005) if a[2].lstrip().upper().startswith("INSERT INTO TRIALS") else None)
+
+    def write(i: int) -> None:
+        start.wait()
+        for j in range(each):
+            # writers 0 and 1 add the same configs too: a config is one trial, whoever adds it first
+            w = j if i < 2 else i * each + j
+            try:
+                seqs.append(stores[i].add_trial(study.id, space.key({"w": w}), {"w": w}, {"accuracy": 1.0}, {}, cached=False))
+            except Exception as exc:  # noqa: BLE001 - any escape is the failure this test looks for
+                errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    trials = stores[0].trials(study.id)
+    for s in stores:
+        s.close()
+    assert errors == []
+    n = (writers - 1) * each
+    assert [t.seq for t in trials] == list(range(1, n + 1))
+    assert len({t.config_key for t in trials}) == n and len(seqs) == writers * each
