@@ -26,7 +26,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -46,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace, _jsonable
@@ -377,30 +377,11 @@ class ResultStore:
         seconds: float = 0.0,
     ) -> None:
         """Record one measurement; an existing ok one is kept (idempotent), a failed one is replaced."""
-        if status not in ("ok", "failed"):
-            raise ValueError(f"measurement status must be 'ok' or 'failed', got {status!r}")
-        if status == "ok" and (value is None or not math.isfinite(float(value))):
-            raise ValueError(f"measurement of '{objective}' has status ok but value {value!r}; record it as failed")
-        fields = dict(
-            config_json=_dumps(config),
-            value=None if value is None else float(value),
-            status=status,
-            error=error,
-            stats_json=_dumps(stats or {}),
-            seconds=float(seconds),
-        )
-        key = dict(config_key=config_key, supernet_hash=supernet_hash, objective=objective, fingerprint=fingerprint)
+        m = Measurement(objective, value, status, error, dict(stats or {}), float(seconds), fingerprint)
 
         def txn() -> None:
             with self._session.begin() as s:
-                row = s.scalars(select(_Measurement).filter_by(**key)).first()
-                if row is None:
-                    s.add(_Measurement(**key, **fields))
-                elif row.status != "ok":
-                    # a failure (e.g. a timeout) may succeed on retry; the first success is kept for good
-                    for k, v in fields.items():
-                        setattr(row, k, v)
-                    row.created = _now()
+                _write_measurement(s, config_key, config, supernet_hash, m)
 
         try:
             self._retry(txn)
@@ -448,11 +429,24 @@ class ResultStore:
         cached: bool,
         origin: str = "",
         batch: int = 0,
+        *,
+        measurements: Sequence[Measurement] = (),
+        supernet_hash: str = "",
     ) -> int:
-        """Append a trial to a study and return its ``seq``; a config already in the study returns its seq."""
+        """Append a trial to a study and return its ``seq``; a config already in the study returns its seq.
+
+        ``measurements`` (of ``config_key`` on ``supernet_hash``, kept or replaced
+        as :meth:`put_measurement` does) are committed in the same transaction
+        as the trial: a kill leaves both or neither, never a measurement that no
+        study paid for and a rerun would take as a free cache hit.
+        """
+        if measurements and not supernet_hash:
+            raise ValueError("add_trial: measurements need the supernet_hash they were measured on")
 
         def txn() -> int:
             with self._session.begin() as s:
+                for m in measurements:
+                    _write_measurement(s, config_key, config, supernet_hash, m)
                 seq = s.scalar(select(_Trial.seq).where(_Trial.study_id == study_id, _Trial.config_key == config_key))
                 if seq is not None:
                     return int(seq)
@@ -465,6 +459,7 @@ class ResultStore:
                 return last + 1
 
         # on SQLite the write lock makes max+1 safe; elsewhere a concurrent insert trips a unique constraint
+        # (of a trial or of a measurement): the whole transaction is rolled back and run again
         for attempt in range(self.retries + 1):
             try:
                 return self._retry(txn)
@@ -590,6 +585,31 @@ def _configure_sqlite(engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _write_measurement(s: Session, config_key: str, config: Config, supernet_hash: str, m: Measurement) -> None:
+    """Add ``m`` to session ``s``: an existing ok measurement is kept for good, a failed one is replaced."""
+    if m.status not in ("ok", "failed"):
+        raise ValueError(f"measurement status must be 'ok' or 'failed', got {m.status!r}")
+    if m.status == "ok" and (m.value is None or not math.isfinite(float(m.value))):
+        raise ValueError(f"measurement of '{m.objective}' has status ok but value {m.value!r}; record it as failed")
+    fields = dict(
+        config_json=_dumps(config),
+        value=None if m.value is None else float(m.value),
+        status=m.status,
+        error=m.error,
+        stats_json=_dumps(m.stats),
+        seconds=float(m.seconds),
+    )
+    key = dict(config_key=config_key, supernet_hash=supernet_hash, objective=m.objective, fingerprint=m.fingerprint)
+    row = s.scalars(select(_Measurement).filter_by(**key)).first()
+    if row is None:
+        s.add(_Measurement(**key, **fields))
+    elif row.status != "ok":
+        # a failure (e.g. a timeout) may succeed on retry; the first success is kept for good
+        for k, v in fields.items():
+            setattr(row, k, v)
+        row.created = _now()
 
 
 def _dumps(obj: Any) -> str:

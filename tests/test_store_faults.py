@@ -45,7 +45,6 @@ def measured_configs(store: ResultStore) -> int:
         return c.execute(text("SELECT COUNT(DISTINCT config_key) FROM measurements")).scalar_one()
 
 
-@pytest.mark.xfail(strict=True, reason="#22: the measurement and its trial are written in two transactions")
 @pytest.mark.parametrize("executor", [None, "local"], ids=["serial", "streaming"])
 def test_a_kill_at_a_trial_write_pays_for_nothing_twice(tmp_path, executor):
     url = f"sqlite:///{tmp_path / 's.db'}"

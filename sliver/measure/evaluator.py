@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sliver.measure.base import EvalResult, Evaluator
 from sliver.space import Config
+from sliver.store import Measurement
 
 if TYPE_CHECKING:
     from sliver.store import ResultStore
@@ -66,6 +67,7 @@ def evaluate(
     missing = [n for n in names if n not in values and n not in errors]
 
     seconds = 0.0
+    new: list[Measurement] = []
     if missing:
         t0 = time.perf_counter()
         try:
@@ -78,21 +80,24 @@ def evaluate(
         for name in missing:
             result = measured.get(name, RuntimeError("the evaluator returned no value"))
             error = _error_of(result)
-            spent = float(per_seconds.get(name, seconds / len(missing)))
             stats[name] = dict(per_stats.get(name, {}))
             if error is None:
                 values[name] = float(result)  # type: ignore[arg-type]
             else:
                 errors[name] = error
-            if store is not None:
-                store.put_measurement(
-                    key, config, evaluator.supernet_hash, fp_for[name], name,
-                    value=values.get(name), status="ok" if error is None else "failed",
-                    error=error, stats=stats[name], seconds=spent,
-                )
+            new.append(Measurement(
+                name, values.get(name), "ok" if error is None else "failed", error, stats[name],
+                float(per_seconds.get(name, seconds / len(missing))), fp_for[name],
+            ))
 
     if store is not None and study_id is not None:
-        store.add_trial(study_id, key, config, values, errors, cached=not missing, origin=origin, batch=batch)
+        # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
+        store.add_trial(study_id, key, config, values, errors, cached=not missing, origin=origin, batch=batch,
+                        measurements=new, supernet_hash=evaluator.supernet_hash)
+    elif store is not None:
+        for m in new:
+            store.put_measurement(key, config, evaluator.supernet_hash, m.fingerprint, m.objective, value=m.value,
+                                  status=m.status, error=m.error, stats=m.stats, seconds=m.seconds)
     return EvalResult(
         config=config, key=key, values=values, errors=errors, cached=not missing, seconds=seconds,
         stats={"objectives": stats, "measured": missing, "from_store": sorted(set(names) - set(missing))},

@@ -26,6 +26,7 @@ from sliver.search.base import Outcome, Strategy, make_strategy
 from sliver.search.hv import hypervolume, nondominated
 from sliver.search.problem import Constraint, Problem
 from sliver.space import Config, SearchSpace
+from sliver.store import Measurement
 
 
 @dataclass
@@ -451,19 +452,21 @@ class Search:
     def _finish(self, job: "_Job", measured, study_id: int | None) -> None:
         """Record a worker's measurement in the store (and the study's trials) and tell the strategy."""
         values, errors = dict(measured.values), dict(measured.errors)
-        if self.store is not None:
-            for name in job.missing:
-                self.store.put_measurement(
-                    job.key, job.config, self.evaluator.supernet_hash, self._fp_for[name], name,
-                    value=values.get(name), status="failed" if name in errors else "ok", error=errors.get(name),
-                    stats=measured.stats.get(name, {}), seconds=measured.seconds.get(name, 0.0),
-                )
+        if self.store is not None:  # and so a study
+            new = [Measurement(n, values.get(n), "failed" if n in errors else "ok", errors.get(n),
+                               measured.stats.get(n, {}), measured.seconds.get(n, 0.0), self._fp_for[n])
+                   for n in job.missing]
             # the objectives measured earlier (by this or another process) come from the store
             found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
-            values = {n: float(m.value) for n, m in found.items() if m.status == "ok"}
-            errors = {n: m.error or "failed" for n, m in found.items() if m.status != "ok"}
-            if study_id is not None:
-                self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin="search", batch=self._batch)
+            for n, m in found.items():
+                if n not in job.missing:
+                    if m.status == "ok":
+                        values[n] = float(m.value)  # type: ignore[arg-type]
+                    else:
+                        errors[n] = m.error or "failed"
+            # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
+            self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin="search",
+                                 batch=self._batch, measurements=new, supernet_hash=self.evaluator.supernet_hash)
             self.store.release(self._scope, job.key, self._owner)
         self.n_eval += 1
         self.n_failed += bool(errors)
