@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     Boolean,
     DateTime,
@@ -41,20 +43,23 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace, _jsonable
 
-#: version of the table layout below; bump it (and migrate) when the tables change.
-#: Adding a table is not a change: ``create_all`` adds it to an older store on open,
-#: and older code ignores tables it does not know (``tables`` came that way, still version 1).
+#: version of the table layout below: the number of the newest Alembic revision in ``sliver/migrations``,
+#: to which a store is upgraded when it opens. A change to the tables is a new revision and a bump here.
 SCHEMA_VERSION = 1
+#: key of the PostgreSQL advisory lock that lets one process at a time migrate a store
+_MIGRATION_LOCK = 0x51_1E_E5
 DEFAULT_URL = "sqlite:///sliver.db"
 
 T = TypeVar("T")
@@ -207,8 +212,10 @@ def hide_password(url: str) -> str:
 class ResultStore:
     """Studies, trials and measurements in the database at ``url`` (any SQLAlchemy URL).
 
-    A store whose schema version is newer than this code's is refused with a
-    clear message instead of being misread.
+    Opening a store creates its tables or upgrades an older store's (Alembic
+    migrations, shipped in ``sliver/migrations``); a store whose schema version
+    is newer than this code's is refused with a clear message instead of being
+    misread.
     """
 
     def __init__(self, url: str = DEFAULT_URL, *, busy_timeout_s: float = 30.0, retries: int = 8) -> None:
@@ -235,27 +242,35 @@ class ResultStore:
 
     # ---------------------------------------------------------------- plumbing
     def _init_schema(self) -> None:
+        """Bring the store's tables to this code's version with the Alembic migrations in ``sliver/migrations``.
+
+        One transaction holds the version check, the migrations and Alembic's
+        version stamp, so of several processes opening a new store at once one
+        migrates and the others, waiting on the lock, find it done.
+        """
         for attempt in range(3):
             try:
-                _Base.metadata.create_all(self.engine)
-                with self._session.begin() as s:
-                    row = s.get(_Meta, "schema_version")
-                    if row is None:
-                        s.add(_Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-                        return
-                    version = int(row.value)
-                break
+                with self.engine.begin() as conn:  # on SQLite: BEGIN IMMEDIATE, the write lock
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+                    version = _stored_version(conn)
+                    if version > SCHEMA_VERSION:
+                        raise ValueError(
+                            f"the result store {hide_password(self.url)} has schema version {version}, newer than "
+                            f"this sliver understands ({SCHEMA_VERSION}); upgrade sliver or use another --db"
+                        )
+                    if version < SCHEMA_VERSION or not inspect(conn).has_table("alembic_version"):
+                        config = AlembicConfig()
+                        config.set_main_option("script_location", "sliver:migrations")
+                        config.attributes["connection"] = conn
+                        alembic_command.upgrade(config, "head")
+                return
             except (IntegrityError, ProgrammingError):
-                # another process created the same tables (or version row) between our check and our write;
-                # the next attempt finds them
+                # a database without a migration lock: another process created the same tables between our
+                # check and our write; the next attempt finds them
                 if attempt == 2:
                     raise
                 time.sleep(0.1)
-        if version > SCHEMA_VERSION:
-            raise ValueError(
-                f"the result store {hide_password(self.url)} has schema version {version}, newer than this sliver "
-                f"understands ({SCHEMA_VERSION}); upgrade sliver or use another --db"
-            )
 
     def _retry(self, fn: Callable[[], T]) -> T:
         """Run a transaction, retrying briefly when another process holds the SQLite lock."""
@@ -610,6 +625,14 @@ def _write_measurement(s: Session, config_key: str, config: Config, supernet_has
         for k, v in fields.items():
             setattr(row, k, v)
         row.created = _now()
+
+
+def _stored_version(conn: Connection) -> int:
+    """The schema version a store's ``meta`` row records (0 for a new, empty database)."""
+    if not inspect(conn).has_table("meta"):
+        return 0
+    value = conn.execute(select(_Meta.value).where(_Meta.key == "schema_version")).scalar()
+    return 0 if value is None else int(value)
 
 
 def _dumps(obj: Any) -> str:

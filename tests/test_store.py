@@ -2,6 +2,8 @@
 
 import importlib.util
 import multiprocessing as mp
+import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -96,6 +98,52 @@ def test_newer_schema_is_refused(tmp_path):
     eng.dispose()
     with pytest.raises(ValueError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
         ResultStore(url)
+
+
+V1_SQL = Path(__file__).resolve().parent / "data" / "store_v1.sql"
+
+
+def v1_store(path: Path, drop: tuple[str, ...] = ()) -> str:
+    """A SQLite file holding the version-1 store that sliver made before it used Alembic (less ``drop``)."""
+    con = sqlite3.connect(path)
+    con.executescript(V1_SQL.read_text())
+    for table in drop:
+        con.execute(f"DROP TABLE {table}")
+    con.commit()
+    con.close()
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize("drop", [(), ("claims", "tables")], ids=["v1", "early-v1"])
+def test_a_version_1_store_from_before_alembic_opens_and_upgrades(tmp_path, drop):
+    # early version-1 stores lack the tables that came later without a version bump
+    with ResultStore(v1_store(tmp_path / "v1.db", drop)) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        study = store.get_study("v1")
+        assert study.settings == {"budget": 3} and study.space == SearchSpace([Dimension("w", (1, 2, 3))])
+        trials = store.trials(study.id)
+        assert [(t.seq, t.config, t.values, t.origin) for t in trials] == [
+            (1, {"w": 1}, {"accuracy": 80.0}, "search"), (2, {"w": 3}, {"accuracy": 90.0}, "search")]
+        m = store.get_measurements(trials[1].config_key, "net", {"accuracy": "any"})["accuracy"]
+        assert (m.value, m.stats, m.seconds) == (90.0, {"n": 5}, 0.5)
+        # the study goes on where it stopped, and every table works
+        key = study.space.key({"w": 2})
+        assert store.add_trial(study.id, key, {"w": 2}, {"accuracy": 85.0}, {}, cached=False) == 3
+        assert store.get_table("lut", "fp", "ops") == (None if drop else {"conv": 1.5})
+        assert store.claim("net:fp", key, "me")  # the dead owner's claim (if any) expired long ago
+    with ResultStore(f"sqlite:///{tmp_path / 'v1.db'}") as again:  # opening an upgraded store changes nothing
+        assert again.schema_version == SCHEMA_VERSION and len(again.trials(study.id)) == 3
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_uses(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from sliver.store import _Base
+
+    for url in (f"sqlite:///{tmp_path / 'new.db'}", v1_store(tmp_path / "v1.db")):
+        with ResultStore(url) as store, store.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), _Base.metadata) == []
 
 
 def _writer(url: str, worker: int, n: int) -> None:

@@ -53,6 +53,18 @@ def test_postgres_store_round_trip():
             again.get_or_create_study(name, SearchSpace([Dimension("w", (1, 2))]), [BUILTIN["accuracy"]], net, "fp")
 
 
+def test_postgres_migrations_build_exactly_the_tables_the_code_uses():
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server: set SLIVER_TEST_POSTGRES_URL (bash .ci/postgres start prints one)")
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from sliver.store import _Base
+
+    with ResultStore(PG_URL) as store, store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), _Base.metadata) == []
+
+
 def test_a_claim_is_exclusive_refreshable_and_expires(url):
     store = ResultStore(url)
     scope = uuid.uuid4().hex
