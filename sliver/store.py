@@ -57,7 +57,7 @@ from sliver.space import Config, SearchSpace, _jsonable
 
 #: version of the table layout below: the number of the newest Alembic revision in ``sliver/migrations``,
 #: to which a store is upgraded when it opens. A change to the tables is a new revision and a bump here.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: key of the PostgreSQL advisory lock that lets one process at a time migrate a store
 _MIGRATION_LOCK = 0x51_1E_E5
 DEFAULT_URL = "sqlite:///sliver.db"
@@ -90,6 +90,8 @@ class _Study(_Base):
     fingerprint: Mapped[str] = mapped_column(String(128))
     settings_json: Mapped[str] = mapped_column(Text, default="{}")
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    #: the ``seq`` of the study's newest trial: the counter that numbers the next one (see ``add_trial``)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class _Measurement(_Base):
@@ -462,26 +464,27 @@ class ResultStore:
             with self._session.begin() as s:
                 for m in measurements:
                     _write_measurement(s, config_key, config, supernet_hash, m)
+                # the study row is the trial counter: locking it (FOR UPDATE; on SQLite, BEGIN IMMEDIATE has
+                # locked the whole file already) makes one study's writers take turns, each seeing the trials
+                # committed before it, so a number is never taken twice and a config never added twice
+                study = s.scalars(select(_Study).where(_Study.id == study_id).with_for_update()).one()
                 seq = s.scalar(select(_Trial.seq).where(_Trial.study_id == study_id, _Trial.config_key == config_key))
                 if seq is not None:
                     return int(seq)
-                last = s.scalar(select(func.max(_Trial.seq)).where(_Trial.study_id == study_id)) or 0
+                study.last_seq += 1
                 s.add(_Trial(
-                    study_id=study_id, seq=last + 1, config_key=config_key, config_json=_dumps(config),
+                    study_id=study_id, seq=study.last_seq, config_key=config_key, config_json=_dumps(config),
                     values_json=_dumps(values), errors_json=_dumps(errors), cached=bool(cached),
                     origin=origin, batch=int(batch),
                 ))
-                return last + 1
+                return study.last_seq
 
-        # on SQLite the write lock makes max+1 safe; elsewhere a concurrent insert trips a unique constraint
-        # (of a trial or of a measurement): the whole transaction is rolled back and run again
-        for attempt in range(self.retries + 1):
-            try:
-                return self._retry(txn)
-            except IntegrityError:
-                if attempt == self.retries:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            return self._retry(txn)
+        except IntegrityError:
+            # another process inserted one of the measurements first: run the transaction again, which keeps
+            # the stored measurement (first ok one wins) and still adds the trial
+            return self._retry(txn)
 
     def trials(self, study_id: int) -> list[Trial]:
         """The trials of a study, in ``seq`` order."""

@@ -68,8 +68,7 @@ def test_a_kill_at_a_trial_write_pays_for_nothing_twice(tmp_path, executor):
     assert measured_configs(store) == 6
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.xfail(
-    strict=True, reason="#22: the next trial number is max + 1, retried at once on a conflict"))])
+@pytest.fixture(params=["sqlite", "postgres"])
 def url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"
