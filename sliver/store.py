@@ -8,10 +8,11 @@ super-network and target) and its *trials* are the configs it evaluated, in
 order. A *table* is a JSON document keyed by ``(kind, fingerprint, name)``,
 for models tied to one machine such as operator latency lookup tables. A
 *claim* marks a config as being measured by one search process, so that
-several processes (or machines) sharing a study never measure it twice; a
+several processes (or machines) sharing a study never measure it twice; the
+owner's heartbeat (:meth:`ResultStore.heartbeat`) keeps its claims alive, and a
 claim not refreshed within its time-to-live expires, so a dead process's
-configs are taken over. Any SQLAlchemy URL works (PostgreSQL for a store shared
-between machines); the default is a local SQLite file, opened in
+configs are taken over seconds later. Any SQLAlchemy URL works (PostgreSQL for
+a store shared between machines); the default is a local SQLite file, opened in
 WAL mode with a busy timeout and a short retry so that several processes can
 write to it at once without losing rows.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -573,11 +575,62 @@ class ResultStore:
 
         self._retry(txn)
 
+    def heartbeat(self, owner: str, ttl_s: float) -> "Heartbeat":
+        """Start keeping every claim of ``owner`` alive: a thread pushes their expiry ``ttl_s`` ahead every
+        ``ttl_s / 3`` seconds until :meth:`Heartbeat.stop` (or the end of a ``with`` block).
+
+        The heartbeat, not the claimant's loop, keeps claims alive, so a short
+        ``ttl_s`` is safe however long a measurement or a strategy's ``ask``
+        takes, and the claims of a process that dies (its heartbeat with it)
+        are taken over ``ttl_s`` later. An in-memory SQLite store, which no
+        other process can see and another thread would see as a new empty
+        database, needs no heartbeat and gets none.
+        """
+        if ttl_s <= 0:
+            raise ValueError(f"claim ttl_s must be positive, got {ttl_s}")
+        in_memory = self.is_sqlite and self.engine.url.database in (None, "", ":memory:")
+        return Heartbeat(None if in_memory else lambda: self._retry(lambda: self._refresh(owner, ttl_s)), ttl_s / 3)
+
+    def _refresh(self, owner: str, ttl_s: float) -> None:
+        with self._session.begin() as s:
+            s.execute(update(_Claim).where(_Claim.owner == owner).values(expires=time.time() + ttl_s)
+                      .execution_options(synchronize_session=False))
+
     def claim_owner(self, scope: str, config_key: str) -> str | None:
         """Who holds an unexpired claim on ``config_key`` in ``scope`` (None if nobody)."""
         with self._session() as s:
             row = s.scalars(select(_Claim).filter_by(scope=scope, config_key=config_key)).first()
             return row.owner if row is not None and row.expires > time.time() else None
+
+
+class Heartbeat:
+    """A daemon thread calling ``beat`` every ``period_s`` seconds until :meth:`stop` (nothing if ``beat`` is None)."""
+
+    def __init__(self, beat: Callable[[], object] | None, period_s: float) -> None:
+        self._stop = threading.Event()
+        self._thread = None
+        if beat is not None:
+            def run() -> None:
+                while not self._stop.wait(period_s):
+                    try:
+                        beat()
+                    except Exception:  # noqa: BLE001 - the next beat tries again; until then the claims may lapse
+                        pass
+
+            self._thread = threading.Thread(target=run, name="sliver-claims-heartbeat", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating (the claims then lapse after their time-to-live unless released)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> "Heartbeat":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # --------------------------------------------------------------------------- helpers

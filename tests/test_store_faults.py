@@ -7,9 +7,13 @@ start`` prints one) and skip without it.
 """
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
@@ -21,6 +25,7 @@ from sliver.store import ResultStore
 from test_search import ToyEvaluator
 
 PG_URL = os.environ.get("SLIVER_TEST_POSTGRES_URL")
+TESTS = Path(__file__).resolve().parent
 
 
 class Fault(BaseException):
@@ -110,3 +115,45 @@ def test_concurrent_writers_number_trials_without_conflicts_or_losses(url):
     n = (writers - 1) * each
     assert [t.seq for t in trials] == list(range(1, n + 1))
     assert len({t.config_key for t in trials}) == n and len(seqs) == writers * each
+
+
+SLOW_SEARCH = r"""
+import sys
+from sliver.search import Search
+from sliver.store import ResultStore
+from test_parallel import SlowToy
+
+ev = SlowToy(delay=60)  # one measurement outlasts the claim's ttl many times over
+Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=2, store=ResultStore(sys.argv[1]), study_name="s",
+       executor="local", claim_ttl_s=1.5).run()
+"""
+
+
+def claims(store: ResultStore) -> list[tuple[str, float]]:
+    with store.engine.connect() as c:
+        return [tuple(r) for r in c.execute(text("SELECT owner, expires FROM claims"))]
+
+
+@pytest.mark.slow
+def test_a_dead_search_process_loses_its_claims_within_seconds(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-c", SLOW_SEARCH, url], env=env, stderr=f)
+    try:
+        store, deadline = ResultStore(url), time.monotonic() + 60
+        while not claims(store):
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-2000:]
+            time.sleep(0.1)
+        (owner, _), = claims(store)
+        assert owner.split(":")[1] == str(proc.pid)
+        time.sleep(4.0)  # measuring for longer than the ttl: its heartbeat keeps the claim
+        assert [o for o, expires in claims(store) if expires > time.time()] == [owner]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed = time.monotonic()
+    while [o for o, expires in claims(store) if expires > time.time()]:
+        time.sleep(0.1)
+    assert time.monotonic() - killed < 1.5 + 1.0  # the ttl (and a beat's lag), not the 600 s of old

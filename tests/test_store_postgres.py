@@ -82,6 +82,21 @@ def test_a_claim_is_exclusive_refreshable_and_expires(url):
     assert store.claim(scope, "k", "c")
 
 
+def test_a_heartbeat_keeps_claims_alive_past_their_ttl_and_they_lapse_when_it_stops(url):
+    store = ResultStore(url)
+    scope = uuid.uuid4().hex
+    assert store.claim(scope, "k", "a", ttl_s=1.2)
+    with store.heartbeat("a", ttl_s=1.2):
+        time.sleep(2.5)  # twice the ttl: only the beats (every 0.4 s) keep the claim
+        assert store.claim_owner(scope, "k") == "a" and not store.claim(scope, "k", "b", ttl_s=1.2)
+    t0 = time.monotonic()  # the owner "dies": no more beats
+    while not store.claim(scope, "k", "b", ttl_s=5):
+        time.sleep(0.05)
+    assert time.monotonic() - t0 < 1.5
+    with pytest.raises(ValueError, match="ttl_s must be positive"):
+        store.heartbeat("a", 0)
+
+
 def test_of_many_racing_claimants_exactly_one_wins(url):
     scope = uuid.uuid4().hex
     stores = [ResultStore(url) for _ in range(6)]

@@ -109,8 +109,9 @@ class Search:
     zero-argument callable) lets workers build the evaluator themselves instead
     of receiving a pickled copy. A named executor is closed when ``run`` ends,
     a given one is left to its owner. ``claim_ttl_s``: a claim on a config in the
-    store expires after this long unless refreshed (the owner refreshes it while
-    measuring), so a dead process's configs are taken over.
+    store lapses this long after the owner's last heartbeat (a thread beats every
+    third of it, see :meth:`~sliver.store.ResultStore.heartbeat`), so a dead
+    process's configs are taken over that many seconds later.
     """
 
     def __init__(
@@ -133,7 +134,7 @@ class Search:
         executor=None,
         executor_options: dict | None = None,
         evaluator_factory: Callable[[], Evaluator] | None = None,
-        claim_ttl_s: float = 600.0,
+        claim_ttl_s: float = 15.0,
     ):
         if budget is None or int(budget) <= 0:
             raise ValueError(f"budget must be a positive number of evaluations, got {budget}")
@@ -330,8 +331,10 @@ class Search:
         self._batch, self._halt = batch, False
         jobs: dict = {}  # future -> _Job in flight
         waiting: list[_Job] = []  # configs another process has claimed
-        idle, refreshed = 0, time.monotonic()
+        idle = 0
         poll = min(1.0, ex.timeout_s)
+        # the heartbeat keeps this process's claims alive, however long a measurement or an ask takes
+        beat = self.store.heartbeat(self._owner, self.claim_ttl_s) if self.store is not None else None
         try:
             while True:
                 room = min(ex.slots - len(jobs), self.budget - self.n_eval - len(jobs))
@@ -399,11 +402,9 @@ class Search:
                         if state == "measure":
                             job.started = time.monotonic()
                             jobs[ex.submit(job.config, job.missing)] = job
-                if self.store is not None and now - refreshed > self.claim_ttl_s / 3:
-                    refreshed = now
-                    for job in jobs.values():
-                        self._claim(job)
         finally:
+            if beat is not None:
+                beat.stop()
             for future, job in jobs.items():
                 ex.cancel(future)
                 if self.store is not None:
