@@ -27,11 +27,13 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
+from sliver.errors import UserError
+
 BUNDLED = ("digits", "mnist5k")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data set is missing or malformed; the message says what to fix."""
 
 

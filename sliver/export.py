@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sliver.errors import UserError
 from sliver.measure.objectives import Objective
 from sliver.search.hv import nondominated
 from sliver.search.problem import Constraint
@@ -36,7 +37,7 @@ ONNX_TOLERANCE = 1e-4
 ACCURACY_TOLERANCE = 1e-6
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError):
     """An exported model does not reproduce the super-network, or a pick rule matched nothing."""
 
 

@@ -26,10 +26,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from sliver.errors import UserError
+
 Config = dict[str, Any]
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """A config or a space definition does not fit the search space."""
 
 

@@ -48,6 +48,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
+from sliver.errors import UserError
 from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace, _jsonable
 
@@ -220,7 +221,7 @@ class ResultStore:
             self.engine = create_engine(self.url, connect_args=connect_args)
         except (ArgumentError, ImportError) as exc:
             # a typo'd URL or a database driver that is not installed: the user's to fix, not a traceback
-            raise ValueError(f"result store URL '{hide_password(self.url)}' cannot be opened ({_first_line(exc)}); "
+            raise UserError(f"result store URL '{hide_password(self.url)}' cannot be opened ({_first_line(exc)}); "
                              f"use a SQLAlchemy URL such as {DEFAULT_URL} or postgresql+psycopg2://user@host/db") from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_s)
@@ -230,7 +231,7 @@ class ResultStore:
         except OperationalError as exc:
             if "locked" in str(exc).lower():  # busy, not unreachable: _retry already waited
                 raise
-            raise ValueError(f"result store '{hide_password(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
+            raise UserError(f"result store '{hide_password(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
                              "check the host, database and credentials in the URL") from None
 
     # ---------------------------------------------------------------- plumbing
@@ -252,7 +253,7 @@ class ResultStore:
                     raise
                 time.sleep(0.1)
         if version > SCHEMA_VERSION:
-            raise ValueError(
+            raise UserError(
                 f"the result store {hide_password(self.url)} has schema version {version}, newer than this sliver "
                 f"understands ({SCHEMA_VERSION}); upgrade sliver or use another --db"
             )
@@ -330,7 +331,7 @@ class ResultStore:
         }
         differ = [k for k in wanted if wanted[k] != have[k]]
         if differ:
-            raise ValueError(
+            raise UserError(
                 f"study '{name}' already exists with a different {' and '.join(differ)}; "
                 "choose another study name or the same settings"
             )
@@ -342,7 +343,7 @@ class ResultStore:
             row = s.scalars(select(_Study).where(_Study.name == name)).first()
             if row is None:
                 names = [n for (n,) in s.execute(select(_Study.name).order_by(_Study.id))]
-                raise ValueError(f"no study named '{name}' in {hide_password(self.url)}; studies: {names or 'none'}")
+                raise UserError(f"no study named '{name}' in {hide_password(self.url)}; studies: {names or 'none'}")
             return _study(row)
 
     def list_studies(self) -> list[Study]:

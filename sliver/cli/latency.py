@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from sliver.cli._common import USER_ERRORS, console, err_console, fail
+from sliver.errors import UserError
 
 app = typer.Typer(help="Latency models for any device: few-shot transfer and operator lookup tables.", no_args_is_help=True)
 
@@ -20,7 +21,7 @@ def read_source_table(path: Path, arch_column: str | None, prefix: str | None):
     frame = pd.read_csv(path)
     arch_column = arch_column or _first_text_column(frame, path)
     if arch_column not in frame.columns:
-        raise ValueError(f"{path}: no column '{arch_column}'; columns are {list(frame.columns)}")
+        raise UserError(f"{path}: no column '{arch_column}'; columns are {list(frame.columns)}")
     return frame.set_index(arch_column)[latency_columns(frame, prefix)]
 
 
@@ -32,7 +33,7 @@ def read_samples(path: Path, arch_column: str | None, latency_column: str):
     arch_column = arch_column or _first_text_column(frame, path)
     for col in (arch_column, latency_column):
         if col not in frame.columns:
-            raise ValueError(f"{path}: no column '{col}'; columns are {list(frame.columns)} (see --arch-column / --latency-column)")
+            raise UserError(f"{path}: no column '{col}'; columns are {list(frame.columns)} (see --arch-column / --latency-column)")
     return frame.set_index(arch_column)[latency_column].astype(float)
 
 
@@ -41,7 +42,7 @@ def _first_text_column(frame, path: Path) -> str:
 
     text = [c for c in frame.columns if not is_numeric_dtype(frame[c])]
     if not text:
-        raise ValueError(f"{path}: no architecture column (text); name it with --arch-column")
+        raise UserError(f"{path}: no architecture column (text); name it with --arch-column")
     return text[0]
 
 
@@ -125,7 +126,7 @@ def build_lut_command(
         hardware = HardwareTarget.parse(target)
         supernet = _supernet_from_yaml(config)
         if supernet.supernet_config().get("family") != "mobilenet":
-            raise ValueError(f"{config}: operator lookup tables support the mobilenet family, got '{supernet.supernet_config().get('family')}'")
+            raise UserError(f"{config}: operator lookup tables support the mobilenet family, got '{supernet.supernet_config().get('family')}'")
         if db is not None:
             from sliver.store import ResultStore
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliver.errors import UserError
+
 #: the 10 architecture features of a HAT latency row, in file order
 FEATURES = (
     "encoder_embed_dim", "encoder_layer_num", "encoder_ffn_embed_dim_avg", "encoder_self_attention_heads_avg",
@@ -31,7 +33,7 @@ def load_latency(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     frame = pd.read_csv(path)
     missing = [c for c in (*FEATURES, "latency_mean_encoder", "latency_mean_decoder") if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: not a HAT latency file, column '{missing[0]}' is missing")
+        raise UserError(f"{path}: not a HAT latency file, column '{missing[0]}' is missing")
     total = frame["latency_mean_encoder"] + frame["latency_mean_decoder"]
     return frame[list(FEATURES)].to_numpy(np.float64), total.to_numpy(np.float64)
 
@@ -72,13 +74,13 @@ class HatMLP:
         cfg = yaml.safe_load(Path(config).read_text())
         for field in ("feature-norm", "lat-norm", "hidden-layer-num"):
             if field not in cfg:
-                raise ValueError(f"{config}: field '{field}' is missing; is this a HAT predictor config?")
+                raise UserError(f"{config}: field '{field}' is missing; is this a HAT predictor config?")
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         names = ["first_layer"] + [f"layers.{i}" for i in range(int(cfg["hidden-layer-num"]))] + ["predict"]
         try:
             weights = [(state[f"{n}.weight"].numpy().astype(np.float64), state[f"{n}.bias"].numpy().astype(np.float64)) for n in names]
         except KeyError as exc:
-            raise ValueError(f"{checkpoint}: missing tensor {exc}; not a HAT latency predictor") from None
+            raise UserError(f"{checkpoint}: missing tensor {exc}; not a HAT latency predictor") from None
         return cls(weights, np.asarray(cfg["feature-norm"], dtype=np.float64), float(cfg["lat-norm"]))
 
     def predict(self, X: np.ndarray) -> np.ndarray:

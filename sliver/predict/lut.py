@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import yaml
 
+from sliver.errors import UserError
 from sliver.predict.models import Predictor
 
 #: the families tried by default: each fits a few thousand rows in well under a second
@@ -155,7 +156,7 @@ def build_operator(kind: str, spec: dict[str, Any]):
             nn.Linear(spec["feature"], spec["classes"]),
         )
     else:
-        raise ValueError(f"operator kind '{kind}' is unknown; expected stem, block or head")
+        raise UserError(f"operator kind '{kind}' is unknown; expected stem, block or head")
     return module.eval(), torch.randn(1, spec["in"], spec["res"], spec["res"])
 
 
@@ -180,7 +181,7 @@ class OperatorLUT:
         if target.fingerprint_hash() != self.fingerprint_hash:
             theirs = target.fingerprint()
             diff = sorted(k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k))
-            raise ValueError(f"lookup table was built for fingerprint {self.fingerprint_hash}, not {target.fingerprint_hash()} "
+            raise UserError(f"lookup table was built for fingerprint {self.fingerprint_hash}, not {target.fingerprint_hash()} "
                              f"(differs in {', '.join(diff) or 'hash'}); build a table on this target")
 
     def missing(self, arch: dict[str, Any]) -> list[str]:
@@ -191,7 +192,7 @@ class OperatorLUT:
         """Latency (ms) of a MobileNet ``arch_config``: the sum over its operators."""
         missing = self.missing(arch)
         if missing:
-            raise ValueError(f"lookup table has no entry for operator '{missing[0]}' ({len(missing)} missing); "
+            raise UserError(f"lookup table has no entry for operator '{missing[0]}' ({len(missing)} missing); "
                              "rebuild it for this super-network with 'sliver latency build-lut'")
         return float(sum(self.entries[key] for key, _, _ in operators(arch)))
 
@@ -205,7 +206,7 @@ class OperatorLUT:
         """Rebuild a table from :meth:`to_dict`'s data; with ``target``, refuse it unless the fingerprints match."""
         for field in ("fingerprint", "fingerprint_hash", "entries"):
             if field not in data:
-                raise ValueError(f"{source}: field '{field}' is missing; not a sliver lookup table")
+                raise UserError(f"{source}: field '{field}' is missing; not a sliver lookup table")
         # tables written before operators were timed in copies timed them alone
         lut = cls(data["fingerprint"], data["fingerprint_hash"], {k: float(v) for k, v in (data["entries"] or {}).items()},
                   copies=int(data.get("copies", 1)))
@@ -279,7 +280,7 @@ def build_lut(supernet, target, path: str | Path | None = None,
         earlier.append(OperatorLUT.from_store(store, target, name))
     for table in filter(None, earlier):
         if table.copies != copies:
-            raise ValueError(f"the lookup table to resume timed {table.copies} copies per operator, this build {copies}; "
+            raise UserError(f"the lookup table to resume timed {table.copies} copies per operator, this build {copies}; "
                              "timings of the two kinds are not mixed: start a new table")
         lut.entries.update(table.entries)
     todo = {k: v for k, v in enumerate_operators(supernet).items() if k not in lut.entries}
@@ -338,15 +339,15 @@ class LUTLatencyModel:
         if len(configs) != y.size:
             raise ValueError(f"correction: {len(configs)} configs but {y.size} latencies")
         if y.size < MIN_CORRECTION_SAMPLES:
-            raise ValueError(f"correction: needs at least {MIN_CORRECTION_SAMPLES} whole-network measurements, got {y.size}")
+            raise UserError(f"correction: needs at least {MIN_CORRECTION_SAMPLES} whole-network measurements, got {y.size}")
         if not np.isfinite(y).all() or (y <= 0).any():
-            raise ValueError("correction: latencies must be positive finite numbers (ms)")
+            raise UserError("correction: latencies must be positive finite numbers (ms)")
         log_sum = np.log(self.lut_sum(configs))
         # Huber: one timing disturbed by another process on a shared machine must not bend the fit
         huber = HuberRegressor(alpha=1e-4, max_iter=1000).fit(log_sum[:, None] - log_sum.mean(), np.log(y) - log_sum.mean())
         slope = float(huber.coef_[0])
         if slope <= 0:
-            raise ValueError(f"correction: measured latency falls as the LUT sum grows (slope {slope:.3g}) over these "
+            raise UserError(f"correction: measured latency falls as the LUT sum grows (slope {slope:.3g}) over these "
                              f"{y.size} networks; the table does not fit this target (rebuild it) or the timings are too noisy")
         self._correction = (slope, float(huber.intercept_), float(log_sum.mean()))
         self.n_samples = y.size

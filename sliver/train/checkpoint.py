@@ -23,11 +23,12 @@ import torch
 import yaml
 
 from sliver.elastic.base import Supernet, build_supernet
+from sliver.errors import UserError
 
 FORMAT = "sliver-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, or does not fit the super-network; the message is one line."""
 
 
