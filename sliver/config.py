@@ -1,8 +1,9 @@
-"""Loading YAML configs into pydantic models, with one-line errors that name the field.
+"""Loading the user's files (YAML configs into pydantic models, CSV tables), with one-line errors.
 
 Each part of sliver defines the pydantic model of its own section next to its
-code (e.g. the super-network spec below, training in ``sliver.train``); this
-module only holds the shared loading and error formatting.
+code (e.g. training in ``sliver.train``); this module only holds the shared
+reading and error formatting: a bad file is a :class:`ConfigError` that names
+the file (and, for YAML, the line and column), never a parser's traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sliver.errors import UserError
+from sliver.errors import UserError, one_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,20 +30,59 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, raising :class:`ConfigError` for a missing file or bad YAML."""
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML mapping, raising :class:`ConfigError` for a missing file or bad YAML (``what`` names the file's kind)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{what} not found: {path}")
+    data = parse_yaml(read_text(path), str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of field: value")
     return data
+
+
+def read_text(path: Path) -> str:
+    """A text file's contents; a binary or unreadable file is a :class:`ConfigError` naming it."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (it is not UTF-8); check the path") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error is a one-line :class:`ConfigError` with ``source``, line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    except yaml.YAMLError as exc:  # e.g. a control character (no line mark)
+        raise ConfigError(f"{source}: not valid YAML ({one_line(exc)})") from None
+    except ValueError as exc:  # a value YAML recognises but cannot build, e.g. the date 2024-13-45
+        raise ConfigError(f"{source}: not valid YAML ({one_line(exc)})") from None
+
+
+def read_csv(path: str | Path, what: str = "table"):
+    """Read a CSV file into a pandas DataFrame; a missing, empty or malformed file is a one-line :class:`ConfigError`."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{path}: the {what} is empty; expected a CSV with a header row") from None
+    except pd.errors.ParserError as exc:
+        raise ConfigError(f"{path}: not a valid CSV {what} ({one_line(exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (it is not UTF-8); expected a CSV {what}") from None
 
 
 def validate(model: type[M], data: dict[str, Any], source: str = "config") -> M:

@@ -45,7 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from sliver.errors import UserError
@@ -233,6 +233,9 @@ class ResultStore:
                 raise
             raise UserError(f"result store '{hide_password(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
                              "check the host, database and credentials in the URL") from None
+        except DatabaseError as exc:  # e.g. a damaged or truncated SQLite file, or another kind of file
+            raise UserError(f"result store '{hide_password(self.url)}' cannot be read ({_first_line(exc.orig or exc)}); "
+                             "it is damaged or not a sliver store: restore it from a copy or pass another --db") from None
 
     # ---------------------------------------------------------------- plumbing
     def _init_schema(self) -> None:

@@ -29,11 +29,13 @@ Torch is imported only inside the functions that build and time operators.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
+from sliver.config import read_yaml, validate
 from sliver.errors import UserError
 from sliver.predict.models import Predictor
 
@@ -160,6 +162,19 @@ def build_operator(kind: str, spec: dict[str, Any]):
     return module.eval(), torch.randn(1, spec["in"], spec["res"], spec["res"])
 
 
+class _TableFile(BaseModel):
+    """The types of an operator table's fields, checked on loading (a hand-edited or damaged table fails in one line)."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)  # an all-digit hash written unquoted reads as a number
+
+    fingerprint: dict[str, Any]
+    fingerprint_hash: str
+    entries: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None
+    unit: Literal["ms"] = "ms"
+    #: tables written before operators were timed in copies timed them alone
+    copies: int = Field(1, ge=1)
+
+
 class OperatorLUT:
     """Per-operator latency (ms) on one hardware target, identified by its fingerprint."""
 
@@ -204,12 +219,13 @@ class OperatorLUT:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "lookup table", target=None) -> "OperatorLUT":
         """Rebuild a table from :meth:`to_dict`'s data; with ``target``, refuse it unless the fingerprints match."""
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: expected a mapping with fingerprint, fingerprint_hash and entries; not a sliver lookup table")
         for field in ("fingerprint", "fingerprint_hash", "entries"):
             if field not in data:
                 raise UserError(f"{source}: field '{field}' is missing; not a sliver lookup table")
-        # tables written before operators were timed in copies timed them alone
-        lut = cls(data["fingerprint"], data["fingerprint_hash"], {k: float(v) for k, v in (data["entries"] or {}).items()},
-                  copies=int(data.get("copies", 1)))
+        table = validate(_TableFile, data, source)
+        lut = cls(table.fingerprint, table.fingerprint_hash, table.entries or {}, copies=table.copies)
         if target is not None:
             lut.check_target(target)
         return lut
@@ -221,7 +237,7 @@ class OperatorLUT:
     @classmethod
     def load(cls, path: str | Path, target=None) -> "OperatorLUT":
         """Read a YAML table; with ``target``, refuse it unless the fingerprints match."""
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {}, str(path), target)
+        return cls.from_dict(read_yaml(path, "operator table"), str(path), target)
 
     def save_to_store(self, store, name: str = STORE_NAME) -> None:
         """Keep the table in a :class:`~sliver.store.ResultStore`, under its fingerprint hash and ``name``."""
