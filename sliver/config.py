@@ -120,7 +120,8 @@ def format_validation_error(exc: ValidationError) -> str:
         loc += (tag,)
         msg = (f"must be one of {first['ctx']['expected_tags']}, got '{first['ctx']['tag']}'"
                if first["type"] == "union_tag_invalid" else "required field is missing")
-    where = ".".join(str(p) for p in loc) or "(top level)"
+    # a field name that is not plain text (a newline, a control character) is quoted, keeping the message on one line
+    where = ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in loc) or "(top level)"
     more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
     return f"field '{where}': {msg}{more}"
 
@@ -131,3 +132,20 @@ def _misspelt(extra: dict, errors: list[dict]) -> str | None:
     missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"] and tuple(e["loc"][:-1]) == parent]
     close = difflib.get_close_matches(name, missing, n=1)
     return close[0] if close else None
+
+
+def numeric_columns(frame, columns: list[str], path: str | Path):
+    """A copy of a table read by :func:`read_csv` with ``columns`` as floats (blank cells NaN).
+
+    A cell that is not a number is a :class:`ConfigError` naming the file, row (as a spreadsheet numbers it) and column.
+    """
+    import pandas as pd
+
+    frame = frame.copy()
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = frame.index[frame[col].notna() & values.isna()]
+        if len(bad):
+            raise ConfigError(f"{path}: row {bad[0] + 2}, column '{col}': {frame[col][bad[0]]!r} is not a number")
+        frame[col] = values.astype(float)
+    return frame

@@ -14,27 +14,28 @@ app = typer.Typer(help="Latency models for any device: few-shot transfer and ope
 
 def read_source_table(path: Path, arch_column: str | None, prefix: str | None):
     """The source table as a DataFrame indexed by architecture, one column per device."""
-    import pandas as pd
-
+    from sliver.config import numeric_columns, read_csv
     from sliver.predict.transfer import latency_columns
 
-    frame = pd.read_csv(path)
+    frame = read_csv(path, "source table")
     arch_column = arch_column or _first_text_column(frame, path)
     if arch_column not in frame.columns:
         raise UserError(f"{path}: no column '{arch_column}'; columns are {list(frame.columns)}")
-    return frame.set_index(arch_column)[latency_columns(frame, prefix)]
+    columns = latency_columns(frame, prefix)
+    return numeric_columns(frame, columns, path).set_index(arch_column)[columns]
 
 
 def read_samples(path: Path, arch_column: str | None, latency_column: str):
     """The new device's measurements as a Series (latency in ms) indexed by architecture."""
-    import pandas as pd
+    from sliver.config import numeric_columns, read_csv
 
-    frame = pd.read_csv(path)
+    frame = read_csv(path, "samples table")
     arch_column = arch_column or _first_text_column(frame, path)
     for col in (arch_column, latency_column):
         if col not in frame.columns:
             raise UserError(f"{path}: no column '{col}'; columns are {list(frame.columns)} (see --arch-column / --latency-column)")
-    return frame.set_index(arch_column)[latency_column].astype(float)
+    return numeric_columns(frame, [latency_column], path).set_index(arch_column)[latency_column]
+
 
 
 def _first_text_column(frame, path: Path) -> str:

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from rich.table import Table
 
 from sliver.cli._common import USER_ERRORS, console, fail
-from sliver.config import StrictModel, load
+from sliver.config import StrictModel, load, read_csv
 from sliver.errors import UserError
 from sliver.measure.objectives import BUILTIN
 from sliver.quant import QuantizationSection
@@ -151,11 +151,16 @@ def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
         path = Path(spec.samples)
         if not path.is_file():
             raise FileNotFoundError(f"latency_model.transfer.samples: {path} not found")
-        frame = pd.read_csv(path)
+        frame = read_csv(path, "samples table")
         for col in ("arch_str", "latency_ms"):
             if col not in frame.columns:
                 raise UserError(f"latency_model.transfer.samples: {path} has no column '{col}'; columns are {list(frame.columns)}")
-        by_arch = frame.groupby("arch_str")["latency_ms"].mean()
+        latency = pd.to_numeric(frame["latency_ms"], errors="coerce")
+        bad = frame.index[~(latency > 0) | ~np.isfinite(latency)]
+        if len(bad):
+            raise UserError(f"latency_model.transfer.samples: {path} row {bad[0] + 2}: latency_ms must be a positive number "
+                            f"(ms), got {frame['latency_ms'][bad[0]]!r}")
+        by_arch = latency.groupby(frame["arch_str"].astype(str)).mean()
         try:
             samples = {nb201.index[tuple(parse_arch(a))]: float(v) for a, v in by_arch.items()}
         except KeyError as exc:

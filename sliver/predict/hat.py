@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from sliver.config import numeric_columns, read_csv
 from sliver.errors import UserError
 
 #: the 10 architecture features of a HAT latency row, in file order
@@ -30,10 +30,11 @@ FEATURES = (
 
 def load_latency(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(n, 10)`` and total (encoder + decoder mean) latency in ms of one HAT latency CSV."""
-    frame = pd.read_csv(path)
+    frame = read_csv(path, "HAT latency table")
     missing = [c for c in (*FEATURES, "latency_mean_encoder", "latency_mean_decoder") if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: not a HAT latency file, column '{missing[0]}' is missing")
+    frame = numeric_columns(frame, [*FEATURES, "latency_mean_encoder", "latency_mean_decoder"], path)
     total = frame["latency_mean_encoder"] + frame["latency_mean_decoder"]
     return frame[list(FEATURES)].to_numpy(np.float64), total.to_numpy(np.float64)
 

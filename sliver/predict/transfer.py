@@ -132,7 +132,8 @@ class DeviceTransfer:
                 raise ValueError(f"features: expected one row per architecture ({source.shape[0]}), got shape {features.shape}")
             from sklearn.linear_model import Ridge
 
-            additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source).predict(features)
+            # reshaped: for a single source device, scikit-learn returns a flat vector
+            additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source).predict(features).reshape(source.shape)
             views.append(np.log(np.maximum(additive, _FLOOR_OF_MEDIAN * np.median(source, axis=0))))
         z = np.concatenate(views, axis=1)
         std = z.std(0)
