@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -196,13 +197,19 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+#: query parameters that carry a secret (libpq takes ``?password=``; drivers have tokens and passphrases)
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
 def hide_password(url: str) -> str:
-    """``url`` with any password hidden (as given when it does not even parse): the one form a store URL
-    takes in a message, log line, model card or report."""
+    """``url`` with any password hidden, also one given as a query parameter (``?password=``): the one form a
+    store URL takes in a message, log line, model card or report."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # unparseable (e.g. a port that is not a number): still hide user:password@
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    hidden = {k: "***" for k in parsed.query if _SECRET_PARAMETER.search(k)}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 class ResultStore:
@@ -219,8 +226,9 @@ class ResultStore:
         connect_args = {"timeout": busy_timeout_s} if self.is_sqlite else {}
         try:
             self.engine = create_engine(self.url, connect_args=connect_args)
-        except (ArgumentError, ImportError) as exc:
-            # a typo'd URL or a database driver that is not installed: the user's to fix, not a traceback
+        except (ArgumentError, ValueError, ImportError) as exc:
+            # a typo'd URL (a port that is no number is a ValueError) or a database driver that is not installed:
+            # the user's to fix, not a traceback
             raise UserError(f"result store URL '{hide_password(self.url)}' cannot be opened ({_first_line(exc)}); "
                              f"use a SQLAlchemy URL such as {DEFAULT_URL} or postgresql+psycopg2://user@host/db") from None
         if self.is_sqlite:

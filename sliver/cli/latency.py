@@ -141,5 +141,7 @@ def build_lut_command(
     finally:
         if store is not None:
             store.close()
-    where = f"{output}" + (f" and the store {db}" if db is not None else "")
+    from sliver.store import hide_password
+
+    where = f"{output}" + (f" and the store {hide_password(db)}" if db is not None else "")
     console.print(f"{len(lut.entries)} operators on target {hardware.name} (fingerprint {lut.fingerprint_hash}) in {where}")
