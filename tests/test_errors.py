@@ -221,3 +221,18 @@ def test_load_model_refuses_a_model_pt_with_code_without_suggesting_weights_only
     torch.save({"arch": {"kind": "no-such-kind"}, "state_dict": {}}, tmp_path / "odd.pt")
     with pytest.raises(ExportError, match="odd.pt is not a usable sliver export"):
         load_model(tmp_path / "odd.pt")
+
+
+def test_report_names_a_damaged_model_card(tmp_path):
+    from test_store import OBJS, SPACE
+
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    with ResultStore(db) as store:
+        store.get_or_create_study("s", SPACE, OBJS, "net", "fp")
+    search_yaml = tmp_path / "search.yaml"
+    search_yaml.write_text(f"problem: {{kind: nb201}}\nobjectives: [accuracy, latency_ms]\nbudget: 3\nstore: {db}\nstudy: s\n")
+    card = tmp_path / "exports" / "knee" / "card.json"
+    card.parent.mkdir(parents=True)
+    card.write_text('{"config": {"d": 1')  # cut short
+    result = CliRunner().invoke(app, ["report", str(search_yaml), "--out", str(tmp_path / "report")])
+    one_line_error(result, "card.json", "not a model card written by 'sliver export'")

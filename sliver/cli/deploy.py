@@ -121,8 +121,11 @@ def report(
             fingerprint = cfg.problem.model_dump()
         picks = {}
         for card in sorted(search_yaml.parent.glob("exports/*/card.json")):
-            data = json.loads(card.read_text())
-            picks[card.parent.name] = data["config"]
+            try:
+                picks[card.parent.name] = json.loads(card.read_text())["config"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{card}: not a model card written by 'sliver export' (no 'config'); "
+                                "export that pick again or remove its folder") from None
         path = write_report(store, record.name, out or search_yaml.parent / "report", picks=picks, fingerprint=fingerprint)
     except USER_ERRORS as exc:
         fail(str(exc))
