@@ -18,6 +18,7 @@ JSON-able description that :func:`load_dataset` rebuilds the same splits from
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,13 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
+from sliver.errors import UserError, one_line
+
 BUNDLED = ("digits", "mnist5k")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data set is missing or malformed; the message says what to fix."""
 
 
@@ -151,14 +154,23 @@ def _read(source: str) -> tuple[np.ndarray, np.ndarray, list[str] | None, str]:
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None, str]:
+    if not zipfile.is_zipfile(path):  # garbage or a truncated copy (numpy would try it as a pickle)
+        raise DataError(f"{path}: not an .npz file (not a complete zip of arrays); save it with numpy.savez(path, x=..., y=...)")
+    # an .npz is a zip of arrays, each read on access: a damaged file can fail at either step
     try:
-        arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
-    missing = [k for k in ("x", "y") if k not in arrays.files]
-    if missing:
-        raise DataError(f"{path}: missing array '{missing[0]}' (the file needs arrays x (images) and y (labels); it has {arrays.files})")
-    x, y = arrays["x"], arrays["y"]
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [k for k in ("x", "y") if k not in arrays.files]
+            if missing:
+                raise DataError(f"{path}: missing array '{missing[0]}' (the file needs arrays x (images) and y (labels); it has {arrays.files})")
+            x, y = arrays["x"], arrays["y"]
+            names = arrays["classes"] if "classes" in arrays.files else None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({one_line(exc)}); save it with numpy.savez(path, x=..., y=...)") from None
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        # e.g. object arrays, which would need pickle (never loaded: it runs code)
+        raise DataError(f"{path}: cannot read its arrays ({one_line(exc)}); save plain numeric arrays with numpy.savez") from None
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path}: array x must be numeric, got dtype {x.dtype}")
     if x.ndim == 3:
@@ -170,7 +182,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str] | None, str
     if x.dtype == np.uint8:
         x = x / 255.0
     # without declared class names, the classes are 0..max(y)
-    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays.files else None
+    classes = [str(c) for c in names] if names is not None else None
     return x, y, classes, path.stem
 
 

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sliver.errors import UserError, one_line
 from sliver.measure.objectives import Objective
 from sliver.search.hv import nondominated
 from sliver.search.problem import Constraint
@@ -36,7 +37,7 @@ ONNX_TOLERANCE = 1e-4
 ACCURACY_TOLERANCE = 1e-6
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError):
     """An exported model does not reproduce the super-network, or a pick rule matched nothing."""
 
 
@@ -248,11 +249,18 @@ def load_model(path: str | Path):
     file = path / "model.pt" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no exported model at {file} (expected a folder written by 'sliver export' or its model.pt)")
-    saved = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:  # any failure; torch's message suggests weights_only=False, which would run the file's code
+        raise ExportError(f"{file} is not a sliver export and was refused: it holds more than weights and names "
+                          "(possibly code, which sliver never runs) or is damaged; export the model again with 'sliver export'") from None
     if not isinstance(saved, dict) or "arch" not in saved or "state_dict" not in saved:
         raise ExportError(f"{file} is not a sliver export (needs 'arch' and 'state_dict')")
-    model = build_extracted(saved["arch"])
-    model.load_state_dict(saved["state_dict"])
+    try:
+        model = build_extracted(saved["arch"])
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ExportError(f"{file} is not a usable sliver export ({one_line(exc)}); export the model again with 'sliver export'") from None
     return model.eval()
 
 

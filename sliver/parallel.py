@@ -40,6 +40,8 @@ from typing import Any, Callable, Iterable
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from sliver.errors import SliverError
+from sliver.errors import UserError
 from sliver.measure.base import Evaluator
 from sliver.space import Config
 
@@ -49,7 +51,7 @@ EXECUTORS = ("local", "processes", "dask")
 _LOADED: dict[tuple[str, str], Evaluator] = {}
 
 
-class WorkerLost(RuntimeError):
+class WorkerLost(SliverError, RuntimeError):
     """The worker running an evaluation died or vanished before returning a result."""
 
 
@@ -164,11 +166,11 @@ class Executor(abc.ABC):
 
     def __init__(self, workers: int = 1, retries: int = 2, timeout_s: float = 1800.0, threads_per_worker: int = 1) -> None:
         if workers < 1:
-            raise ValueError(f"executor workers must be at least 1, got {workers}")
+            raise UserError(f"executor workers must be at least 1, got {workers}")
         if retries < 0:
-            raise ValueError(f"executor retries must be >= 0, got {retries}")
+            raise UserError(f"executor retries must be >= 0, got {retries}")
         if timeout_s <= 0:
-            raise ValueError(f"executor timeout_s must be positive, got {timeout_s}")
+            raise UserError(f"executor timeout_s must be positive, got {timeout_s}")
         self.workers, self.retries, self.timeout_s, self.threads = workers, retries, float(timeout_s), threads_per_worker
         self.evaluator: Evaluator | None = None
 
@@ -393,7 +395,7 @@ class DaskExecutor(Executor):
         """Fail in one line, instead of queueing for ever, when no worker can measure on the study's hardware."""
         workers = self.client.scheduler_info()["workers"].values()  # type: ignore[union-attr]
         if not any(self._resource in w.get("resources", {}) for w in workers):
-            raise ValueError(
+            raise UserError(
                 f"no worker of the Dask cluster at {self.address} offers resource {self._resource}: start a worker on the "
                 f"target machine with  dask worker {self.address} --resources \"{self._resource}=1\""
             )
@@ -452,8 +454,8 @@ def make_executor(kind: str = "local", **options: Any) -> Executor:
     """An executor by name: ``local``, ``processes`` or ``dask`` (options: workers, address, retries, timeout_s, ...)."""
     classes = {"local": LocalExecutor, "processes": ProcessExecutor, "dask": DaskExecutor}
     if kind not in classes:
-        raise ValueError(f"executor '{kind}' is unknown; choose one of {list(EXECUTORS)}")
+        raise UserError(f"executor '{kind}' is unknown; choose one of {list(EXECUTORS)}")
     try:
         return classes[kind](**options)
     except TypeError as exc:
-        raise ValueError(f"executor '{kind}': bad option ({exc})") from None
+        raise UserError(f"executor '{kind}': bad option ({exc})") from None

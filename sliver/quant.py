@@ -44,6 +44,7 @@ import numpy as np
 from pydantic import Field
 
 from sliver.config import StrictModel
+from sliver.errors import UserError
 from sliver.measure.objectives import Objective, get_objective
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
@@ -62,7 +63,7 @@ ACCURACY_TOLERANCE = 1e-6
 _BLOCK_NODE = re.compile(r"^/blocks/blocks\.(\d+)/")
 
 
-class QuantError(ValueError):
+class QuantError(UserError):
     """A quantisation setting or input does not work; the message says what to change."""
 
 
@@ -290,7 +291,7 @@ def onnx_accuracy(session: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]]
         correct += int((logits.argmax(1) == y).sum())
         total += len(y)
     if total == 0:
-        raise ValueError("accuracy: the validation set is empty")
+        raise UserError("accuracy: the validation set is empty")
     return 100.0 * correct / total
 
 

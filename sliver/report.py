@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sliver.errors import UserError
 from sliver.measure.objectives import Objective
 from sliver.search.hv import hypervolume, nondominated
 from sliver.search.problem import Constraint
@@ -131,7 +132,7 @@ def write_report(
     study = store.get_study(study_name)
     points = study_points(store, study)
     if len(points.values) == 0:
-        raise ValueError(f"study '{study_name}' has no successful evaluation to report")
+        raise UserError(f"study '{study_name}' has no successful evaluation to report")
     keys = {json.dumps(c, sort_keys=True): i for i, c in enumerate(points.configs)}
     pick_idx = {label: keys.get(json.dumps(c, sort_keys=True)) for label, c in (picks or {}).items()}
 

@@ -26,10 +26,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from sliver.errors import UserError, one_line
+
 Config = dict[str, Any]
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """A config or a space definition does not fit the search space."""
 
 
@@ -365,13 +367,20 @@ class SearchSpace:
             gates = [DepthGate(g["depth"], tuple(g["groups"]), tuple(g["dims"]),
                                None if g.get("owners") is None else tuple(tuple(o) for o in g["owners"]))
                      for g in data.get("gates", [])]
-        except (KeyError, TypeError) as exc:
-            raise SpaceError(f"malformed search-space description: missing or wrong field {exc}") from None
-        return cls(dims, gates)
+            return cls(dims, gates)
+        except SpaceError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged or hand-edited description
+            raise SpaceError(f"malformed search-space description: missing or wrong field ({type(exc).__name__}: "
+                             f"{one_line(exc)})") from None
 
     @classmethod
     def from_json(cls, text: str) -> "SearchSpace":
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpaceError(f"search-space description is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        return cls.from_dict(data)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SearchSpace) and self.to_dict() == other.to_dict()

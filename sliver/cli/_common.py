@@ -8,14 +8,14 @@ import sys
 import typer
 from rich.console import Console
 
-from sliver.config import ConfigError
-from sliver.space import SpaceError
+from sliver.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
 
-#: errors that are the user's to fix: shown as one line, exit code 2
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, SpaceError, FileNotFoundError, ValueError)
+#: errors that are the user's to fix: shown as one line, exit code 2. Anything else is a bug and keeps
+#: its traceback, so a bare ValueError from deep inside is not hidden behind a misleading one-liner.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from sliver.cli._common import console, fail
+from sliver.cli._common import USER_ERRORS, console, fail
 
 app = typer.Typer(help="Benchmarks on published measurements (NAS-Bench-201 with real latency).", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def search(
         fail(f"problem '{problem}' is unknown; choose nb201")
     try:
         prob = NB201(device, dataset, data)
-    except (FileNotFoundError, ValueError) as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     table = Table(title=f"NB201 {dataset} x {device}: unique evaluations to a share of the true hypervolume (median of {seeds})")
     for col in ("strategy", "to 99%", "to 99.9%", "final share", "overhead s/eval"):
@@ -37,7 +37,7 @@ def search(
     for name in [s.strip() for s in strategies.split(",") if s.strip()]:
         try:
             scores = [run_nb201(prob, name, seed, budget) for seed in range(seeds)]
-        except ValueError as exc:
+        except USER_ERRORS as exc:
             fail(str(exc))
         table.add_row(
             name, *(median_reached(scores, t, budget) for t in TARGETS),

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from sliver.cli._common import USER_ERRORS, console, fail
+from sliver.errors import UserError
 from sliver.export import ExportError
 
 
@@ -40,13 +41,13 @@ def _open(search_yaml: Path, study: str | None):
 
     cfg = load(SearchConfig, search_yaml)
     if not cfg.store:
-        raise ValueError(f"{search_yaml}: 'store' is empty, so the search kept nothing to export or report")
+        raise UserError(f"{search_yaml}: 'store' is empty, so the search kept nothing to export or report")
     store = ResultStore(cfg.store)
     name = study or cfg.study
     if name is None:
         studies = store.list_studies()
         if len(studies) != 1:
-            raise ValueError(f"{search_yaml} names no study and the store holds {len(studies)}; pass --study "
+            raise UserError(f"{search_yaml} names no study and the store holds {len(studies)}; pass --study "
                              f"(one of {[s.name for s in studies]})")
         name = studies[0].name
     return cfg, store, store.get_study(name)
@@ -65,7 +66,7 @@ def export(
     try:
         cfg, store, record = _open(search_yaml, study)
         if cfg.problem.kind != "supernet":
-            raise ValueError(f"{search_yaml}: only a 'supernet' problem has models to export (this one is '{cfg.problem.kind}')")
+            raise UserError(f"{search_yaml}: only a 'supernet' problem has models to export (this one is '{cfg.problem.kind}')")
         from sliver.cli.search import build_search
 
         search, _ = build_search(cfg)
@@ -75,7 +76,7 @@ def export(
             try:
                 config = evaluator.space.validate(json.loads(pick_rule))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"--pick: not valid JSON ({exc.msg})") from None
+                raise UserError(f"--pick: not valid JSON ({exc.msg})") from None
             key = evaluator.space.key(config)
             stored = next((v for c, v in points if evaluator.space.key(c) == key), None)
             rule = "explicit config"
@@ -120,8 +121,11 @@ def report(
             fingerprint = cfg.problem.model_dump()
         picks = {}
         for card in sorted(search_yaml.parent.glob("exports/*/card.json")):
-            data = json.loads(card.read_text())
-            picks[card.parent.name] = data["config"]
+            try:
+                picks[card.parent.name] = json.loads(card.read_text())["config"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{card}: not a model card written by 'sliver export' (no 'config'); "
+                                "export that pick again or remove its folder") from None
         path = write_report(store, record.name, out or search_yaml.parent / "report", picks=picks, fingerprint=fingerprint)
     except USER_ERRORS as exc:
         fail(str(exc))

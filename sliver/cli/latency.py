@@ -7,33 +7,35 @@ from pathlib import Path
 import typer
 
 from sliver.cli._common import USER_ERRORS, console, err_console, fail
+from sliver.errors import UserError
 
 app = typer.Typer(help="Latency models for any device: few-shot transfer and operator lookup tables.", no_args_is_help=True)
 
 
 def read_source_table(path: Path, arch_column: str | None, prefix: str | None):
     """The source table as a DataFrame indexed by architecture, one column per device."""
-    import pandas as pd
-
+    from sliver.config import numeric_columns, read_csv
     from sliver.predict.transfer import latency_columns
 
-    frame = pd.read_csv(path)
+    frame = read_csv(path, "source table")
     arch_column = arch_column or _first_text_column(frame, path)
     if arch_column not in frame.columns:
-        raise ValueError(f"{path}: no column '{arch_column}'; columns are {list(frame.columns)}")
-    return frame.set_index(arch_column)[latency_columns(frame, prefix)]
+        raise UserError(f"{path}: no column '{arch_column}'; columns are {list(frame.columns)}")
+    columns = latency_columns(frame, prefix)
+    return numeric_columns(frame, columns, path).set_index(arch_column)[columns]
 
 
 def read_samples(path: Path, arch_column: str | None, latency_column: str):
     """The new device's measurements as a Series (latency in ms) indexed by architecture."""
-    import pandas as pd
+    from sliver.config import numeric_columns, read_csv
 
-    frame = pd.read_csv(path)
+    frame = read_csv(path, "samples table")
     arch_column = arch_column or _first_text_column(frame, path)
     for col in (arch_column, latency_column):
         if col not in frame.columns:
-            raise ValueError(f"{path}: no column '{col}'; columns are {list(frame.columns)} (see --arch-column / --latency-column)")
-    return frame.set_index(arch_column)[latency_column].astype(float)
+            raise UserError(f"{path}: no column '{col}'; columns are {list(frame.columns)} (see --arch-column / --latency-column)")
+    return numeric_columns(frame, [latency_column], path).set_index(arch_column)[latency_column]
+
 
 
 def _first_text_column(frame, path: Path) -> str:
@@ -41,7 +43,7 @@ def _first_text_column(frame, path: Path) -> str:
 
     text = [c for c in frame.columns if not is_numeric_dtype(frame[c])]
     if not text:
-        raise ValueError(f"{path}: no architecture column (text); name it with --arch-column")
+        raise UserError(f"{path}: no architecture column (text); name it with --arch-column")
     return text[0]
 
 
@@ -125,7 +127,7 @@ def build_lut_command(
         hardware = HardwareTarget.parse(target)
         supernet = _supernet_from_yaml(config)
         if supernet.supernet_config().get("family") != "mobilenet":
-            raise ValueError(f"{config}: operator lookup tables support the mobilenet family, got '{supernet.supernet_config().get('family')}'")
+            raise UserError(f"{config}: operator lookup tables support the mobilenet family, got '{supernet.supernet_config().get('family')}'")
         if db is not None:
             from sliver.store import ResultStore
 
@@ -139,5 +141,7 @@ def build_lut_command(
     finally:
         if store is not None:
             store.close()
-    where = f"{output}" + (f" and the store {db}" if db is not None else "")
+    from sliver.store import hide_password
+
+    where = f"{output}" + (f" and the store {hide_password(db)}" if db is not None else "")
     console.print(f"{len(lut.entries)} operators on target {hardware.name} (fingerprint {lut.fingerprint_hash}) in {where}")

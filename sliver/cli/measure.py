@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from sliver.cli._common import USER_ERRORS, console, fail
+from sliver.errors import UserError
 
 DB_HELP = "SQLAlchemy URL of the result store (measurements already there are not repeated)."
 
@@ -65,7 +66,7 @@ def measure(
 
 def _read_configs(config: str | None, config_file: Path | None) -> list[dict]:
     if (config is None) == (config_file is None):
-        raise ValueError("give exactly one of --config '{...}' or --config-file FILE")
+        raise UserError("give exactly one of --config '{...}' or --config-file FILE")
     if config_file is not None:
         if not config_file.is_file():
             raise FileNotFoundError(f"--config-file not found: {config_file}")
@@ -75,8 +76,8 @@ def _read_configs(config: str | None, config_file: Path | None) -> list[dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise UserError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     configs = data if isinstance(data, list) else [data]
     if not configs or not all(isinstance(c, dict) for c in configs):
-        raise ValueError(f"{where}: expected a config object {{dimension: value}} or a list of them")
+        raise UserError(f"{where}: expected a config object {{dimension: value}} or a list of them")
     return configs

@@ -31,7 +31,9 @@ def _open(db: str):
     if db.startswith("sqlite:///") and db != "sqlite:///:memory:":
         from pathlib import Path
 
-        path = Path(db[len("sqlite:///"):])
+        from sqlalchemy.engine import make_url
+
+        path = Path(make_url(db).database or "")  # the file alone: the URL may carry query parameters (secrets too)
         if not path.is_file():
             raise FileNotFoundError(f"no result store at {path}; pass --db URL (or set SLIVER_DB)")
     return ResultStore(db)
@@ -46,7 +48,9 @@ def list_(db: str = typer.Option("sqlite:///sliver.db", "--db", envvar="SLIVER_D
         n_meas = store.count_measurements()
     except USER_ERRORS as exc:
         fail(str(exc))
-    table = Table(title=f"{db}: {len(studies)} studies, {n_meas} measurements")
+    from sliver.store import hide_password
+
+    table = Table(title=f"{hide_password(db)}: {len(studies)} studies, {n_meas} measurements")
     for col in ("study", "objectives", "trials", "supernet", "fingerprint", "created"):
         table.add_column(col)
     for s, n in studies:

@@ -10,8 +10,9 @@ import typer
 from pydantic import Field, field_validator, model_validator
 from rich.table import Table
 
-from sliver.cli._common import console, fail
-from sliver.config import ConfigError, StrictModel, load
+from sliver.cli._common import USER_ERRORS, console, fail
+from sliver.config import StrictModel, load, read_csv
+from sliver.errors import UserError
 from sliver.measure.objectives import BUILTIN
 from sliver.quant import QuantizationSection
 
@@ -113,7 +114,7 @@ def _lut_model(path: Path, evaluator) -> tuple[Any, str]:
 
     supernet = evaluator.supernet
     if not isinstance(supernet, ElasticMobileNet):
-        raise ValueError(f"latency_model.lut: operator tables cover ElasticMobileNet super-networks, not {type(supernet).__name__}; "
+        raise UserError(f"latency_model.lut: operator tables cover ElasticMobileNet super-networks, not {type(supernet).__name__}; "
                          "drop latency_model to let LINAS learn latency from its measurements")
     if not path.is_file():
         raise FileNotFoundError(f"latency_model.lut: {path} not found; build it with 'sliver latency build-lut <supernet.yaml> "
@@ -121,10 +122,10 @@ def _lut_model(path: Path, evaluator) -> tuple[Any, str]:
     try:
         lut = OperatorLUT.load(path, evaluator.target)  # refuses a table timed on another fingerprint
     except ValueError as exc:
-        raise ValueError(f"latency_model.lut: {exc}") from None
+        raise UserError(f"latency_model.lut: {exc}") from None
     missing = [k for k in enumerate_operators(supernet) if k not in lut.entries]
     if missing:
-        raise ValueError(f"latency_model.lut: {path} lacks {len(missing)} of this super-network's operators (e.g. '{missing[0]}'); "
+        raise UserError(f"latency_model.lut: {path} lacks {len(missing)} of this super-network's operators (e.g. '{missing[0]}'); "
                          f"complete it with 'sliver latency build-lut <supernet.yaml> --target {evaluator.target.name} -o {path}'")
     return LUTLatencyModel(lut, supernet), f"latency model: operator table {path} ({len(lut.entries)} operators, target {lut.fingerprint_hash})"
 
@@ -139,9 +140,9 @@ def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
     devices = spec.devices or [d for d in nb201.devices if d != nb201.device]
     for d in devices:
         if d not in nb201.devices:
-            raise ValueError(f"latency_model.transfer.devices: '{d}' is not in the NB201 table; devices: {', '.join(nb201.devices)}")
+            raise UserError(f"latency_model.transfer.devices: '{d}' is not in the NB201 table; devices: {', '.join(nb201.devices)}")
         if d == nb201.device:
-            raise ValueError(f"latency_model.transfer.devices: '{d}' is the searched device itself; list only other devices")
+            raise UserError(f"latency_model.transfer.devices: '{d}' is the searched device itself; list only other devices")
     table = nb201.table
     cells = np.array([[OPS.index(op) for op in parse_arch(a)] for a in table["arch_str"]])
     model = DeviceTransfer(table[[f"lat_ms_{d}" for d in devices]].to_numpy(np.float64), features=nb201_features(cells), devices=devices)
@@ -150,15 +151,20 @@ def _transfer_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
         path = Path(spec.samples)
         if not path.is_file():
             raise FileNotFoundError(f"latency_model.transfer.samples: {path} not found")
-        frame = pd.read_csv(path)
+        frame = read_csv(path, "samples table")
         for col in ("arch_str", "latency_ms"):
             if col not in frame.columns:
-                raise ValueError(f"latency_model.transfer.samples: {path} has no column '{col}'; columns are {list(frame.columns)}")
-        by_arch = frame.groupby("arch_str")["latency_ms"].mean()
+                raise UserError(f"latency_model.transfer.samples: {path} has no column '{col}'; columns are {list(frame.columns)}")
+        latency = pd.to_numeric(frame["latency_ms"], errors="coerce")
+        bad = frame.index[~(latency > 0) | ~np.isfinite(latency)]
+        if len(bad):
+            raise UserError(f"latency_model.transfer.samples: {path} row {bad[0] + 2}: latency_ms must be a positive number "
+                            f"(ms), got {frame['latency_ms'][bad[0]]!r}")
+        by_arch = latency.groupby(frame["arch_str"].astype(str)).mean()
         try:
             samples = {nb201.index[tuple(parse_arch(a))]: float(v) for a, v in by_arch.items()}
         except KeyError as exc:
-            raise ValueError(f"latency_model.transfer.samples: {exc.args[0]} is not an NB201 cell (write arch_str as in the table)") from None
+            raise UserError(f"latency_model.transfer.samples: {exc.args[0]} is not an NB201 cell (write arch_str as in the table)") from None
     stand_in = TransferLatencyModel(model, nb201.row, samples)
     return stand_in, (f"latency model: transfer to {nb201.device}, refitted on every latency the search measures; "
                       f"before the search: {stand_in.describe()}")
@@ -187,7 +193,7 @@ class SearchConfig(StrictModel):
     def _known_objectives(cls, names: list[str]) -> list[str]:
         for n in names:
             if n not in BUILTIN:
-                raise ValueError(f"unknown objective '{n}'; known objectives: {sorted(BUILTIN)}")
+                raise UserError(f"unknown objective '{n}'; known objectives: {sorted(BUILTIN)}")
         return names
 
     @field_validator("constraints")
@@ -198,7 +204,7 @@ class SearchConfig(StrictModel):
         for text in items:
             c = Constraint.parse(text)
             if c.metric not in BUILTIN:
-                raise ValueError(f"constraint '{text}' is on unknown metric '{c.metric}'; known metrics: {sorted(BUILTIN)}")
+                raise UserError(f"constraint '{text}' is on unknown metric '{c.metric}'; known metrics: {sorted(BUILTIN)}")
         return items
 
     @model_validator(mode="after")
@@ -208,7 +214,7 @@ class SearchConfig(StrictModel):
 
             for n in self.objectives + [Constraint.parse(c).metric for c in self.constraints]:
                 if n not in NB201_METRICS:
-                    raise ValueError(f"the nb201 problem measures only {list(NB201_METRICS)}, not '{n}'")
+                    raise UserError(f"the nb201 problem measures only {list(NB201_METRICS)}, not '{n}'")
         if self.latency_model is not None:
             self._check_latency_model()
         return self
@@ -218,20 +224,20 @@ class SearchConfig(StrictModel):
 
         spec = self.latency_model
         if self.strategy.name != "linas":
-            raise ValueError(f"latency_model: only the linas strategy uses a latency model, not {self.strategy.name!r}; "
+            raise UserError(f"latency_model: only the linas strategy uses a latency model, not {self.strategy.name!r}; "
                              "set strategy.name: linas or drop latency_model")
         if "latency_model" in self.strategy.options or "latency_metric" in self.strategy.options:
-            raise ValueError("latency_model: give the latency model once, in latency_model, not in strategy.options")
+            raise UserError("latency_model: give the latency model once, in latency_model, not in strategy.options")
         metrics = self.objectives + [Constraint.parse(c).metric for c in self.constraints]
         if spec.metric not in metrics:
-            raise ValueError(f"latency_model.metric: '{spec.metric}' is neither an objective nor a constrained metric of this search")
+            raise UserError(f"latency_model.metric: '{spec.metric}' is neither an objective nor a constrained metric of this search")
         if spec.lut is not None and self.problem.kind != "supernet":
-            raise ValueError("latency_model.lut: an operator table applies to a supernet problem; for nb201 use latency_model.transfer")
+            raise UserError("latency_model.lut: an operator table applies to a supernet problem; for nb201 use latency_model.transfer")
         if spec.lut is not None and self.problem.quantization is not None and self.problem.quantization.search:
-            raise ValueError("latency_model.lut: the operator table times float operators and cannot stand in for a "
+            raise UserError("latency_model.lut: the operator table times float operators and cannot stand in for a "
                              "quantisation search; drop problem.quantization.search or latency_model")
         if spec.transfer is not None and self.problem.kind != "nb201":
-            raise ValueError("latency_model.transfer: transfer from the table's other devices applies to an nb201 problem; "
+            raise UserError("latency_model.transfer: transfer from the table's other devices applies to an nb201 problem; "
                              "for a super-network use latency_model.lut")
 
 
@@ -290,7 +296,7 @@ def search(config: Path = typer.Argument(..., help="Search config (YAML): proble
         cfg = load(SearchConfig, config)
         runner, store = build_search(cfg, progress=True)
         result = runner.run()
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     print_front(result, cfg, console)
     if store is not None:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from sliver.errors import UserError
 from sliver.space import Config, SearchSpace
 
 
@@ -141,7 +142,7 @@ def build_extracted(arch: dict[str, Any]) -> nn.Module:
     _import_families()
     kind = arch.get("kind")
     if kind not in _BUILDERS:
-        raise ValueError(f"arch 'kind' must be one of {sorted(_BUILDERS)}, got {kind!r}")
+        raise UserError(f"arch 'kind' must be one of {sorted(_BUILDERS)}, got {kind!r}")
     return _BUILDERS[kind](arch)
 
 
@@ -151,7 +152,7 @@ def build_supernet(spec: dict[str, Any]) -> Supernet:
     spec = dict(spec)
     family = spec.pop("family", None)
     if family not in _FAMILIES:
-        raise ValueError(f"supernet 'family' must be one of {sorted(_FAMILIES)}, got {family!r}")
+        raise UserError(f"supernet 'family' must be one of {sorted(_FAMILIES)}, got {family!r}")
     return _FAMILIES[family](**spec)
 
 

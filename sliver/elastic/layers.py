@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sliver.errors import UserError
+
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round a channel count to a multiple of ``divisor`` (MobileNet rule: never more than 10% down)."""
@@ -32,7 +34,7 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 def _check_positive(**values: int) -> None:
     for name, v in values.items():
         if not isinstance(v, int) or v < 1:
-            raise ValueError(f"'{name}' must be a positive integer, got {v!r}")
+            raise UserError(f"'{name}' must be a positive integer, got {v!r}")
 
 
 class ElasticConv2d(nn.Module):
@@ -63,7 +65,7 @@ class ElasticConv2d(nn.Module):
         kernel_sizes = (kernel_sizes,) if isinstance(kernel_sizes, int) else tuple(sorted(set(kernel_sizes)))
         _check_positive(in_channels=in_channels, out_channels=out_channels, stride=stride)
         if not kernel_sizes or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernel_sizes):
-            raise ValueError(f"'kernel_sizes' must be odd positive integers, got {list(kernel_sizes)}")
+            raise UserError(f"'kernel_sizes' must be odd positive integers, got {list(kernel_sizes)}")
         if depthwise and in_channels != out_channels:
             raise ValueError(f"a depthwise convolution needs in_channels == out_channels, got {in_channels} and {out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels

@@ -27,6 +27,7 @@ from torch import nn
 
 from sliver.elastic.base import Supernet, build_extracted, register_builder, register_family
 from sliver.elastic.layers import ElasticBatchNorm2d, ElasticConv2d, make_divisible
+from sliver.errors import UserError
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
 ACTIVATIONS = {"relu": nn.ReLU, "h_swish": nn.Hardswish}
@@ -342,7 +343,7 @@ class ElasticMobileNet(Supernet):
     def from_preset(cls, name: str, **overrides: Any) -> "ElasticMobileNet":
         """Build a named preset (``imagenet``, ``tiny``, ``digits``), with constructor arguments overridden."""
         if name not in PRESETS:
-            raise ValueError(f"mobilenet 'preset' must be one of {sorted(PRESETS)}, got {name!r}")
+            raise UserError(f"mobilenet 'preset' must be one of {sorted(PRESETS)}, got {name!r}")
         args = copy.deepcopy(PRESETS[name])
         args.update(overrides)
         return cls(**args)
@@ -477,23 +478,23 @@ def mobilenet_costs(arch: dict[str, Any]) -> dict[str, int]:
 
 def _check_args(stages, kernel_sizes, expand_ratios, depths, resolutions, width_mult) -> None:
     if not stages:
-        raise ValueError("mobilenet 'stages' must list at least one stage")
+        raise UserError("mobilenet 'stages' must list at least one stage")
     for i, s in enumerate(stages):
         missing, unknown = STAGE_KEYS - set(s), set(s) - STAGE_KEYS
         if missing or unknown:
-            raise ValueError(f"mobilenet 'stages[{i}]' needs exactly the keys {sorted(STAGE_KEYS)}; "
+            raise UserError(f"mobilenet 'stages[{i}]' needs exactly the keys {sorted(STAGE_KEYS)}; "
                              f"missing {sorted(missing)}, unknown {sorted(unknown)}")
         if s["act"] not in ACTIVATIONS:
-            raise ValueError(f"mobilenet 'stages[{i}].act' must be one of {sorted(ACTIVATIONS)}, got {s['act']!r}")
+            raise UserError(f"mobilenet 'stages[{i}].act' must be one of {sorted(ACTIVATIONS)}, got {s['act']!r}")
         if s["blocks"] < max(depths):
-            raise ValueError(f"mobilenet 'stages[{i}].blocks' = {s['blocks']} is smaller than the largest depth {max(depths)}")
+            raise UserError(f"mobilenet 'stages[{i}].blocks' = {s['blocks']} is smaller than the largest depth {max(depths)}")
     if any(d < 1 for d in depths):
-        raise ValueError(f"mobilenet 'depths' must be positive, got {list(depths)}")
+        raise UserError(f"mobilenet 'depths' must be positive, got {list(depths)}")
     if any(e <= 0 for e in expand_ratios):
-        raise ValueError(f"mobilenet 'expand_ratios' must be positive, got {list(expand_ratios)}")
+        raise UserError(f"mobilenet 'expand_ratios' must be positive, got {list(expand_ratios)}")
     if any(r < 1 for r in resolutions):
-        raise ValueError(f"mobilenet 'resolutions' must be positive, got {list(resolutions)}")
+        raise UserError(f"mobilenet 'resolutions' must be positive, got {list(resolutions)}")
     if width_mult <= 0:
-        raise ValueError(f"mobilenet 'width_mult' must be positive, got {width_mult}")
+        raise UserError(f"mobilenet 'width_mult' must be positive, got {width_mult}")
     if any(not isinstance(k, int) or k % 2 == 0 for k in kernel_sizes):
-        raise ValueError(f"mobilenet 'kernel_sizes' must be odd integers, got {list(kernel_sizes)}")
+        raise UserError(f"mobilenet 'kernel_sizes' must be odd integers, got {list(kernel_sizes)}")

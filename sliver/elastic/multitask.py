@@ -35,6 +35,7 @@ from torch import nn
 
 from sliver.elastic.base import Supernet, build_extracted, register_builder, register_family
 from sliver.elastic.layers import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from sliver.errors import UserError
 from sliver.space import Config, Dimension, SearchSpace
 
 HEAD_TYPES = ("classify", "dense")
@@ -319,28 +320,28 @@ def multitask_costs(arch: dict[str, Any]) -> dict[str, int]:
 
 def _check_args(heads, in_channels, image_size, encoder_widths, encoder_strides, width_mults, decoder_width, decoder_mults) -> None:
     if not isinstance(heads, dict) or not heads:
-        raise ValueError("multitask 'heads' must map at least one task name to its head, e.g. {cls: {type: classify, classes: 10}}")
+        raise UserError("multitask 'heads' must map at least one task name to its head, e.g. {cls: {type: classify, classes: 10}}")
     for name, h in heads.items():
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"multitask 'heads': task name {name!r} must be an identifier (letters, digits, _)")
+            raise UserError(f"multitask 'heads': task name {name!r} must be an identifier (letters, digits, _)")
         if not isinstance(h, dict) or h.get("type") not in HEAD_TYPES:
-            raise ValueError(f"multitask 'heads.{name}.type' must be one of {list(HEAD_TYPES)}, got {h.get('type') if isinstance(h, dict) else h!r}")
+            raise UserError(f"multitask 'heads.{name}.type' must be one of {list(HEAD_TYPES)}, got {h.get('type') if isinstance(h, dict) else h!r}")
         need = {"classify": {"type", "classes"}, "dense": {"type", "channels", "scale", "residual"}}[h["type"]]
         if set(h) != need:
-            raise ValueError(f"multitask 'heads.{name}' of type {h['type']} needs exactly the keys {sorted(need)}, got {sorted(h)}")
+            raise UserError(f"multitask 'heads.{name}' of type {h['type']} needs exactly the keys {sorted(need)}, got {sorted(h)}")
         for key in need - {"type", "residual"}:
             if not isinstance(h[key], int) or h[key] < 1:
-                raise ValueError(f"multitask 'heads.{name}.{key}' must be a positive integer, got {h[key]!r}")
+                raise UserError(f"multitask 'heads.{name}.{key}' must be a positive integer, got {h[key]!r}")
         if h["type"] == "dense" and h["residual"] and h["channels"] != in_channels:
-            raise ValueError(f"multitask 'heads.{name}.residual' needs channels == in_channels ({in_channels}), got {h['channels']}")
+            raise UserError(f"multitask 'heads.{name}.residual' needs channels == in_channels ({in_channels}), got {h['channels']}")
     if not encoder_widths or any(not isinstance(w, int) or w < 1 for w in encoder_widths):
-        raise ValueError(f"multitask 'encoder_widths' must be positive integers, got {encoder_widths}")
+        raise UserError(f"multitask 'encoder_widths' must be positive integers, got {encoder_widths}")
     if len(encoder_strides) != len(encoder_widths) or any(s not in (1, 2) for s in encoder_strides):
-        raise ValueError(f"multitask 'encoder_strides' must give 1 or 2 for each of the {len(encoder_widths)} stages, got {encoder_strides}")
+        raise UserError(f"multitask 'encoder_strides' must give 1 or 2 for each of the {len(encoder_widths)} stages, got {encoder_strides}")
     if not isinstance(in_channels, int) or in_channels < 1 or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"multitask 'in_channels' and 'image_size' must be positive integers, got {in_channels} and {image_size}")
+        raise UserError(f"multitask 'in_channels' and 'image_size' must be positive integers, got {in_channels} and {image_size}")
     if not isinstance(decoder_width, int) or decoder_width < 1:
-        raise ValueError(f"multitask 'decoder_width' must be a positive integer, got {decoder_width!r}")
+        raise UserError(f"multitask 'decoder_width' must be a positive integer, got {decoder_width!r}")
     for field, mults in (("width_mults", width_mults), ("decoder_mults", decoder_mults)):
         if not mults or any(not 0 < m <= 1 for m in mults):
-            raise ValueError(f"multitask '{field}' must be fractions in (0, 1], got {list(mults)}")
+            raise UserError(f"multitask '{field}' must be fractions in (0, 1], got {list(mults)}")

@@ -80,14 +80,14 @@ def from_spec(spec: dict[str, Any], source: str = "supernet") -> Supernet:
     if not isinstance(spec, dict):
         raise ConfigError(f"{source}: must be a mapping with 'family' and its arguments")
     family = spec.get("family")
+    if not isinstance(family, str) or family not in families():
+        raise ConfigError(f"{source}: field 'family': must be one of {families()}, got {family!r}")
     if family in _SPECS:
         model = validate(_SPECS[family], spec, source)
         try:
             return model.build()
         except (ValueError, TypeError) as exc:  # cross-field checks of the constructor
             raise ConfigError(f"{source}: {exc}") from None
-    if family not in families():
-        raise ConfigError(f"{source}: field 'family': must be one of {families()}, got {family!r}")
     try:
         return build_supernet(spec)
     except TypeError as exc:  # an unknown or missing constructor argument

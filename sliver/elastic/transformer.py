@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sliver.elastic.base import Supernet, build_extracted, taylor_importance
+from sliver.errors import UserError
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
@@ -179,9 +180,9 @@ class ElasticTransformer(Supernet):
                  keep: str = "first") -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+            raise UserError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         if keep not in ("first", "spread"):
-            raise ValueError(f"keep must be 'first' (the first k layers) or 'spread' (k layers spread over the depth), got {keep!r}")
+            raise UserError(f"keep must be 'first' (the first k layers) or 'spread' (k layers spread over the depth), got {keep!r}")
         self.hidden, self.num_layers, self.num_heads, self.head_dim, self.ffn = hidden, num_layers, num_heads, head_dim, ffn
         self.norm_first, self.activation, self.eps, self.dropout, self.keep = norm_first, activation, eps, dropout, keep
         self.layer_choices = _choices("layer_choices", layer_choices, num_layers, default=range(1, num_layers + 1))
@@ -352,5 +353,5 @@ def _choices(field: str, given: Sequence[int] | None, largest: int, default: Ite
     values = sorted({int(v) for v in (default if given is None else given)})
     # the largest choice must be the full size, so the largest sub-network uses every weight
     if not values or values[0] < 1 or values[-1] != largest:
-        raise ValueError(f"{field} must be integers between 1 and {largest} that include {largest}, got {values}")
+        raise UserError(f"{field} must be integers between 1 and {largest} that include {largest}, got {values}")
     return values

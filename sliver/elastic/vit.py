@@ -16,6 +16,7 @@ from torch import nn
 
 from sliver.elastic.base import register_builder, register_family
 from sliver.elastic.transformer import ElasticTransformer, plain_layers
+from sliver.errors import UserError
 
 
 def _patches(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, patch: int) -> torch.Tensor:
@@ -39,9 +40,9 @@ class ElasticViT(ElasticTransformer):
                  ffn_choices: Sequence[int] | None = None, hidden_choices: Sequence[int] | None = None,
                  keep: str = "first", seed: int = 0) -> None:
         if image_size % patch_size:
-            raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
+            raise UserError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
         if hidden % num_heads:
-            raise ValueError(f"hidden ({hidden}) must be a multiple of num_heads ({num_heads})")
+            raise UserError(f"hidden ({hidden}) must be a multiple of num_heads ({num_heads})")
         # seeded initial weights, without disturbing the caller's random state
         with torch.random.fork_rng():
             torch.manual_seed(seed)

@@ -9,13 +9,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from sliver.errors import UserError
+
 
 def subset(dataset: Dataset, fraction: float | None, seed: int = 0) -> Dataset:
     """A seeded random ``fraction`` of ``dataset`` (all of it for None or 1.0)."""
     if fraction is None or fraction >= 1.0:
         return dataset
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"accuracy subset fraction must be in (0, 1], got {fraction}")
+        raise UserError(f"accuracy subset fraction must be in (0, 1], got {fraction}")
     n = len(dataset)  # type: ignore[arg-type]
     k = max(1, int(round(n * fraction)))
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
@@ -48,5 +50,5 @@ def top1_accuracy(
             correct += int((model(x).argmax(dim=1) == y).sum())
             total += len(y)
     if total == 0:
-        raise ValueError("accuracy: the validation set is empty")
+        raise UserError("accuracy: the validation set is empty")
     return 100.0 * correct / total

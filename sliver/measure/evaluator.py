@@ -15,6 +15,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from sliver.errors import UserError
 from sliver.measure.base import EvalResult, Evaluator
 from sliver.space import Config
 from sliver.store import Measurement
@@ -44,7 +45,7 @@ def evaluate(
     names = list(objectives) if objectives is not None else known
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"objective '{unknown[0]}' is not measured by this evaluator; it measures {known}")
+        raise UserError(f"objective '{unknown[0]}' is not measured by this evaluator; it measures {known}")
     if study_id is not None and store is None:
         raise ValueError("study_id given without a store; pass store= to record trials")
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sliver.elastic.base import Supernet
+from sliver.errors import UserError
 from sliver.measure.accuracy import subset, top1_accuracy
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.latency import measure_latency
@@ -67,9 +68,9 @@ class ModelEvaluator:
         ]
         self.objectives: list[Objective] = [get_objective(n) for n in names]
         if "accuracy" in names and data is None:
-            raise ValueError("objective 'accuracy' needs data (a DataBundle with val and calib splits); pass data=")
+            raise UserError("objective 'accuracy' needs data (a DataBundle with val and calib splits); pass data=")
         if accuracy_subset is not None and not 0.0 < accuracy_subset <= 1.0:
-            raise ValueError(f"accuracy_subset must be in (0, 1], got {accuracy_subset}")
+            raise UserError(f"accuracy_subset must be in (0, 1], got {accuracy_subset}")
         self.space = supernet.space
         self.data = data
         self.supernet_hash = supernet_hash or supernet_state_hash(supernet)
@@ -100,7 +101,7 @@ class ModelEvaluator:
 
                 data = load_dataset(**spec) if isinstance(spec, dict) else load_dataset(spec)
             elif objectives is not None:
-                raise ValueError(f"checkpoint {path} records no data set; pass data= to measure accuracy")
+                raise UserError(f"checkpoint {path} records no data set; pass data= to measure accuracy")
         return cls(supernet, target, objectives, data=data, supernet_hash=info.get("hash"), **kwargs)
 
     # ------------------------------------------------------------------ protocol
@@ -155,7 +156,7 @@ class ModelEvaluator:
         if name == "peak_memory":
             example = self.supernet.example_input(config, batch_size=self.target.batch_size, seed=self.seed)
             return float(peak_memory_bytes(model, example))
-        raise ValueError(f"objective '{name}' is not measured by ModelEvaluator; it measures {[o.name for o in self.objectives]}")
+        raise UserError(f"objective '{name}' is not measured by ModelEvaluator; it measures {[o.name for o in self.objectives]}")
 
     def _recalibrate_bn(self, config: Config) -> None:
         from sliver.data import loader

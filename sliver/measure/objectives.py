@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from sliver.errors import UserError
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -58,4 +60,4 @@ def get_objective(name: str) -> Objective:
     try:
         return BUILTIN[name]
     except KeyError:
-        raise ValueError(f"unknown objective '{name}'; known objectives: {sorted(BUILTIN)}") from None
+        raise UserError(f"unknown objective '{name}'; known objectives: {sorted(BUILTIN)}") from None

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from sliver.errors import UserError
 from sliver.measure.evaluator import evaluate
 from sliver.multitask.evaluate import MultiTaskEvaluator
 from sliver.predict.models import Predictor
@@ -48,24 +49,24 @@ def parse_priorities(text: str | dict[str, float], tasks: list[str]) -> dict[str
                 continue
             name, sep, value = part.partition("=")
             if not sep or not name.strip():
-                raise ValueError(f"priorities: {part!r} must be written task=weight, e.g. {tasks[0]}=0.5")
+                raise UserError(f"priorities: {part!r} must be written task=weight, e.g. {tasks[0]}=0.5")
             items.append((name.strip(), value.strip()))
     weights: dict[str, float] = {}
     for name, value in items:
         if name not in tasks:
-            raise ValueError(f"priorities: unknown task '{name}'; the super-network's tasks are {tasks}")
+            raise UserError(f"priorities: unknown task '{name}'; the super-network's tasks are {tasks}")
         if name in weights:
-            raise ValueError(f"priorities: task '{name}' is given twice")
+            raise UserError(f"priorities: task '{name}' is given twice")
         try:
             w = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"priorities: weight of '{name}' must be a number, got {value!r}") from None
+            raise UserError(f"priorities: weight of '{name}' must be a number, got {value!r}") from None
         if not np.isfinite(w) or w < 0:
-            raise ValueError(f"priorities: weight of '{name}' must be a finite number >= 0, got {value}")
+            raise UserError(f"priorities: weight of '{name}' must be a finite number >= 0, got {value}")
         weights[name] = w
     total = sum(weights.values())
     if total <= 0:
-        raise ValueError(f"priorities: all weights are zero (or none given); give at least one of {tasks} a positive weight")
+        raise UserError(f"priorities: all weights are zero (or none given); give at least one of {tasks} a positive weight")
     return {t: weights.get(t, 0.0) / total for t in tasks}
 
 
@@ -100,7 +101,7 @@ class Controller:
     def __init__(self, evaluator: MultiTaskEvaluator, store=None, n_measured: int = 40, seed: int = 0,
                  predictor: str = "ridge") -> None:
         if n_measured < 3:
-            raise ValueError(f"n_measured must be at least 3 (the largest, the smallest and one more config), got {n_measured}")
+            raise UserError(f"n_measured must be at least 3 (the largest, the smallest and one more config), got {n_measured}")
         self.evaluator, self.space = evaluator, evaluator.space
         supernet = evaluator.supernet
         self.tasks = list(supernet.tasks)
@@ -145,7 +146,7 @@ class Controller:
             if res.ok:
                 out.append((res.config, res.values))
         if len(out) < 3:
-            raise RuntimeError(f"the controller could measure only {len(out)} of {len(configs)} configs; see the store for the errors")
+            raise UserError(f"the controller could measure only {len(out)} of {len(configs)} configs; see the store for the errors")
         return out
 
     def _candidates(self, seed: int) -> list[Config]:
@@ -190,7 +191,7 @@ def check_budget(supernet, budget_macs: float) -> None:
     """Raise a one-line ValueError with the feasible range if no network of ``supernet`` fits ``budget_macs``."""
     lo, hi = feasible_range(supernet)
     if not np.isfinite(budget_macs) or budget_macs < lo:
-        raise ValueError(f"budget_macs={budget_macs:.4g} is below the smallest network ({lo:,} MACs); "
+        raise UserError(f"budget_macs={budget_macs:.4g} is below the smallest network ({lo:,} MACs); "
                          f"feasible budgets are >= {lo:,} (the largest network needs {hi:,})")
 
 

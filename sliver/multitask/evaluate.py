@@ -14,6 +14,7 @@ from torch import nn
 
 from sliver.data import loader
 from sliver.elastic.multitask import ElasticMultiTask
+from sliver.errors import UserError
 from sliver.measure.objectives import BUILTIN, Objective
 from sliver.space import Config
 from sliver.multitask.tasks import MultiTaskData, Task, as_batch, get_task
@@ -33,7 +34,7 @@ def task_scores(model: nn.Module, batches: Iterable, tasks: list[Task]) -> dict[
             sums[t.name] += float(t.metric(out[t.name], batch[t.target]).sum())
         n += len(batch["x"])
     if n == 0:
-        raise ValueError("task_scores: the loader gave no examples")
+        raise UserError("task_scores: the loader gave no examples")
     return {t.objective.name: sums[t.name] / n for t in tasks}
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from sliver.data import load_dataset
+from sliver.errors import UserError
 from sliver.measure.objectives import Objective
 from sliver.train.trainer import distillation_loss
 
@@ -82,7 +83,7 @@ TASKS: dict[str, Task] = {}
 def register_task(task: Task) -> Task:
     """Make ``task`` available by name (to configs, the trainer, the controller)."""
     if not task.name.isidentifier():
-        raise ValueError(f"task name {task.name!r} must be an identifier (letters, digits, _)")
+        raise UserError(f"task name {task.name!r} must be an identifier (letters, digits, _)")
     TASKS[task.name] = task
     return task
 
@@ -92,7 +93,7 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task '{name}'; registered tasks: {sorted(TASKS)}") from None
+        raise UserError(f"unknown task '{name}'; registered tasks: {sorted(TASKS)}") from None
 
 
 register_task(Task("cls", {"type": "classify", "classes": 10}, "label", F.cross_entropy, accuracy_per_example,
@@ -134,13 +135,13 @@ def load_multitask_data(name: str = "mnist5k", seed: int = 0, noise_std: float =
     and the split, so every run sees the same noisy inputs.
     """
     if noise_std <= 0:
-        raise ValueError(f"data 'noise_std' must be positive, got {noise_std}")
+        raise UserError(f"data 'noise_std' must be positive, got {noise_std}")
     bundle = load_dataset(name, seed=seed, val_fraction=val_fraction, calib_fraction=calib_fraction)
     if bundle.input_shape[0] != 1:
-        raise ValueError(f"data '{name}': the multi-task set needs grey-scale images, got {bundle.input_shape[0]} channels")
+        raise UserError(f"data '{name}': the multi-task set needs grey-scale images, got {bundle.input_shape[0]} channels")
     size = bundle.input_shape[1]
     if not 1 <= low_res < size:
-        raise ValueError(f"data 'low_res' must be between 1 and the image size {size} (exclusive), got {low_res}")
+        raise UserError(f"data 'low_res' must be between 1 and the image size {size} (exclusive), got {low_res}")
     mean, std = bundle.mean[0], bundle.std[0]
 
     def build(split: TensorDataset, index: int) -> TensorDataset:
@@ -159,5 +160,5 @@ def load_multitask_data(name: str = "mnist5k", seed: int = 0, noise_std: float =
 def heads_for(tasks: list[str]) -> dict[str, dict[str, Any]]:
     """The ``heads`` argument of :class:`~sliver.elastic.multitask.ElasticMultiTask` for registered tasks."""
     if not tasks:
-        raise ValueError("'tasks' must name at least one task")
+        raise UserError("'tasks' must name at least one task")
     return {t: dict(get_task(t).head) for t in tasks}

@@ -44,7 +44,7 @@ from sliver.multitask.evaluate import measure_config, task_scores
 from sliver.multitask.tasks import MultiTaskData, Task, as_batch, get_task, heads_for, load_multitask_data
 from sliver.data import loader
 from sliver.space import Config
-from sliver.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from sliver.train.checkpoint import load_checkpoint, load_weights, remove_stale_temporaries, save_checkpoint
 from sliver.train.sampling import SandwichRule
 from sliver.train.schedule import Segment, WarmupCosine, make_optimizer
 
@@ -251,6 +251,7 @@ def train_supernet(run: MultiTaskRunConfig, out_dir: str | Path, *, data: MultiT
     path, metrics_path = out / CHECKPOINT, out / METRICS
     config_text = config_text or yaml.safe_dump(run.model_dump(mode="json"), sort_keys=False)
     epoch = 0
+    remove_stale_temporaries(path)
     if path.exists():
         state = load_checkpoint(path)
         load_weights(supernet, state, str(path))

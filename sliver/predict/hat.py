@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from sliver.config import numeric_columns, read_csv
+from sliver.errors import UserError
 
 #: the 10 architecture features of a HAT latency row, in file order
 FEATURES = (
@@ -28,10 +30,11 @@ FEATURES = (
 
 def load_latency(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(n, 10)`` and total (encoder + decoder mean) latency in ms of one HAT latency CSV."""
-    frame = pd.read_csv(path)
+    frame = read_csv(path, "HAT latency table")
     missing = [c for c in (*FEATURES, "latency_mean_encoder", "latency_mean_decoder") if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: not a HAT latency file, column '{missing[0]}' is missing")
+        raise UserError(f"{path}: not a HAT latency file, column '{missing[0]}' is missing")
+    frame = numeric_columns(frame, [*FEATURES, "latency_mean_encoder", "latency_mean_decoder"], path)
     total = frame["latency_mean_encoder"] + frame["latency_mean_decoder"]
     return frame[list(FEATURES)].to_numpy(np.float64), total.to_numpy(np.float64)
 
@@ -72,13 +75,13 @@ class HatMLP:
         cfg = yaml.safe_load(Path(config).read_text())
         for field in ("feature-norm", "lat-norm", "hidden-layer-num"):
             if field not in cfg:
-                raise ValueError(f"{config}: field '{field}' is missing; is this a HAT predictor config?")
+                raise UserError(f"{config}: field '{field}' is missing; is this a HAT predictor config?")
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         names = ["first_layer"] + [f"layers.{i}" for i in range(int(cfg["hidden-layer-num"]))] + ["predict"]
         try:
             weights = [(state[f"{n}.weight"].numpy().astype(np.float64), state[f"{n}.bias"].numpy().astype(np.float64)) for n in names]
         except KeyError as exc:
-            raise ValueError(f"{checkpoint}: missing tensor {exc}; not a HAT latency predictor") from None
+            raise UserError(f"{checkpoint}: missing tensor {exc}; not a HAT latency predictor") from None
         return cls(weights, np.asarray(cfg["feature-norm"], dtype=np.float64), float(cfg["lat-norm"]))
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -29,11 +29,14 @@ Torch is imported only inside the functions that build and time operators.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
+from sliver.config import read_yaml, validate
+from sliver.errors import UserError
 from sliver.predict.models import Predictor
 
 #: the families tried by default: each fits a few thousand rows in well under a second
@@ -155,8 +158,21 @@ def build_operator(kind: str, spec: dict[str, Any]):
             nn.Linear(spec["feature"], spec["classes"]),
         )
     else:
-        raise ValueError(f"operator kind '{kind}' is unknown; expected stem, block or head")
+        raise UserError(f"operator kind '{kind}' is unknown; expected stem, block or head")
     return module.eval(), torch.randn(1, spec["in"], spec["res"], spec["res"])
+
+
+class _TableFile(BaseModel):
+    """The types of an operator table's fields, checked on loading (a hand-edited or damaged table fails in one line)."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)  # an all-digit hash written unquoted reads as a number
+
+    fingerprint: dict[str, Any]
+    fingerprint_hash: str
+    entries: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None
+    unit: Literal["ms"] = "ms"
+    #: tables written before operators were timed in copies timed them alone
+    copies: int = Field(1, ge=1)
 
 
 class OperatorLUT:
@@ -180,7 +196,7 @@ class OperatorLUT:
         if target.fingerprint_hash() != self.fingerprint_hash:
             theirs = target.fingerprint()
             diff = sorted(k for k in set(theirs) | set(self.fingerprint) if theirs.get(k) != self.fingerprint.get(k))
-            raise ValueError(f"lookup table was built for fingerprint {self.fingerprint_hash}, not {target.fingerprint_hash()} "
+            raise UserError(f"lookup table was built for fingerprint {self.fingerprint_hash}, not {target.fingerprint_hash()} "
                              f"(differs in {', '.join(diff) or 'hash'}); build a table on this target")
 
     def missing(self, arch: dict[str, Any]) -> list[str]:
@@ -191,7 +207,7 @@ class OperatorLUT:
         """Latency (ms) of a MobileNet ``arch_config``: the sum over its operators."""
         missing = self.missing(arch)
         if missing:
-            raise ValueError(f"lookup table has no entry for operator '{missing[0]}' ({len(missing)} missing); "
+            raise UserError(f"lookup table has no entry for operator '{missing[0]}' ({len(missing)} missing); "
                              "rebuild it for this super-network with 'sliver latency build-lut'")
         return float(sum(self.entries[key] for key, _, _ in operators(arch)))
 
@@ -203,12 +219,13 @@ class OperatorLUT:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "lookup table", target=None) -> "OperatorLUT":
         """Rebuild a table from :meth:`to_dict`'s data; with ``target``, refuse it unless the fingerprints match."""
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: expected a mapping with fingerprint, fingerprint_hash and entries; not a sliver lookup table")
         for field in ("fingerprint", "fingerprint_hash", "entries"):
             if field not in data:
-                raise ValueError(f"{source}: field '{field}' is missing; not a sliver lookup table")
-        # tables written before operators were timed in copies timed them alone
-        lut = cls(data["fingerprint"], data["fingerprint_hash"], {k: float(v) for k, v in (data["entries"] or {}).items()},
-                  copies=int(data.get("copies", 1)))
+                raise UserError(f"{source}: field '{field}' is missing; not a sliver lookup table")
+        table = validate(_TableFile, data, source)
+        lut = cls(table.fingerprint, table.fingerprint_hash, table.entries or {}, copies=table.copies)
         if target is not None:
             lut.check_target(target)
         return lut
@@ -220,7 +237,7 @@ class OperatorLUT:
     @classmethod
     def load(cls, path: str | Path, target=None) -> "OperatorLUT":
         """Read a YAML table; with ``target``, refuse it unless the fingerprints match."""
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {}, str(path), target)
+        return cls.from_dict(read_yaml(path, "operator table"), str(path), target)
 
     def save_to_store(self, store, name: str = STORE_NAME) -> None:
         """Keep the table in a :class:`~sliver.store.ResultStore`, under its fingerprint hash and ``name``."""
@@ -279,7 +296,7 @@ def build_lut(supernet, target, path: str | Path | None = None,
         earlier.append(OperatorLUT.from_store(store, target, name))
     for table in filter(None, earlier):
         if table.copies != copies:
-            raise ValueError(f"the lookup table to resume timed {table.copies} copies per operator, this build {copies}; "
+            raise UserError(f"the lookup table to resume timed {table.copies} copies per operator, this build {copies}; "
                              "timings of the two kinds are not mixed: start a new table")
         lut.entries.update(table.entries)
     todo = {k: v for k, v in enumerate_operators(supernet).items() if k not in lut.entries}
@@ -338,15 +355,15 @@ class LUTLatencyModel:
         if len(configs) != y.size:
             raise ValueError(f"correction: {len(configs)} configs but {y.size} latencies")
         if y.size < MIN_CORRECTION_SAMPLES:
-            raise ValueError(f"correction: needs at least {MIN_CORRECTION_SAMPLES} whole-network measurements, got {y.size}")
+            raise UserError(f"correction: needs at least {MIN_CORRECTION_SAMPLES} whole-network measurements, got {y.size}")
         if not np.isfinite(y).all() or (y <= 0).any():
-            raise ValueError("correction: latencies must be positive finite numbers (ms)")
+            raise UserError("correction: latencies must be positive finite numbers (ms)")
         log_sum = np.log(self.lut_sum(configs))
         # Huber: one timing disturbed by another process on a shared machine must not bend the fit
         huber = HuberRegressor(alpha=1e-4, max_iter=1000).fit(log_sum[:, None] - log_sum.mean(), np.log(y) - log_sum.mean())
         slope = float(huber.coef_[0])
         if slope <= 0:
-            raise ValueError(f"correction: measured latency falls as the LUT sum grows (slope {slope:.3g}) over these "
+            raise UserError(f"correction: measured latency falls as the LUT sum grows (slope {slope:.3g}) over these "
                              f"{y.size} networks; the table does not fit this target (rebuild it) or the timings are too noisy")
         self._correction = (slope, float(huber.intercept_), float(log_sum.mean()))
         self.n_samples = y.size

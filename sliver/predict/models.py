@@ -22,6 +22,8 @@ from sklearn.neural_network import MLPRegressor
 from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
 
+from sliver.errors import UserError
+
 FAMILIES = ("ridge", "svr", "lgbm", "mlp", "gp", "gp_additive")
 #: the default members of an ensemble (one Gaussian process is enough)
 ENSEMBLE_MEMBERS = ("ridge", "svr", "lgbm", "mlp", "gp")
@@ -64,7 +66,7 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
             noise_floor = 1e-6  # an exact sum needs next to no noise
         kernel = kernel + WhiteKernel(0.05, (noise_floor, 1.0))
         return GaussianProcessRegressor(kernel, n_restarts_optimizer=0, random_state=seed)
-    raise ValueError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
+    raise UserError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
 
 
 class Predictor:
@@ -78,12 +80,12 @@ class Predictor:
     def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = ENSEMBLE_MEMBERS, target: str = "raw",
                  noise: bool = False):
         if target not in TARGETS:
-            raise ValueError(f"predictor target must be one of {list(TARGETS)}, got {target!r}")
+            raise UserError(f"predictor target must be one of {list(TARGETS)}, got {target!r}")
         if kind not in KINDS:
-            raise ValueError(f"predictor kind '{kind}' is unknown; choose one of {list(KINDS)}")
+            raise UserError(f"predictor kind '{kind}' is unknown; choose one of {list(KINDS)}")
         bad = [m for m in members if m not in FAMILIES]
         if bad:
-            raise ValueError(f"ensemble member '{bad[0]}' is unknown; choose from {list(FAMILIES)}")
+            raise UserError(f"ensemble member '{bad[0]}' is unknown; choose from {list(FAMILIES)}")
         self.kind = kind
         self.target = target
         self.seed = seed
@@ -103,9 +105,9 @@ class Predictor:
         if X.ndim != 2 or len(X) != len(y):
             raise ValueError(f"features: expected a matrix with one row per target ({len(y)}), got shape {X.shape}")
         if len(y) < 2:
-            raise ValueError(f"a predictor needs at least 2 measured points to fit, got {len(y)}")
+            raise UserError(f"a predictor needs at least 2 measured points to fit, got {len(y)}")
         if not np.isfinite(y).all():
-            raise ValueError("targets: contain NaN or infinity; drop failed measurements before fitting")
+            raise UserError("targets: contain NaN or infinity; drop failed measurements before fitting")
         self.n_features = X.shape[1]
         self._transform = {"raw": None, "rank": _RankTarget, "log": _LogTarget}[self.target]
         if self._transform is not None:
@@ -219,7 +221,7 @@ class _LogTarget:
 
     def __init__(self, y: np.ndarray):
         if (y <= 0).any():
-            raise ValueError("predictor target 'log' needs positive values; use 'raw' or 'rank' for this metric")
+            raise UserError("predictor target 'log' needs positive values; use 'raw' or 'rank' for this metric")
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         return np.log(y)

@@ -56,6 +56,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sliver.errors import UserError
+
 #: fewer measured architectures than this and the fit is not trusted
 MIN_SAMPLES_FOR_FIT = 3
 
@@ -112,11 +114,11 @@ class DeviceTransfer:
                  noise_grid: tuple[float, ...] = NOISE_GRID, similarity: float = SIMILARITY) -> None:
         source = np.asarray(source, dtype=np.float64)
         if source.ndim != 2 or source.shape[0] < 2 or source.shape[1] < 1:
-            raise ValueError(f"source table: expected (architectures x devices) with at least 2 rows and 1 device, got shape {source.shape}")
+            raise UserError(f"source table: expected (architectures x devices) with at least 2 rows and 1 device, got shape {source.shape}")
         if not np.isfinite(source).all():
-            raise ValueError("source table: latencies must be finite numbers (drop or fill the missing rows)")
+            raise UserError("source table: latencies must be finite numbers (drop or fill the missing rows)")
         if (source <= 0).all(axis=0).any():
-            raise ValueError("source table: a device column has no positive latency")
+            raise UserError("source table: a device column has no positive latency")
         self.noise_grid, self.similarity = tuple(noise_grid), float(similarity)
         self.devices = list(devices) if devices is not None else [f"column {j}" for j in range(source.shape[1])]
         if len(self.devices) != source.shape[1]:
@@ -130,7 +132,8 @@ class DeviceTransfer:
                 raise ValueError(f"features: expected one row per architecture ({source.shape[0]}), got shape {features.shape}")
             from sklearn.linear_model import Ridge
 
-            additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source).predict(features)
+            # reshaped: for a single source device, scikit-learn returns a flat vector
+            additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source).predict(features).reshape(source.shape)
             views.append(np.log(np.maximum(additive, _FLOOR_OF_MEDIAN * np.median(source, axis=0))))
         z = np.concatenate(views, axis=1)
         std = z.std(0)
@@ -165,7 +168,7 @@ class DeviceTransfer:
             allowed[self._rows("candidates", candidates)] = True
         allowed[measured] = False
         if not 0 <= k <= allowed.sum():
-            raise ValueError(f"suggest: k must be between 0 and the {int(allowed.sum())} candidate architectures not yet measured, got {k}")
+            raise UserError(f"suggest: k must be between 0 and the {int(allowed.sum())} candidate architectures not yet measured, got {k}")
         z = self._z[:, : self._n_devices]  # the log-latency view
         level = z.mean(1)
         # the prior of the new device's log-latency: a + b * level, plus how the source devices spread
@@ -198,11 +201,11 @@ class DeviceTransfer:
         rows = self._rows("samples", rows)
         y = np.asarray(latency_ms, dtype=np.float64).reshape(-1)
         if rows.shape != y.shape:
-            raise ValueError(f"samples: {rows.size} architectures but {y.size} latencies")
+            raise UserError(f"samples: {rows.size} architectures but {y.size} latencies")
         if len(set(rows.tolist())) != rows.size:
-            raise ValueError("samples: an architecture is listed twice; average its measurements first")
+            raise UserError("samples: an architecture is listed twice; average its measurements first")
         if (~np.isfinite(y)).any() or (y <= 0).any():
-            raise ValueError("samples: latencies must be positive finite numbers (ms)")
+            raise UserError("samples: latencies must be positive finite numbers (ms)")
         self.n_samples = rows.size
         self._fitted = None
         self._loo_residuals = np.zeros(0)
@@ -365,7 +368,7 @@ def transfer(source: pd.DataFrame, samples: pd.Series) -> TransferResult:
     """
     blank = samples.index[~np.isfinite(samples.to_numpy(dtype=np.float64))]
     if len(blank):
-        raise ValueError(f"samples: {len(blank)} architecture(s) have no latency (first: {blank[0]!r}); "
+        raise UserError(f"samples: {len(blank)} architecture(s) have no latency (first: {blank[0]!r}); "
                          "fill them in or drop those rows")
     samples = samples.groupby(level=0).mean()  # repeated measurements of one architecture
     rows = _rows_of(source, samples.index)
@@ -390,10 +393,10 @@ def _rows_of(source: pd.DataFrame, archs: pd.Index) -> np.ndarray:
     """Row numbers of the architectures ``archs`` (measured on the new device) in the source table."""
     if source.index.has_duplicates:
         dup = source.index[source.index.duplicated()][0]
-        raise ValueError(f"source table: architecture {dup!r} appears twice")
+        raise UserError(f"source table: architecture {dup!r} appears twice")
     missing = archs.difference(source.index)
     if len(missing):
-        raise ValueError(f"samples: architecture {missing[0]!r} is not in the source table; measure architectures listed there")
+        raise UserError(f"samples: architecture {missing[0]!r} is not in the source table; measure architectures listed there")
     return source.index.get_indexer(archs)
 
 
@@ -405,11 +408,11 @@ def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]
     if prefix is not None:
         cols = [c for c in frame.columns if str(c).startswith(prefix)]
         if not cols:
-            raise ValueError(f"source table: no column starts with '{prefix}'; pass --columns with the devices' column prefix")
+            raise UserError(f"source table: no column starts with '{prefix}'; pass --columns with the devices' column prefix")
         return cols
     cols = list(frame.select_dtypes("number").columns)
     if not cols:
-        raise ValueError("source table: no numeric latency column found")
+        raise UserError("source table: no numeric latency column found")
     return cols
 
 

@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from sliver.errors import UserError
 from sliver.search.problem import Problem
 from sliver.space import Config
 
@@ -113,16 +114,16 @@ def make_strategy(name: str, **options) -> Strategy:
     import sliver.search.strategies  # noqa: F401 - registers the built-in strategies
 
     if name not in STRATEGIES:
-        raise ValueError(f"strategy '{name}' is unknown; choose one of {sorted(STRATEGIES)}")
+        raise UserError(f"strategy '{name}' is unknown; choose one of {sorted(STRATEGIES)}")
     accepted = strategy_options(name)
     unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
     if unknown:  # named here, with the choices, rather than as a constructor's TypeError
-        raise ValueError(f"strategy '{name}': unknown option '{unknown[0]}' (check its spelling); "
+        raise UserError(f"strategy '{name}': unknown option '{unknown[0]}' (check its spelling); "
                          f"its options are {accepted or 'none'}")
     try:
         return STRATEGIES[name](**options)
     except TypeError as exc:
-        raise ValueError(f"strategy '{name}': bad option ({exc})") from None
+        raise UserError(f"strategy '{name}': bad option ({exc})") from None
 
 
 def strategy_options(name: str) -> list[str] | None:

@@ -22,6 +22,7 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.problems.static import StaticProblem
 
 import sliver.search.hv  # noqa: F401 - silences pymoo's "not compiled" warning before pymoo algorithms load
+from sliver.errors import UserError
 from sliver.search.base import Outcome, Strategy, register_strategy
 from sliver.space import Config, SearchSpace
 
@@ -52,7 +53,7 @@ def make_algorithm(name: str, pop_size: int, n_obj: int):
         try:
             from pymoo.algorithms.moo.age import AGEMOEA
         except Exception:  # pymoo raises a bare Exception when numba is missing
-            raise ValueError("strategy 'age' (pymoo AGE-MOEA) needs numba: pip install numba, or use nsga2/unsga3") from None
+            raise UserError("strategy 'age' (pymoo AGE-MOEA) needs numba: pip install numba, or use nsga2/unsga3") from None
 
         return AGEMOEA(pop_size=pop_size, **ops)
     if name == "unsga3":
@@ -65,7 +66,7 @@ def make_algorithm(name: str, pop_size: int, n_obj: int):
             p += 1
         ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=p) if n_obj > 1 else np.ones((1, 1))
         return UNSGA3(ref_dirs=ref_dirs, pop_size=pop_size, **ops)
-    raise ValueError(f"evolutionary algorithm '{name}' is unknown; choose one of {list(ALGORITHMS)}")
+    raise UserError(f"evolutionary algorithm '{name}' is unknown; choose one of {list(ALGORITHMS)}")
 
 
 class Evolutionary(Strategy):
@@ -73,9 +74,9 @@ class Evolutionary(Strategy):
 
     def __init__(self, algorithm: str = "nsga2", pop_size: int = 50, max_idle_generations: int = 50):
         if algorithm not in ALGORITHMS:
-            raise ValueError(f"evolutionary algorithm '{algorithm}' is unknown; choose one of {list(ALGORITHMS)}")
+            raise UserError(f"evolutionary algorithm '{algorithm}' is unknown; choose one of {list(ALGORITHMS)}")
         if pop_size < 2:
-            raise ValueError(f"pop_size must be at least 2, got {pop_size}")
+            raise UserError(f"pop_size must be at least 2, got {pop_size}")
         self.name = algorithm
         self.pop_size = pop_size
         self.default_batch = pop_size

@@ -36,6 +36,7 @@ from pymoo.core.problem import Problem as _PymooProblem
 from pymoo.optimize import minimize
 from scipy.stats import norm
 
+from sliver.errors import UserError
 from sliver.predict.features import features_from_vectors
 from sklearn.model_selection import KFold
 
@@ -99,18 +100,18 @@ class LINAS(Strategy):
         extremes: bool = False,
     ):
         if inner not in ("auto", "nsga2", "exhaustive"):
-            raise ValueError(f"linas option inner must be 'auto', 'nsga2' or 'exhaustive', got {inner!r}")
+            raise UserError(f"linas option inner must be 'auto', 'nsga2' or 'exhaustive', got {inner!r}")
         if target not in ("auto", "raw", "rank", "log"):
-            raise ValueError(f"linas option target must be 'auto', 'raw', 'rank' or 'log', got {target!r}")
+            raise UserError(f"linas option target must be 'auto', 'raw', 'rank' or 'log', got {target!r}")
         if n_init < 2:
-            raise ValueError(f"linas option n_init must be at least 2, got {n_init}")
+            raise UserError(f"linas option n_init must be at least 2, got {n_init}")
         if latency_model is not None and not callable(latency_model):
-            raise ValueError("linas option latency_model must be callable on a list of configs "
+            raise UserError("linas option latency_model must be callable on a list of configs "
                              "(e.g. a LUTLatencyModel), returning their latencies")
         Predictor(predictor, members=members)  # fail early on an unknown predictor kind or member
         self.members = tuple(members)
         if features is not None and not callable(features):
-            raise ValueError("linas option features must be callable on an (n, n_genes) array of encoded configs")
+            raise UserError("linas option features must be callable on an (n, n_genes) array of encoded configs")
         self.features = features
         self.latency_model, self.latency_metric = latency_model, latency_metric
         self.n_init, self.default_batch, self.predictor = n_init, batch, predictor
@@ -118,7 +119,7 @@ class LINAS(Strategy):
         self.samples, self.exhaustive_limit, self.shortlist, self.cv_every = samples, exhaustive_limit, shortlist, cv_every
         self.target = target
         if not 0.0 <= local_share <= 1.0:
-            raise ValueError(f"linas option local_share must be between 0 and 1, got {local_share}")
+            raise UserError(f"linas option local_share must be between 0 and 1, got {local_share}")
         self.local_share = local_share
         self.extremes = bool(extremes)
         self.rounds = 0

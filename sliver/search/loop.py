@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sliver.errors import UserError
 from sliver.measure.base import EvalResult, Evaluator
 from sliver.measure.evaluator import evaluate
 from sliver.measure.objectives import Objective
@@ -137,13 +138,13 @@ class Search:
         claim_ttl_s: float = 15.0,
     ):
         if budget is None or int(budget) <= 0:
-            raise ValueError(f"budget must be a positive number of evaluations, got {budget}")
+            raise UserError(f"budget must be a positive number of evaluations, got {budget}")
         known = {o.name: o for o in evaluator.objectives}
         self.objectives = [self._objective(o, known) for o in objectives]
         self.constraints = [c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints]
         for c in self.constraints:
             if c.metric not in known:
-                raise ValueError(f"constraint '{c}': metric '{c.metric}' is not measured by this evaluator; it measures {sorted(known)}")
+                raise UserError(f"constraint '{c}': metric '{c.metric}' is not measured by this evaluator; it measures {sorted(known)}")
         self.space, self.evaluator, self.budget = space, evaluator, int(budget)
         self.strategy = strategy if isinstance(strategy, Strategy) else make_strategy(strategy, **(strategy_options or {}))
         self.store, self.study_name, self.warm_start = store, study_name, warm_start
@@ -166,7 +167,7 @@ class Search:
     def _objective(o: str | Objective, known: dict[str, Objective]) -> Objective:
         name = o.name if isinstance(o, Objective) else o
         if name not in known:
-            raise ValueError(f"objective '{name}' is not measured by this evaluator; it measures {sorted(known)}")
+            raise UserError(f"objective '{name}' is not measured by this evaluator; it measures {sorted(known)}")
         return known[name]
 
     # ------------------------------------------------------------------ cheap

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sliver.errors import UserError
 from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace
 
@@ -31,18 +32,18 @@ class Constraint:
 
     def __post_init__(self) -> None:
         if self.op not in _OPS:
-            raise ValueError(f"constraint on '{self.metric}': operator must be '<=' or '>=', got {self.op!r}")
+            raise UserError(f"constraint on '{self.metric}': operator must be '<=' or '>=', got {self.op!r}")
 
     @classmethod
     def parse(cls, text: str) -> "Constraint":
         """Parse ``"latency_ms <= 5"`` (a one-line error if it is malformed)."""
         m = _CONSTRAINT_RE.match(str(text))
         if not m:
-            raise ValueError(f"constraint {text!r}: write it as 'metric <= number' or 'metric >= number'")
+            raise UserError(f"constraint {text!r}: write it as 'metric <= number' or 'metric >= number'")
         try:
             bound = float(m.group(3))
         except ValueError:
-            raise ValueError(f"constraint {text!r}: {m.group(3)!r} is not a number") from None
+            raise UserError(f"constraint {text!r}: {m.group(3)!r} is not a number") from None
         return cls(m.group(1), m.group(2), bound)
 
     def violation(self, value: float) -> float:
@@ -77,7 +78,7 @@ class Problem:
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.objectives) <= 4:
-            raise ValueError(f"objectives: a search takes 1 to 4 objectives, got {len(self.objectives)}")
+            raise UserError(f"objectives: a search takes 1 to 4 objectives, got {len(self.objectives)}")
 
     @property
     def names(self) -> list[str]:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sliver.elastic.base import Supernet
+from sliver.errors import UserError
 from sliver.measure.accuracy import top1_accuracy
 from sliver.space import Config
 
@@ -37,7 +38,7 @@ def recalibrate_bn(supernet: Supernet, config: Config, loader: Iterable, batches
     left in eval mode with ``config`` active; the validated config is returned.
     """
     if batches < 1:
-        raise ValueError(f"batches must be a positive integer, got {batches}")
+        raise UserError(f"batches must be a positive integer, got {batches}")
     config = supernet.activate(config)
     layers = batchnorm_layers(supernet)
     if not layers:  # e.g. a transformer (layer norm only): nothing to re-estimate, so no forward passes
@@ -60,7 +61,7 @@ def recalibrate_bn(supernet: Supernet, config: Config, loader: Iterable, batches
             bn.momentum = momentum
         supernet.eval()
     if seen == 0:
-        raise ValueError("recalibrate_bn: the loader gave no batches; pass the calibration split's loader")
+        raise UserError("recalibrate_bn: the loader gave no batches; pass the calibration split's loader")
     return config
 
 

@@ -13,6 +13,7 @@ The content hash of the weights identifies the super-network everywhere else
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import tempfile
@@ -23,11 +24,12 @@ import torch
 import yaml
 
 from sliver.elastic.base import Supernet, build_supernet
+from sliver.errors import UserError
 
 FORMAT = "sliver-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, or does not fit the super-network; the message is one line."""
 
 
@@ -46,7 +48,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {**state, "format": FORMAT, "hash": weights_hash(state["model"])}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -57,6 +59,25 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> str:
         Path(tmp).unlink(missing_ok=True)
         raise
     return state["hash"]
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the half-written temporary files that a kill during :func:`save_checkpoint` left beside ``path``.
+
+    Call it when a run starts, before anything saves (a save in progress
+    elsewhere would lose its file). Returns the files removed.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(f"{glob.escape(_temporary_prefix(path))}*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -71,6 +92,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                               "sliver train); point to the run's checkpoint.pt, or retrain into a new folder") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a sliver checkpoint (expected format {FORMAT!r})")
+    missing = [key for key in ("model", "supernet") if not isinstance(state.get(key), dict)]
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint has no '{missing[0]}' section (the weights and the super-network's "
+                              "arguments); it is damaged or was not written by sliver train; retrain into a new folder")
+    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+        raise CheckpointError(f"{path}: its 'model' section is not a set of weight tensors (the file is damaged); retrain into a new folder")
     if weights_hash(state["model"]) != state.get("hash"):
         raise CheckpointError(f"{path}: the weights do not match the stored content hash (the file is corrupt)")
     return state

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from sliver.errors import UserError
 from sliver.space import Config, SearchSpace, SpaceError
 
 
@@ -102,7 +103,7 @@ class SamplingRule(abc.ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("rule") != self.name:
-            raise ValueError(f"the checkpoint was trained with sampling rule {state.get('rule')!r}, the config asks for {self.name!r}")
+            raise UserError(f"the checkpoint was trained with sampling rule {state.get('rule')!r}, the config asks for {self.name!r}")
         self.rng.bit_generator.state = state["rng"]
 
     def random_config(self, frozen: set[str] = frozenset()) -> Config:

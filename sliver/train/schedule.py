@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sliver.errors import UserError
+
 
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                    nesterov: bool = True, no_decay_norm_bias: bool = True) -> torch.optim.Optimizer:
@@ -29,7 +31,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, 
         return torch.optim.AdamW(groups, lr=lr)
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr)
-    raise ValueError(f"train.optimizer must be one of ['sgd', 'adamw', 'adam'], got {name!r}")
+    raise UserError(f"train.optimizer must be one of ['sgd', 'adamw', 'adam'], got {name!r}")
 
 
 @dataclass

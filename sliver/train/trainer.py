@@ -24,9 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sliver.config import ConfigError
 from sliver.data import DataBundle, load_dataset, loader
 from sliver.elastic.base import Supernet
+from sliver.errors import UserError
 from sliver.space import Config
 from sliver.train.bn import evaluate_subnet
-from sliver.train.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from sliver.train.checkpoint import CheckpointError, load_checkpoint, load_weights, remove_stale_temporaries, save_checkpoint
 from sliver.train.config import RunConfig
 from sliver.train.sampling import (
     NestedRule, Phase, ProgressiveRule, SamplingRule, SandwichRule, UniformRule, default_phases,
@@ -71,6 +72,7 @@ class Trainer:
         self.supernet = supernet
         self.data = data if data is not None else load_dataset(**config.data.spec())
         self.checkpoint_path = self.out / CHECKPOINT
+        remove_stale_temporaries(self.checkpoint_path)  # no rank saves before every rank has set up
         self.resumed = self.checkpoint_path.exists()
         self._check_fit()
         self.start_info: dict[str, Any] | None = None
@@ -335,7 +337,18 @@ class Trainer:
         if not self.metrics_path.exists():
             return
         lines = self.metrics_path.read_text().splitlines()
-        keep = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) <= self.metrics_done]
+        keep = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):  # a half-written last line: what a kill during the write leaves
+                    break
+                raise UserError(f"{self.metrics_path}: line {number} is not a JSON record; delete that line to resume") from None
+            if not isinstance(record, dict) or record.get("epoch", 0) <= self.metrics_done:
+                keep.append(line)
         if len(keep) != len(lines):
             self.metrics_path.write_text("".join(ln + "\n" for ln in keep))
 

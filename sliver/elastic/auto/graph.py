@@ -36,8 +36,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from sliver.errors import UserError
 
-class ElastifyError(ValueError):
+
+class ElastifyError(UserError):
     """The model cannot be made elastic as given; the message names the module or node and the fix."""
 
 
