@@ -210,11 +210,14 @@ def pareto_figure(points: StudyPoints, a: int, b: int, picks: dict[str, int | No
 
 def hypervolume_figure(evals: np.ndarray, hv: np.ndarray):
     """The normalised hypervolume after each evaluation (see :func:`hypervolume_history`)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(6, 3.6)
     ax = fig.subplots()
     ax.plot(evals, hv, c="#1f77b4", marker="o" if len(evals) <= 30 else None, ms=3)
     ax.set(xlabel="evaluations (unique sub-networks)", ylabel=f"hypervolume (ref {NORMALISED_REFERENCE})",
            title="normalised hypervolume over the search")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # evaluations are counts
     ax.grid(alpha=0.3)
     return fig
 
@@ -278,7 +281,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
 figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; border: 1px solid #ddd; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 3px 6px; }}
 .summary td:first-child {{ font-weight: bold; }}
-td.config {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; max-width: 40em; overflow-wrap: anywhere; }}
+td.config {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 1em; max-width: 40em; overflow-wrap: anywhere; }}
 </style></head><body>
 <h1>sliver report: {esc(study.name)}</h1>
 <table class="summary">

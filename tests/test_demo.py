@@ -127,8 +127,10 @@ def test_report_renders_in_a_headless_browser(demo_run, artifacts_dir):
         page.goto(report.as_uri())
         page.wait_for_load_state("load")
         sizes = page.evaluate("[...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
+        config_px = page.evaluate("[...document.querySelectorAll('td.config')].map(c => parseFloat(getComputedStyle(c).fontSize))")
         page.screenshot(path=str(artifacts_dir / "demo_report.png"), full_page=True)
         browser.close()
     assert errors == []
+    assert config_px and min(config_px) >= 12  # the front's configs are readable text
     assert len(sizes) >= 4 and all(w > 0 and h > 0 for w, h in sizes)
     assert (artifacts_dir / "demo_report.png").stat().st_size > 10_000

@@ -59,7 +59,7 @@ def test_write_report(tmp_path):
     assert text.count("data:image/png;base64,") == 5  # 3 pairs + hypervolume + predictor quality
     assert "fastest" in text and "latency_ms (ms)" in text
     assert '<td class="config">w=0</td>' in text  # configs as short name=value text, in a readable font
-    assert "td.config { font-family: ui-monospace" in text and "font-size: 13px" in text
+    assert "td.config { font-family: ui-monospace" in text and "font-size: 1em" in text
     for name in ("pareto_accuracy_vs_latency_ms.png", "hypervolume.png", "predictor_quality.png"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
 
