@@ -103,3 +103,19 @@ def test_load_model_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "model.pt")
     with pytest.raises(ExportError, match="not a sliver export"):
         load_model(tmp_path)
+
+
+def test_exported_vit_takes_any_batch_size(tmp_path):
+    from sliver.elastic.vit import ElasticViT
+    from sliver.measure.latency import ort_session
+
+    net = ElasticViT(hidden=16, num_layers=2, num_heads=2, ffn=32, head_choices=[1, 2], ffn_choices=[16, 32]).eval()
+    config = net.space.sample(1)
+    result = export_subnetwork(ModelEvaluator(net, "cpu-torch-b1", ["macs"]), config, tmp_path / "vit")
+    session = ort_session((result.path / "model.onnx").read_bytes())
+    model = load_model(result.path)
+    for batch in (1, 16):
+        x = net.example_input(config, batch_size=batch, seed=batch)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.inference_mode():
+            np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
