@@ -2,8 +2,9 @@
 
 Train the tiny elastic MobileNet on MNIST-5k (digits if MNIST is unavailable),
 search accuracy × latency (this CPU, ONNX Runtime, batch 1) × params with
-LINAS, keep every measurement in ``<run>/sliver.db``, export two sub-networks
-and write the report. Each step writes the YAML it runs (``train.yaml``,
+LINAS, keep every measurement in ``<run>/sliver.db``, export two picks (an
+accurate and a fast one; once, when both rules choose the same network), compare
+them with the largest network as the baseline, and write the report. Each step writes the YAML it runs (``train.yaml``,
 ``search.yaml``) into the run folder, so the same run can be reproduced or
 continued with ``sliver train`` / ``sliver search`` / ``sliver export`` /
 ``sliver report``. Rerun after an interruption, it continues where it stopped:
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sliver.space import Config
 
 #: the two runs: ``full`` is the README's main job (≤ 10 min on 2 cores), ``quick`` the smoke test (≤ 2 min)
 RECIPES: dict[str, dict[str, Any]] = {
@@ -153,23 +156,28 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
         # floor to 3 decimals so the printed bound never excludes the point it was computed from
         "fast": f"accuracy>={math.floor((best_acc - 1) * 1000) / 1000:g} min latency_ms",
     }
+    choices = {name: pick(measured, result.objectives, rule) for name, rule in rules.items()}
+    first = first_of_each_network({name: c.config for name, c in choices.items()}, search.space.key)
     exports: dict[str, Path] = {}
-    picks: dict[str, dict] = {}
-    pick_values: dict[str, dict[str, float]] = {}
-    for name, rule in rules.items():
-        choice = pick(measured, result.objectives, rule)
+    for name, choice in choices.items():
+        if first[name] != name:  # two rules chose one network: export it once, and say so
+            exports[name] = exports[first[name]]
+            console.print(f"[bold]{name}[/] ({rules[name]}): the same network as {first[name]}, exported once → {exports[name]}")
+            continue
         res = export_subnetwork(
             search.evaluator, choice.config, out / "exports" / name, stored=choice.values,
-            provenance={"study": STUDY, "rule": rule, "checkpoint": str(checkpoint), "store": hide_password(cfg.store)},
+            provenance={"study": STUDY, "rule": rules[name], "checkpoint": str(checkpoint), "store": hide_password(cfg.store)},
         )
         exports[name] = res.path
-        pick_values[name] = dict(choice.values)
-        picks[name] = res.config
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in choice.values.items())
-        console.print(f"[bold]{name}[/] ({rule}): {metrics} → {res.path}")
-    # the largest network, measured the same way (kept in the store, outside the study), for scale
-    largest = evaluate(search.evaluator, search.space.max_config(), store, objectives=[o.name for o in result.objectives])
-    _print_comparison(console, result.objectives, largest.values, {name: pick_values[name] for name in exports})
+        console.print(f"[bold]{name}[/] ({rules[name]}): {metrics} → {res.path}")
+    picks = {name: c.config for name, c in choices.items()}
+    pick_values = {name: dict(c.values) for name, c in choices.items()}
+    # the largest network, measured the same way (kept in the store, outside the study), is the baseline
+    networks = {"largest": search.space.max_config(), **{name: c.config for name, c in choices.items()}}
+    largest = evaluate(search.evaluator, networks["largest"], store, objectives=[o.name for o in result.objectives])
+    print_comparison(console, result.objectives, {"largest": largest.values, **pick_values},
+                     first_of_each_network(networks, search.space.key))
     timings["export_s"] = time.perf_counter() - t0
 
     # 4. report
@@ -189,8 +197,23 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
                       result.n_cache_hits, timings)
 
 
-def _print_comparison(console: Any, objectives: list, largest: dict[str, float], picks: dict[str, dict[str, float]]) -> None:
-    """The exported picks next to the largest network: the trade the search found."""
+def first_of_each_network(configs: dict[str, Config], key: Any) -> dict[str, str]:
+    """For each named config, the first name (in order) whose config builds the same network.
+
+    ``key`` is the space's network key, so configs that differ only in inactive
+    genes count as one network; a name that is the first of its network maps to itself.
+    """
+    first_by_key: dict[str, str] = {}
+    return {name: first_by_key.setdefault(key(config), name) for name, config in configs.items()}
+
+
+def print_comparison(console: Any, objectives: list, rows: dict[str, dict[str, float]], first: dict[str, str]) -> None:
+    """The exported picks next to the largest network, the baseline their speed-up is measured against.
+
+    ``rows`` holds the measured values of the largest network (first) and of
+    each pick; ``first`` is :func:`first_of_each_network` of their configs. A
+    network is listed once, under all the names that chose it.
+    """
     from rich.table import Table
 
     table = Table(title="exported sub-networks vs the largest network")
@@ -198,7 +221,17 @@ def _print_comparison(console: Any, objectives: list, largest: dict[str, float],
     for o in objectives:
         table.add_column(o.label)
     table.add_column("latency vs largest")
-    for name, values in [("largest", largest), *picks.items()]:
-        ratio = largest["latency_ms"] / values["latency_ms"] if "latency_ms" in values and "latency_ms" in largest else float("nan")
-        table.add_row(name, *(f"{values.get(o.name, float('nan')):.4g}" for o in objectives), f"{ratio:.2f}x faster")
+    baseline = next(iter(rows))
+    base_latency = rows[baseline].get("latency_ms")
+    for name, values in rows.items():
+        if first[name] != name:
+            continue
+        label = " = ".join(other for other in rows if first[other] == name)
+        if name == baseline:
+            speed = "baseline"
+        elif base_latency is not None and "latency_ms" in values:
+            speed = f"{base_latency / values['latency_ms']:.2f}x faster"
+        else:
+            speed = ""
+        table.add_row(label, *(f"{values.get(o.name, float('nan')):.4g}" for o in objectives), speed)
     console.print(table)

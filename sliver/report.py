@@ -19,7 +19,7 @@ import numpy as np
 
 from sliver.errors import UserError
 from sliver.measure.objectives import Objective
-from sliver.search.hv import hypervolume, nondominated
+from sliver.search.hv import NORMALISED_REFERENCE, nondominated, normalised_hypervolume
 from sliver.search.problem import Constraint
 
 
@@ -57,20 +57,21 @@ def study_points(store: Any, study: Any) -> StudyPoints:
 
 
 def hypervolume_history(points: StudyPoints) -> tuple[np.ndarray, np.ndarray]:
-    """Hypervolume of the feasible points after each evaluation.
+    """The study's normalised hypervolume (:func:`~sliver.search.hv.normalised_hypervolume`) after each evaluation.
 
-    Objectives are scaled to [0, 1] by the min and max over all the study's
-    points and the reference point is 1.1 in each (so the curve ends below
-    1.1^m); it shows progress within a study, not across studies.
+    Every prefix is scaled by the min and max over all the study's points, so
+    the last value is the study's normalised hypervolume, the one the CLI prints.
     """
     F = points.minimised()
     if len(F) == 0:
         return np.zeros(0), np.zeros(0)
-    lo, hi = F.min(0), F.max(0)
-    scaled = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
-    ref = np.full(F.shape[1], 1.1)
-    hv = np.array([hypervolume(scaled[: i + 1][points.feasible[: i + 1]], ref) for i in range(len(F))])
+    hv = np.array([normalised_hypervolume(F[: i + 1], points.feasible[: i + 1], scale=F) for i in range(len(F))])
     return np.arange(1, len(F) + 1), hv
+
+
+def study_hypervolume(points: StudyPoints) -> float:
+    """The study's normalised hypervolume over all its feasible points (what the report's header shows)."""
+    return normalised_hypervolume(points.minimised(), points.feasible)
 
 
 def predictor_quality(store: Any, study: Any, min_points: int = 8, kind: str = "ridge") -> list[dict]:
@@ -122,11 +123,6 @@ def write_report(
     objective; computed by :func:`predictor_quality` when not given);
     ``fingerprint`` the hardware target's description.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     study = store.get_study(study_name)
@@ -139,40 +135,48 @@ def write_report(
     images: list[tuple[str, Path]] = []
     for a, b in itertools.combinations(range(len(points.objectives)), 2):
         path = out / f"pareto_{points.objectives[a].name}_vs_{points.objectives[b].name}.png"
-        _pareto_plot(plt, points, a, b, pick_idx, path)
+        _save(pareto_figure(points, a, b, pick_idx), path)
         images.append((f"{points.objectives[b].name} vs {points.objectives[a].name}", path))
     evals, hv = hypervolume_history(points)
-    hv_path = out / "hypervolume.png"
-    _line_plot(plt, evals, hv, "evaluations (unique sub-networks)", "hypervolume (normalised, ref 1.1)", hv_path)
-    images.append(("hypervolume over evaluations", hv_path))
+    _save(hypervolume_figure(evals, hv), out / "hypervolume.png")
+    images.append(("normalised hypervolume over evaluations", out / "hypervolume.png"))
     if history is None:
         history = predictor_quality(store, study)
     tau_rows = [h for h in history if h.get("kendall_tau")]
-    if tau_rows:
-        tau_path = out / "predictor_quality.png"
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for name in sorted({k for h in tau_rows for k in h["kendall_tau"]}):
-            xs = [h["evaluations"] for h in tau_rows if name in h["kendall_tau"]]
-            ys = [h["kendall_tau"][name] for h in tau_rows if name in h["kendall_tau"]]
-            ax.plot(xs, ys, marker="o", label=name)
-        ax.set(xlabel="evaluations the predictor was fitted on", ylabel="Kendall τ on the next batch", ylim=(-1.05, 1.05),
-               title="predictor quality over the search")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(tau_path, dpi=110)
-        plt.close(fig)
-        images.append(("predictor quality over the search", tau_path))
+    if len(tau_rows) >= MIN_QUALITY_ROUNDS:
+        _save(predictor_figure(tau_rows), out / "predictor_quality.png")
+        images.append(("predictor quality over the search", out / "predictor_quality.png"))
 
     html_path = out / "report.html"
-    html_path.write_text(_html(study, points, images, pick_idx, hv, fingerprint, bool(tau_rows)))
+    html_path.write_text(_html(study, points, images, pick_idx, study_hypervolume(points), fingerprint, tau_rows))
     return html_path
 
 
-def _pareto_plot(plt, points: StudyPoints, a: int, b: int, picks: dict[str, int | None], path: Path) -> None:
+#: fewer scored batches than this show no trend, so the report lists them instead of plotting a line
+MIN_QUALITY_ROUNDS = 3
+
+
+def _figure(width: float, height: float):
+    """A matplotlib figure on the Agg canvas (no pyplot: nothing global, nothing to close)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def pareto_figure(points: StudyPoints, a: int, b: int, picks: dict[str, int | None]):
+    """Objective ``b`` against ``a``: every measured point, the pair's front as a staircase, picks ringed and labelled."""
     oa, ob = points.objectives[a], points.objectives[b]
     V = points.values
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig = _figure(6.4, 4.4)
+    ax = fig.subplots()
     infeasible = ~points.feasible
     ax.scatter(V[points.feasible, a], V[points.feasible, b], s=18, c="#8fa8c8", label="measured (feasible)")
     if infeasible.any():
@@ -189,28 +193,57 @@ def _pareto_plot(plt, points: StudyPoints, a: int, b: int, picks: dict[str, int 
     for label, i in picks.items():
         if i is not None:
             labels.setdefault(i, []).append(label)
+    ax.autoscale_view()  # final limits, so the labels below can be placed towards the inside
+    to_axes = ax.transData + ax.transAxes.inverted()
     for i, names in labels.items():  # picks that chose the same network share one ring and one label
         ax.scatter([V[i, a]], [V[i, b]], s=120, facecolors="none", edgecolors="k", lw=1.5, zorder=4)
-        ax.annotate(" = ".join(names), (V[i, a], V[i, b]), textcoords="offset points", xytext=(6, -12), fontsize=8)
+        # the label goes towards the plot's centre, so it never runs past the frame
+        fx, fy = to_axes.transform((V[i, a], V[i, b]))
+        right, below = fx > 0.5, fy > 0.5
+        ax.annotate(" = ".join(names), (V[i, a], V[i, b]), textcoords="offset points",
+                    xytext=(-8 if right else 8, -8 if below else 8), ha="right" if right else "left",
+                    va="top" if below else "bottom", fontsize=8)
     ax.set(xlabel=oa.label, ylabel=ob.label, title=f"{ob.name} vs {oa.name} ({len(V)} sub-networks)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def _line_plot(plt, x, y, xlabel: str, ylabel: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(x, y, c="#1f77b4")
-    ax.set(xlabel=xlabel, ylabel=ylabel)
+def hypervolume_figure(evals: np.ndarray, hv: np.ndarray):
+    """The normalised hypervolume after each evaluation (see :func:`hypervolume_history`)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(6, 3.6)
+    ax = fig.subplots()
+    ax.plot(evals, hv, c="#1f77b4", marker="o" if len(evals) <= 30 else None, ms=3)
+    ax.set(xlabel="evaluations (unique sub-networks)", ylabel=f"hypervolume (ref {NORMALISED_REFERENCE})",
+           title="normalised hypervolume over the search")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # evaluations are counts
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def _html(study, points: StudyPoints, images, picks, hv, fingerprint, has_tau: bool) -> str:
+def predictor_figure(rows: Sequence[dict]):
+    """Kendall τ of each objective's predictor on the next batch, per scored batch (see :func:`predictor_quality`)."""
+    fig = _figure(6, 3.6)
+    ax = fig.subplots()
+    for name in sorted({k for h in rows for k in h["kendall_tau"]}):
+        xs = [h["evaluations"] for h in rows if name in h["kendall_tau"]]
+        ys = [h["kendall_tau"][name] for h in rows if name in h["kendall_tau"]]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set(xlabel="evaluations the predictor was fitted on", ylabel="Kendall τ on the next batch", ylim=(-1.05, 1.05),
+           title="predictor quality over the search")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _config_text(config: dict) -> str:
+    """A config as ``name=value`` pairs, lists without spaces: short enough to wrap in a table cell."""
+    return "  ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in config.items())
+
+
+def _html(study, points: StudyPoints, images, picks, hv: float, fingerprint, tau_rows: Sequence[dict]) -> str:
     esc = html.escape
     names = [o.label for o in points.objectives]
     front = np.flatnonzero(points.front)
@@ -221,7 +254,7 @@ def _html(study, points: StudyPoints, images, picks, hv, fingerprint, has_tau: b
             pick_of[i] = f"{pick_of[i]}, {label}" if i in pick_of else label
     rows = "".join(
         "<tr>" + f"<td>{points.seqs[i]}</td>" + "".join(f"<td>{points.values[i, j]:.4g}</td>" for j in range(len(names)))
-        + f"<td>{esc(pick_of.get(i, ''))}</td><td><code>{esc(json.dumps(points.configs[i]))}</code></td></tr>"
+        + f"<td>{esc(pick_of.get(i, ''))}</td><td class=\"config\">{esc(_config_text(points.configs[i]))}</td></tr>"
         for i in front
     )
     figures = "".join(
@@ -229,7 +262,17 @@ def _html(study, points: StudyPoints, images, picks, hv, fingerprint, has_tau: b
         f"<figcaption>{esc(title)}</figcaption></figure>"
         for title, p in images
     )
-    tau_note = "" if has_tau else "<p>Too few evaluations to score predictors over the search.</p>"
+    if not tau_rows:
+        tau_note = "<p>Too few evaluations to score predictors over the search.</p>"
+    elif len(tau_rows) < MIN_QUALITY_ROUNDS:
+        scored = "; ".join(
+            f"after {h['evaluations']} evaluations: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(h["kendall_tau"].items()))
+            for h in tau_rows
+        )
+        tau_note = (f"<p>Predictor quality (Kendall τ on the next batch): too few search rounds to plot a trend "
+                    f"({len(tau_rows)} scored); {esc(scored)}.</p>")
+    else:
+        tau_note = ""
     fp = esc(json.dumps(fingerprint or {"fingerprint hash": study.fingerprint}, indent=2, default=str))
     constraints = ", ".join(study.settings.get("constraints", [])) or "none"
     return f"""<!doctype html>
@@ -237,8 +280,9 @@ def _html(study, points: StudyPoints, images, picks, hv, fingerprint, has_tau: b
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; border: 1px solid #ddd; }}
-table {{ border-collapse: collapse; font-size: 0.85em; }} td, th {{ border: 1px solid #ccc; padding: 3px 6px; }}
-code {{ font-size: 0.8em; }} .summary td:first-child {{ font-weight: bold; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 3px 6px; }}
+.summary td:first-child {{ font-weight: bold; }}
+td.config {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 1em; max-width: 40em; overflow-wrap: anywhere; }}
 </style></head><body>
 <h1>sliver report: {esc(study.name)}</h1>
 <table class="summary">
@@ -246,7 +290,7 @@ code {{ font-size: 0.8em; }} .summary td:first-child {{ font-weight: bold; }}
 <tr><td>Pareto front</td><td>{len(front)} sub-networks</td></tr>
 <tr><td>objectives</td><td>{esc(", ".join(f"{o.name} ({o.direction})" for o in points.objectives))}</td></tr>
 <tr><td>constraints</td><td>{esc(constraints)}</td></tr>
-<tr><td>final hypervolume</td><td>{hv[-1]:.4f} (normalised over this study, reference 1.1)</td></tr>
+<tr><td>normalised hypervolume</td><td>{hv:.4f} (feasible points, objectives scaled to [0, 1] over this study, reference {NORMALISED_REFERENCE})</td></tr>
 <tr><td>super-network</td><td><code>{esc(study.supernet_hash)}</code></td></tr>
 </table>
 <h2>Trade-offs</h2>{figures}{tau_note}

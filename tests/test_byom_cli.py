@@ -47,6 +47,14 @@ def test_own_model_from_yaml_trains_searches_and_exports(tmp_path, monkeypatch):
     model = sliver.load_model(tmp_path / "exports" / "small")
     assert type(model).__module__.startswith("torch.fx")
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    from sliver.measure.latency import ort_session
+
+    session = ort_session((tmp_path / "exports" / "small" / "model.onnx").read_bytes())
+    for batch in (1, 16):
+        x = torch.randn(batch, 3, 16, 16)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad():
+            assert abs(got - model(x).numpy()).max() <= 1e-4
 
 
 def test_bad_auto_section_is_one_line(tmp_path):

@@ -10,8 +10,44 @@ from typer.testing import CliRunner
 
 from sliver import load_model
 from sliver.cli import app
+from sliver.demo import first_of_each_network, print_comparison
+from sliver.measure.objectives import get_objective
+from sliver.space import Dimension, SearchSpace
 
 runner = CliRunner()
+
+
+def _printed(rows, first):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    print_comparison(console, [get_objective("accuracy"), get_objective("latency_ms")], rows, first)
+    return console.export_text()
+
+
+def test_picks_that_choose_one_network_are_one_row_and_the_largest_is_the_baseline():
+    space = SearchSpace([Dimension("w", (1, 2, 4))])
+    networks = {"largest": {"w": 4}, "accurate": {"w": 2}, "fast": {"w": 2}}
+    first = first_of_each_network(networks, space.key)
+    assert first == {"largest": "largest", "accurate": "accurate", "fast": "accurate"}
+    rows = {"largest": {"accuracy": 98.0, "latency_ms": 4.0}, "accurate": {"accuracy": 97.0, "latency_ms": 1.0},
+            "fast": {"accuracy": 97.0, "latency_ms": 1.0}}
+    text = _printed(rows, first)
+    lines = [line for line in text.splitlines() if line.startswith("│")]  # the table's body rows
+    assert len(lines) == 2, text
+    assert "baseline" in lines[0] and "x faster" not in lines[0]
+    assert "accurate = fast" in lines[1] and "4.00x faster" in lines[1]
+    assert "1.00x" not in text
+
+
+def test_a_pick_that_is_the_largest_network_shares_the_baseline_row():
+    space = SearchSpace([Dimension("w", (1, 2, 4))])
+    first = first_of_each_network({"largest": {"w": 4}, "accurate": {"w": 4}, "fast": {"w": 1}}, space.key)
+    rows = {"largest": {"accuracy": 98.0, "latency_ms": 4.0}, "accurate": {"accuracy": 98.0, "latency_ms": 4.0},
+            "fast": {"accuracy": 90.0, "latency_ms": 0.5}}
+    text = _printed(rows, first)
+    assert any("largest = accurate" in line and "baseline" in line for line in text.splitlines()), text
+    assert "8.00x faster" in text and "1.00x" not in text
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +71,7 @@ def test_demo_quick_produces_store_front_exports_and_report(demo_run):
     assert trials == 12 and measurements >= 12 * 3
 
     for name in ("accurate", "fast"):
-        folder = out / "exports" / name
+        folder = out / summary["exports"][name]
         card = json.loads((folder / "card.json").read_text())
         model = load_model(folder)
         x = torch.randn(card["input_shape"])
@@ -91,8 +127,10 @@ def test_report_renders_in_a_headless_browser(demo_run, artifacts_dir):
         page.goto(report.as_uri())
         page.wait_for_load_state("load")
         sizes = page.evaluate("[...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
+        config_px = page.evaluate("[...document.querySelectorAll('td.config')].map(c => parseFloat(getComputedStyle(c).fontSize))")
         page.screenshot(path=str(artifacts_dir / "demo_report.png"), full_page=True)
         browser.close()
     assert errors == []
+    assert config_px and min(config_px) >= 12  # the front's configs are readable text
     assert len(sizes) >= 4 and all(w > 0 and h > 0 for w, h in sizes)
     assert (artifacts_dir / "demo_report.png").stat().st_size > 10_000

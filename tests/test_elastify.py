@@ -110,6 +110,7 @@ def test_sampled_configs_run_extract_export_and_cost_exactly(name):
         x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     else:
         net, x = tiny(name)[1], X
+    x16 = torch.randn(16, *x.shape[1:], generator=torch.Generator().manual_seed(3))
 
     @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(st.integers(0, 2**31 - 1))
@@ -128,9 +129,13 @@ def test_sampled_configs_run_extract_export_and_cost_exactly(name):
         costs = net.costs(config)
         assert costs["macs"] * 2 == flops.get_total_flops()
         assert costs["params"] == sum(p.numel() for p in sub.parameters())
-        session = ort_session(export_onnx(sub, x[:1]))
-        onnx_out = session.run(None, {session.get_inputs()[0].name: x[:1].numpy()})[0]
-        assert np.abs(onnx_out - got[:1].numpy()).max() <= 1e-4
+        # exported as sliver.export does: a dynamic batch axis, so batch 1 and 16 both run
+        session = ort_session(export_onnx(sub, x[:1], dynamic_axes=net.onnx_dynamic_axes))
+        for batch in (x[:1], x16):
+            with torch.no_grad():
+                want = sub(batch)
+            onnx_out = session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
+            assert np.abs(onnx_out - want.numpy()).max() <= 1e-4
 
     check()
 

@@ -72,6 +72,24 @@ def test_export_writes_a_verified_standalone_model(evaluator, tmp_path):
         np.testing.assert_allclose(model(x).numpy(), evaluator.supernet(x).numpy(), atol=1e-5)
 
 
+def test_exported_onnx_takes_any_batch_size(evaluator, tmp_path):
+    from sliver.measure.latency import ort_session
+
+    config = evaluator.space.sample(5)
+    result = export_subnetwork(evaluator, config, tmp_path / "pick")
+    assert result.checks["onnx_batch_checked"] > 1
+    card = json.loads((result.path / "card.json").read_text())
+    assert card["onnx_dynamic_axes"] == {"0": "batch"}
+    assert "model.onnx takes any batch (axis 0)" in (result.path / "card.md").read_text()
+    session = ort_session((result.path / "model.onnx").read_bytes())
+    model = load_model(result.path)
+    for batch in (1, 16):
+        x = evaluator.supernet.example_input(config, batch_size=batch, seed=batch)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.inference_mode():
+            np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)
+
+
 def test_export_refuses_an_accuracy_mismatch(evaluator, tmp_path):
     config = evaluator.space.sample(4)
     with pytest.raises(ExportError, match="differs from the stored"):
@@ -85,3 +103,19 @@ def test_load_model_errors(tmp_path):
     torch.save({"weights": 1}, tmp_path / "model.pt")
     with pytest.raises(ExportError, match="not a sliver export"):
         load_model(tmp_path)
+
+
+def test_exported_vit_takes_any_batch_size(tmp_path):
+    from sliver.elastic.vit import ElasticViT
+    from sliver.measure.latency import ort_session
+
+    net = ElasticViT(hidden=16, num_layers=2, num_heads=2, ffn=32, head_choices=[1, 2], ffn_choices=[16, 32]).eval()
+    config = net.space.sample(1)
+    result = export_subnetwork(ModelEvaluator(net, "cpu-torch-b1", ["macs"]), config, tmp_path / "vit")
+    session = ort_session((result.path / "model.onnx").read_bytes())
+    model = load_model(result.path)
+    for batch in (1, 16):
+        x = net.example_input(config, batch_size=batch, seed=batch)
+        (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.inference_mode():
+            np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4)

@@ -192,6 +192,11 @@ def test_export_verifies_accuracy_against_the_store(evaluator, supernet, data, t
     card = export_quantized(fresh, config, tmp_path / "out" / "model.onnx", stored=stored)
     assert card["accuracy"] == stored["accuracy"] and (tmp_path / "out" / "model.onnx.json").is_file()
     assert card["fp32_nodes"] and all(n.startswith("/blocks/blocks.1/") for n in card["fp32_nodes"])
+    # the deployed file takes any batch size, and a row's result does not depend on the batch it came in
+    x = supernet.example_input(split_config(supernet, config)[0], batch_size=16, seed=1).numpy()
+    batch16 = _run(tmp_path / "out" / "model.onnx", x)
+    assert batch16.shape == (16, 10)
+    np.testing.assert_allclose(_run(tmp_path / "out" / "model.onnx", x[:1]), batch16[:1], atol=1e-5)
     with pytest.raises(QuantError, match="differs from the stored"):
         export_quantized(fresh, config, tmp_path / "bad.onnx", stored={"accuracy": stored["accuracy"] + 1.0})
     assert not (tmp_path / "bad.onnx").exists()

@@ -72,6 +72,9 @@ def show(
         trials = store.trials(st.id)
     except USER_ERRORS as exc:
         fail(str(exc))
+    from sliver.report import study_hypervolume, study_points
+
+    hv = study_hypervolume(study_points(store, st))
     names = [o.name for o in st.objectives]
     rows = [
         {"seq": t.seq, "key": t.config_key, **{n: t.values.get(n) for n in names},
@@ -81,7 +84,7 @@ def show(
     if fmt is Format.json:
         typer.echo(json.dumps({"study": st.name, "objectives": [o.to_dict() for o in st.objectives],
                                "supernet_hash": st.supernet_hash, "fingerprint": st.fingerprint,
-                               "settings": st.settings, "trials": rows}, indent=2))
+                               "settings": st.settings, "normalised_hypervolume": hv, "trials": rows}, indent=2))
     elif fmt is Format.csv:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["seq", "key", *names])
@@ -90,7 +93,7 @@ def show(
             writer.writerow({**r, "errors": json.dumps(r["errors"]) if r["errors"] else "", "config": json.dumps(r["config"])})
         typer.echo(buf.getvalue(), nl=False)
     else:
-        table = Table(title=f"study {st.name}: {len(rows)} trials")
+        table = Table(title=f"study {st.name}: {len(rows)} trials, normalised hypervolume {hv:.4f}")
         for col in ("seq", "key", *[o.label for o in st.objectives], "origin", "cached", "errors"):
             table.add_column(col)
         for r in rows:

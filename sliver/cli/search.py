@@ -318,9 +318,23 @@ def print_front(result, cfg: SearchConfig, console=console) -> None:
     console.print(table)
     console.print(
         f"{result.n_evaluations} unique evaluations, {result.n_cache_hits} cache hits, {result.n_warm} warm-start points, "
-        f"{result.n_filtered} filtered by cheap constraints, {result.n_failed} failed; hypervolume {result.hypervolume:.6g}; "
+        f"{result.n_filtered} filtered by cheap constraints, {result.n_failed} failed; "
+        f"normalised hypervolume {result_hypervolume(result):.4f}; "
         f"{result.eval_seconds:.1f} s measuring, {result.search_seconds:.1f} s searching ({result.stopped})"
     )
+
+
+def result_hypervolume(result) -> float:
+    """The search's normalised hypervolume, over the points its study records, as ``sliver report`` computes it."""
+    import numpy as np
+
+    from sliver.search.hv import normalised_hypervolume
+
+    objectives = result.objectives
+    # the study's trials that have every objective (failed and cheap-filtered ones do not)
+    measured = [p for p in result.points if all(o.name in p.values for o in objectives)]
+    F = np.array([[p.values[o.name] * o.sign for o in objectives] for p in measured], dtype=float).reshape(-1, len(objectives))
+    return normalised_hypervolume(F, np.array([p.feasible for p in measured], dtype=bool))
 
 
 def _short(config: dict) -> str:

@@ -27,6 +27,9 @@ class Supernet(nn.Module, abc.ABC):
 
     #: the search space of sub-network configs
     space: SearchSpace
+    #: input axes an exported ONNX model leaves free (see :mod:`sliver.export`): any batch size deploys;
+    #: text families free the sequence axis too
+    onnx_dynamic_axes: dict[int, str] = {0: "batch"}
 
     def __init__(self) -> None:
         super().__init__()

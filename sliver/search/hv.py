@@ -50,6 +50,31 @@ def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
     return float(HV(ref_point=ref)(F))
 
 
+#: the reference point of :func:`normalised_hypervolume`, in every objective scaled to [0, 1]
+NORMALISED_REFERENCE = 1.1
+
+
+def normalised_hypervolume(F: np.ndarray, feasible: np.ndarray | None = None, scale: np.ndarray | None = None) -> float:
+    """A study's "normalised hypervolume": the one number the report and the CLI print for it.
+
+    ``F`` holds the measured points (rows, minimisation). Each objective is
+    scaled to [0, 1] by its min and max over ``scale`` (default: every row of
+    ``F``, feasible or not), and the hypervolume of the ``feasible`` rows
+    (default: all) is taken at :data:`NORMALISED_REFERENCE` in every objective,
+    so it lies in [0, 1.1^m]. Scaled to the study's own range, it tracks one
+    study's progress; it does not compare studies.
+    """
+    F = np.asarray(F, dtype=float)
+    bounds = F if scale is None else np.asarray(scale, dtype=float)
+    if F.size == 0 or bounds.size == 0:
+        return 0.0
+    lo, hi = bounds.min(0), bounds.max(0)
+    scaled = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    if feasible is not None:
+        scaled = scaled[np.asarray(feasible, dtype=bool)]
+    return hypervolume(scaled, np.full(F.shape[1], NORMALISED_REFERENCE))
+
+
 def hvi_2d(front: np.ndarray, P: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Exact hypervolume improvement of each point of ``P`` over ``front`` (2 objectives, minimisation).
 
