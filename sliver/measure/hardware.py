@@ -1,12 +1,16 @@
 """Hardware targets: where and how latency is measured, and the fingerprint that keys the results.
 
-A :class:`HardwareTarget` names a backend (PyTorch eager or ONNX Runtime on the
-CPU), a thread count, a batch size and the timing protocol. Its
-:meth:`~HardwareTarget.fingerprint` records the machine and library versions
+A :class:`HardwareTarget` names a device (the CPU or a CUDA GPU), a runtime
+(PyTorch eager, ONNX Runtime with an execution provider, or OpenVINO), a thread
+count, a batch size, an inference precision and the timing protocol. Its
+:meth:`~HardwareTarget.fingerprint` records the machine and runtime versions
 too: latencies measured under different fingerprints are never mixed.
 
-Named presets read ``cpu-<backend>-b<batch>[-t<threads>]``, e.g. ``cpu-ort-b1``
-(ONNX Runtime, batch 1, 1 thread) or ``cpu-torch-b8-t2``.
+Named presets read ``<device>-<runtime>[-<provider>]-b<batch>[-t<threads>]``:
+``cpu-ort-b1`` (ONNX Runtime, batch 1, 1 thread), ``cpu-torch-b8-t2``,
+``cpu-ov-b1`` (OpenVINO), ``cuda-torch-b8``, ``cuda-ort-b1`` (the CUDA execution
+provider), ``cuda-ort-tensorrt-b1`` or ``cpu-ort-openvino-b1`` (other ONNX
+Runtime execution providers).
 """
 
 from __future__ import annotations
@@ -22,16 +26,37 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sliver.config import ConfigError, StrictModel, load
+from sliver.config import ConfigError, StrictModel, load, validate
+from sliver.errors import UserError
 
-_PRESET = re.compile(r"^cpu-(ort|onnxruntime|torch)-b(\d+)(?:-t(\d+))?$")
+_PRESET = re.compile(
+    r"^(cpu|cuda)-(ort|onnxruntime|torch|ov|openvino)(?:-(cpu|cuda|tensorrt|openvino))?-b(\d+)(?:-t(\d+))?$"
+)
+_BACKENDS = {"ort": "onnxruntime", "onnxruntime": "onnxruntime", "torch": "torch", "ov": "openvino", "openvino": "openvino"}
+#: ONNX Runtime execution providers by their short names, and the device each runs on
+PROVIDERS = {
+    "cpu": ("CPUExecutionProvider", "cpu"),
+    "openvino": ("OpenVINOExecutionProvider", "cpu"),
+    "cuda": ("CUDAExecutionProvider", "cuda"),
+    "tensorrt": ("TensorrtExecutionProvider", "cuda"),
+}
+#: the presets ``sliver measure --list-targets`` shows (any batch size and thread count works the same way)
+PRESET_EXAMPLES = (
+    "cpu-torch-b1", "cpu-ort-b1", "cpu-ov-b1", "cpu-ort-openvino-b1",
+    "cuda-torch-b8", "cuda-ort-b1", "cuda-ort-tensorrt-b1",
+)
 
 
 class HardwareTarget(StrictModel):
     """A backend with pinned threads and batch size, plus the repeat protocol of a latency measurement."""
 
     name: str = "cpu-torch-b1"
-    backend: Literal["torch", "onnxruntime"] = "torch"
+    device: Literal["cpu", "cuda"] = "cpu"
+    backend: Literal["torch", "onnxruntime", "openvino"] = "torch"
+    provider: Literal["cpu", "openvino", "cuda", "tensorrt"] | None = Field(
+        None, description="ONNX Runtime execution provider (default: the device's own); onnxruntime only")
+    precision: Literal["f32", "bf16", "f16"] = Field(
+        "f32", description="inference precision; only OpenVINO runs below f32 (its INFERENCE_PRECISION_HINT)")
     threads: int = Field(1, ge=1, description="intra-op threads, pinned for the measurement")
     batch_size: int = Field(1, ge=1)
     warmup: int = Field(5, ge=0, description="untimed runs first (allocation, caches, lazy init)")
@@ -48,20 +73,35 @@ class HardwareTarget(StrictModel):
             raise ValueError(f"max_repeats ({self.max_repeats}) must be >= min_repeats ({self.min_repeats})")
         return self
 
+    @model_validator(mode="after")
+    def _runtime_consistent(self) -> "HardwareTarget":
+        if self.provider is not None and self.backend != "onnxruntime":
+            raise ValueError(f"provider '{self.provider}' is an ONNX Runtime execution provider; remove it or use backend onnxruntime")
+        if self.backend == "onnxruntime" and self.provider is None:
+            self.provider = self.device
+        if self.provider is not None and PROVIDERS[self.provider][1] != self.device:
+            raise ValueError(f"provider '{self.provider}' runs on device '{PROVIDERS[self.provider][1]}', not '{self.device}'")
+        if self.backend == "openvino" and self.device != "cpu":
+            raise ValueError("backend openvino is measured on the CPU here; use device cpu")
+        if self.precision != "f32" and self.backend != "openvino":
+            raise ValueError(f"precision '{self.precision}': only backend openvino runs below f32; use f32")
+        return self
+
     # ------------------------------------------------------------ construction
     @classmethod
     def preset(cls, name: str, **overrides) -> "HardwareTarget":
-        """A named preset ``cpu-{ort|torch}-b<batch>[-t<threads>]``, with optional field overrides."""
+        """A named preset ``<device>-<runtime>[-<provider>]-b<batch>[-t<threads>]``, with optional field overrides."""
         m = _PRESET.match(name.strip())
         if not m:
             raise ConfigError(
-                f"unknown hardware target '{name}'; use a preset like cpu-ort-b1, cpu-torch-b8 or cpu-ort-b1-t4, "
-                "or a YAML file of HardwareTarget fields"
+                f"unknown hardware target '{name}'; use a preset like cpu-ort-b1, cpu-torch-b8, cpu-ov-b1, cpu-ort-b1-t4 "
+                "or cuda-torch-b8, or a YAML file of HardwareTarget fields"
             )
-        backend = "torch" if m.group(1) == "torch" else "onnxruntime"
-        fields = {"name": name, "backend": backend, "batch_size": int(m.group(2)), "threads": int(m.group(3) or 1)}
+        device, runtime, provider, batch, threads = m.groups()
+        fields = {"name": name, "device": device, "backend": _BACKENDS[runtime], "provider": provider,
+                  "batch_size": int(batch), "threads": int(threads or 1)}
         fields.update(overrides)
-        return cls(**fields)
+        return validate(cls, fields, f"hardware target '{name}'")
 
     @classmethod
     def parse(cls, spec: "str | HardwareTarget") -> "HardwareTarget":
@@ -73,19 +113,79 @@ class HardwareTarget(StrictModel):
         return cls.preset(spec)
 
     # ------------------------------------------------------------ identity
-    def fingerprint(self) -> dict[str, str | int]:
-        """What a latency depends on: machine, library versions, backend, threads and batch size."""
-        return {
+    def fingerprint(self) -> dict[str, str | int | dict]:
+        """What a latency depends on: machine, library versions, runtime, device, provider, precision, threads, batch.
+
+        Raises a one-line :class:`UserError` if this machine cannot run the target.
+        The device, provider and precision are left out where they are the CPU, the
+        CPU execution provider and f32: those are what the original CPU targets meant,
+        so the latencies stores already hold under them keep their key.
+        """
+        self.require_available()
+        fp: dict[str, str | int | dict] = {
             **_machine(),
             "backend": self.backend,
             "threads": self.threads,
             "batch_size": self.batch_size,
         }
+        if self.device != "cpu":
+            fp.update(device=self.device, **_cuda_device())
+        if self.provider not in (None, "cpu"):
+            fp["provider"] = PROVIDERS[self.provider][0]
+        if self.precision != "f32":
+            fp["precision"] = self.precision
+        if self.backend == "openvino":
+            import openvino
+
+            fp.update(openvino=openvino.__version__, openvino_config=self.openvino_config())
+        return fp
 
     def fingerprint_hash(self) -> str:
         """A short stable hash of :meth:`fingerprint`, used as the store key."""
         text = json.dumps(self.fingerprint(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    # ------------------------------------------------------------ runtime
+    def openvino_config(self) -> dict[str, str | int]:
+        """OpenVINO compile options, pinned for latency: one request at a time, one stream, our threads and precision."""
+        return {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": self.threads,
+            # pinned because OpenVINO's CPU default is bf16 wherever the CPU has it, which changes outputs and latency
+            "INFERENCE_PRECISION_HINT": self.precision,
+        }
+
+    def ort_provider(self) -> str:
+        """The ONNX Runtime execution provider's full name (``CPUExecutionProvider``, ...)."""
+        return PROVIDERS[self.provider or "cpu"][0]
+
+    def unavailable_reason(self) -> str | None:
+        """Why this machine cannot run the target (a missing device, runtime or provider), or None if it can."""
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return "no CUDA device is available (torch.cuda.is_available() is False); use a cpu-* target"
+        if self.backend == "openvino":
+            try:
+                import openvino  # noqa: F401
+            except ImportError:
+                return "the openvino runtime is not installed; pip install 'sliver[openvino]'"
+        if self.backend == "onnxruntime":
+            import onnxruntime
+
+            available = onnxruntime.get_available_providers()
+            if self.ort_provider() not in available:
+                return (f"ONNX Runtime execution provider {self.ort_provider()} is not available; "
+                        f"this onnxruntime has {', '.join(available)}")
+        return None
+
+    def require_available(self) -> None:
+        """Raise a one-line :class:`UserError` naming the target if this machine cannot run it."""
+        reason = self.unavailable_reason()
+        if reason:
+            raise UserError(f"hardware target '{self.name}': {reason}")
 
 
 @lru_cache(maxsize=1)
@@ -101,6 +201,12 @@ def _machine() -> dict[str, str | int]:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def _cuda_device() -> dict[str, str]:
+    import torch
+
+    return {"gpu": torch.cuda.get_device_name(), "cuda": str(torch.version.cuda)}
 
 
 def cpu_model() -> str:

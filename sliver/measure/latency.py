@@ -1,15 +1,18 @@
-"""Latency of a plain model on a hardware target: PyTorch eager or ONNX Runtime on the CPU.
+"""Latency of a plain model on a hardware target: PyTorch eager, ONNX Runtime or OpenVINO, on the CPU or CUDA.
 
-The protocol is the same on both backends: pin the thread count, run
-``warmup`` untimed batches (and keep going for at least ``warmup_s``), then time single batches with
-``time.perf_counter_ns`` until the relative interquartile range drops below
-``stability`` (after at least ``min_repeats`` runs), ``max_repeats`` runs are
-done or ``max_seconds`` have passed. The median is reported with the IQR and
-the coefficient of variation of the runs.
+The protocol is the same on every backend (:func:`time_runs`): pin the thread count, run
+``warmup`` untimed batches (and keep going for at least ``warmup_s``), then time single batches
+until the relative interquartile range drops below ``stability`` (after at
+least ``min_repeats`` runs), ``max_repeats`` runs are done or ``max_seconds``
+have passed. The median is reported with the IQR and the coefficient of
+variation of the runs. A run is timed with ``time.perf_counter_ns`` on the CPU,
+and with CUDA events (and a synchronisation) for PyTorch on a GPU, whose
+kernels run asynchronously to the Python code that launches them.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 import warnings
@@ -43,6 +46,23 @@ class LatencyResult:
         return asdict(self)
 
 
+def wall_ns(fn: Callable[[], object]) -> int:
+    """Nanoseconds of one call of ``fn`` on the wall clock."""
+    t0 = time.perf_counter_ns()
+    fn()
+    return time.perf_counter_ns() - t0
+
+
+def cuda_ns(fn: Callable[[], object]) -> int:
+    """Nanoseconds of the GPU work of one call of ``fn``, between two CUDA events, after waiting for it to finish."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return int(start.elapsed_time(end) * 1e6)  # elapsed_time is in milliseconds
+
+
 def time_runs(
     fn: Callable[[], object],
     warmup: int = 5,
@@ -51,21 +71,20 @@ def time_runs(
     max_repeats: int = 200,
     stability: float = 0.05,
     max_seconds: float = 5.0,
+    timer: Callable[[Callable[[], object]], int] = wall_ns,
 ) -> LatencyResult:
-    """Time ``fn()`` repeatedly and summarise; see the module docstring for the stopping rule."""
+    """Time ``fn()`` repeatedly with ``timer`` and summarise; see the module docstring for the stopping rule."""
+    # warm-up runs go through the timer too, so a GPU timer's synchronisation keeps them from piling up
     for _ in range(warmup):
-        fn()
+        timer(fn)
     warm_until = time.perf_counter_ns() + int(warmup_s * 1e9)
     while time.perf_counter_ns() < warm_until:
-        fn()
+        timer(fn)
     times_ns: list[int] = []
     stable = False
     deadline = time.perf_counter_ns() + int(max_seconds * 1e9)
     while len(times_ns) < max_repeats:
-        t0 = time.perf_counter_ns()
-        fn()
-        t1 = time.perf_counter_ns()
-        times_ns.append(t1 - t0)
+        times_ns.append(timer(fn))
         n = len(times_ns)
         # checking every few runs keeps the percentile cost out of the timed loop's rhythm
         if n >= min_repeats and n % 5 == 0:
@@ -73,7 +92,7 @@ def time_runs(
             if med > 0 and (q3 - q1) / med < stability:
                 stable = True
                 break
-        if t1 > deadline and n >= 3:
+        if time.perf_counter_ns() > deadline and n >= 3:
             break
     ms = np.asarray(times_ns, dtype=np.float64) / 1e6
     q1, med, q3 = np.percentile(ms, [25, 50, 75])
@@ -96,10 +115,18 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def torch_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
-    """Latency of one batch through ``model`` in eager mode under ``torch.inference_mode``."""
+    """Latency of one batch through ``model`` in eager mode under ``torch.inference_mode``, on the target's device.
+
+    On CUDA a copy of the model runs (the caller's stays on the CPU) and the input
+    is on the GPU already: the time is the GPU's, between CUDA events.
+    """
+    target.require_available()
     model.eval()
+    timer = wall_ns
+    if target.device == "cuda":
+        model, example, timer = copy.deepcopy(model).to("cuda"), example.to("cuda"), cuda_ns
     with torch_threads(target.threads), torch.inference_mode():
-        return time_runs(lambda: model(example), **_protocol(target))
+        return time_runs(lambda: model(example), **_protocol(target), timer=timer)
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, opset: int = 17,
@@ -127,8 +154,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, opset: int = 17,
     return buf.getvalue()
 
 
-def ort_session(onnx_model: bytes, threads: int = 1):
-    """An ONNX Runtime CPU session with pinned intra-op threads (no inter-op parallelism)."""
+def ort_session(onnx_model: bytes, threads: int = 1, provider: str = "CPUExecutionProvider"):
+    """An ONNX Runtime session with pinned intra-op threads (no inter-op parallelism) on an execution provider.
+
+    A provider other than the CPU's gets the CPU provider behind it, as deployments
+    do, for the operators it does not implement.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -136,23 +167,48 @@ def ort_session(onnx_model: bytes, threads: int = 1):
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3  # warnings about unused initialisers etc. are noise here
-    return ort.InferenceSession(onnx_model, sess_options=opts, providers=["CPUExecutionProvider"])
+    providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+    return ort.InferenceSession(onnx_model, sess_options=opts, providers=providers)
 
 
 def onnx_latency(onnx_model: bytes, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
-    """Latency of one batch through an ONNX model on the ONNX Runtime CPU execution provider."""
-    session = ort_session(onnx_model, target.threads)
+    """Latency of one batch through an ONNX model on ONNX Runtime with the target's execution provider.
+
+    The input is fed from host memory and the output returned there, as an
+    application calling ``session.run`` sees it (on a GPU provider: copies included).
+    """
+    target.require_available()
+    session = ort_session(onnx_model, target.threads, target.ort_provider())
     feed = {session.get_inputs()[0].name: example.detach().cpu().numpy()}
     return time_runs(lambda: session.run(None, feed), **_protocol(target))
 
 
+def openvino_model(onnx_model: bytes, target: HardwareTarget):
+    """The ONNX model compiled by OpenVINO for the CPU with the target's pinned latency options."""
+    target.require_available()
+    import openvino
+
+    core = openvino.Core()
+    return core.compile_model(core.read_model(onnx_model), "CPU", target.openvino_config())
+
+
+def openvino_latency(onnx_model: bytes, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
+    """Latency of one batch through an ONNX model compiled by OpenVINO, one synchronous request at a time."""
+    request = openvino_model(onnx_model, target).create_infer_request()
+    feed = {0: example.detach().cpu().numpy()}
+    return time_runs(lambda: request.infer(feed), **_protocol(target))
+
+
 def measure_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
     """Latency of ``model`` on ``target``'s backend (exporting to ONNX when the backend needs it)."""
-    if target.backend == "onnxruntime":
-        with torch_threads(target.threads):
-            onnx_model = export_onnx(model, example)
-        return onnx_latency(onnx_model, example, target)
-    return torch_latency(model, example, target)
+    if target.backend == "torch":
+        return torch_latency(model, example, target)
+    target.require_available()  # before the export, which is the slow part
+    with torch_threads(target.threads):
+        onnx_model = export_onnx(model, example)
+    if target.backend == "openvino":
+        return openvino_latency(onnx_model, example, target)
+    return onnx_latency(onnx_model, example, target)
 
 
 def _protocol(target: HardwareTarget) -> dict:
