@@ -15,8 +15,8 @@ DB_HELP = "SQLAlchemy URL of the result store (measurements already there are no
 
 
 def measure(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Super-network training checkpoint (.pt)."),
-    target: str = typer.Option("cpu-ort-b1", "--target", "-t", help="Hardware target: a preset like cpu-ort-b1, cpu-torch-b8-t2, or a YAML file."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", "-c", help="Super-network training checkpoint (.pt)."),
+    target: str = typer.Option("cpu-ort-b1", "--target", "-t", help="Hardware target: a preset like cpu-ort-b1, cpu-torch-b8-t2, cpu-ov-b1, cuda-torch-b8 (see --list-targets), or a YAML file."),
     config: str = typer.Option(None, "--config", help="Sub-network config as JSON, e.g. '{\"ks\": [...], ...}'."),
     config_file: Path = typer.Option(None, "--config-file", help="JSON file with one config or a list of configs."),
     objectives: str = typer.Option(None, "--objectives", "-o", help="Comma-separated objectives (default: all)."),
@@ -24,8 +24,14 @@ def measure(
     accuracy_subset: float = typer.Option(None, "--accuracy-subset", help="Measure accuracy on this seeded fraction of the validation split."),
     study: str = typer.Option(None, "--study", help="Also record the configs as trials of this study (created if new)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON lines instead of tables."),
+    list_targets: bool = typer.Option(False, "--list-targets", help="List the target presets, which of them this machine can run and why not the others, then exit."),
 ) -> None:
     """Measure accuracy, latency, MACs, params, size and memory of sub-networks; print a table per config."""
+    if list_targets:
+        _print_targets()
+        return
+    if checkpoint is None:
+        fail("--checkpoint: required; give the super-network's training checkpoint (.pt)")
     # heavy imports here so that `sliver --help` stays fast
     from sliver.measure.evaluator import evaluate
     from sliver.measure.model import ModelEvaluator
@@ -62,6 +68,20 @@ def measure(
         console.print(table)
     if any(r.errors for r in results):
         raise typer.Exit(1)
+
+
+def _print_targets() -> None:
+    from sliver.measure.hardware import PRESET_EXAMPLES, HardwareTarget
+
+    table = Table(title="hardware targets (any -b<batch> and -t<threads> works the same way)")
+    for col in ("target", "device", "runtime", "provider", "on this machine"):
+        table.add_column(col)
+    for name in PRESET_EXAMPLES:
+        target = HardwareTarget.preset(name)
+        reason = target.unavailable_reason()
+        provider = target.ort_provider() if target.backend == "onnxruntime" else ""
+        table.add_row(name, target.device, target.backend, provider, f"[red]no:[/] {reason}" if reason else "[green]yes[/]")
+    console.print(table)
 
 
 def _read_configs(config: str | None, config_file: Path | None) -> list[dict]:
