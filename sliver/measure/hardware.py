@@ -48,7 +48,7 @@ PRESET_EXAMPLES = (
 
 
 class HardwareTarget(StrictModel):
-    """A backend with pinned threads and batch size, plus the repeat protocol of a latency measurement."""
+    """A device and runtime (with its provider and precision) with pinned threads and batch size, plus the repeat protocol of a latency measurement."""
 
     name: str = "cpu-torch-b1"
     device: Literal["cpu", "cuda"] = "cpu"
