@@ -54,6 +54,8 @@ from sliver.cli import deploy as _deploy  # noqa: E402
 app.command("demo")(_deploy.demo)
 app.command("export")(_deploy.export)
 app.command("report")(_deploy.report)
+from sliver.cli import dashboard as _dashboard  # noqa: E402
+app.command("dashboard")(_dashboard.dashboard)
 
 
 def main() -> None:
