@@ -10,6 +10,7 @@ strategy first, so the budget accounting continues where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -195,10 +196,16 @@ class Search:
         self._ref: np.ndarray | None = None
         self.n_eval = self.n_cache = self.n_warm = self.n_filtered = self.n_failed = 0
         self.eval_seconds = 0.0
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._scope = f"{self.evaluator.supernet_hash}:{self.evaluator.fingerprint}"
+        self._fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
+        self._last_seq = 0
         batch = self._replay(study_id)
         stopped = "budget spent"
         idle = 0
-        with self._progress() as bar:
+        # the heartbeat keeps this search's claims alive, however long a measurement or an ask takes
+        beat = self.store.heartbeat(self._owner, self.claim_ttl_s) if self.store is not None else None
+        with self._progress() as bar, (beat or contextlib.nullcontext()):
             self._bar = bar
             if self.executor is not None:
                 stopped = self._stream(study_id, batch)
@@ -228,6 +235,7 @@ class Search:
                 if self.on_batch is not None and self.on_batch(self.points):
                     stopped = "stopped by callback"
                     break
+        self._join_others(study_id)
         total = time.perf_counter() - t_start
         return SearchResult(
             self.objectives, self.points, self.hv_history, self._ref if self._ref is not None else np.zeros(0),
@@ -253,19 +261,11 @@ class Search:
             by_batch: dict[int, list] = {}
             for t in self.store.trials(study_id):
                 by_batch.setdefault(t.batch, []).append(t)
+                self._last_seq = max(self._last_seq, t.seq)
             for b in sorted(by_batch):
                 cs, os_ = [], []
                 for t in by_batch[b]:
-                    origin = t.origin or "search"
-                    p = self._point(t.config, t.config_key, t.values, t.errors, origin, b)
-                    if origin == "search" and not t.cached:
-                        self.n_eval += 1
-                    elif origin == "filtered":
-                        self.n_filtered += 1
-                    elif origin == "warm":
-                        self.n_warm += 1
-                    else:
-                        self.n_cache += 1
+                    p = self._stored_point(t, b)
                     cs.append(p.config)
                     os_.append(self._outcome(p))
                 self.strategy.tell(cs, os_)
@@ -290,6 +290,58 @@ class Search:
                 batch += 1
         return batch
 
+    def _stored_point(self, t, batch: int) -> Point:
+        """A point for a trial of the study read from the store, counted as the study counted it."""
+        origin = t.origin or "search"
+        p = self._point(t.config, t.config_key, t.values, t.errors, origin, batch)
+        if origin == "search" and not t.cached:
+            self.n_eval += 1  # the budget is the study's: a real evaluation counts whichever search paid for it
+        elif origin == "filtered":
+            self.n_filtered += 1
+        elif origin == "warm":
+            self.n_warm += 1
+        else:
+            self.n_cache += 1
+        return p
+
+    def _sync(self, study_id: int | None) -> None:
+        """Tell the strategy the trials other searches of this study have added since the last look."""
+        if study_id is None:
+            return
+        cs, os_ = [], []
+        for t in self.store.trials(study_id, after=self._last_seq):
+            self._last_seq = max(self._last_seq, t.seq)
+            if t.config_key not in self._seen:
+                p = self._stored_point(t, t.batch)
+                cs.append(p.config)
+                os_.append(self._outcome(p))
+        if cs:
+            self.strategy.tell(cs, os_)
+
+    def _hold(self, key: str) -> bool:
+        """Claim ``key`` before measuring it: True once claimed, False when the store has all of it (nothing to
+        measure). While another search holds the claim this waits for its result, or for the claim to lapse
+        when that search died."""
+        while self._missing(key):
+            if self.store is None or self.store.claim(self._scope, key, self._owner, self.claim_ttl_s):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _join_others(self, study_id: int | None) -> None:
+        """Wait for the measurements other searches have in flight, then take in this study's new trials.
+
+        A search of this study that claims a config after this look also looks
+        at the study after its claim, finds the budget spent and measures
+        nothing, so the front this search reports is the store's.
+        """
+        if study_id is None:
+            return
+        others = {k: o for k, o in self.store.claims(self._scope).items() if o != self._owner}
+        while any(self.store.claim_owner(self._scope, k) == o for k, o in others.items()):
+            time.sleep(0.05)
+        self._sync(study_id)
+
     def _point(self, config, key, values, errors, origin, batch) -> Point:
         p = Point(self.space.canonical(config), key, dict(values), dict(errors),
                   self._problem.feasible(values) and not errors, origin, batch)
@@ -309,7 +361,17 @@ class Search:
             p = self._point(config, key, cheap, {}, "filtered", batch)
             p.feasible = False
             return p
-        r: EvalResult = evaluate(self.evaluator, config, self.store, study_id, objectives=self._measure, origin="search", batch=batch)
+        held = self._hold(key)
+        try:
+            # after the claim: a search of this study that measured this config (or spent the budget) shows now
+            self._sync(study_id)
+            if key in self._seen or self.n_eval >= self.budget:
+                return None
+            r: EvalResult = evaluate(self.evaluator, config, self.store, study_id, objectives=self._measure,
+                                     origin="search", batch=batch)
+        finally:
+            if held and self.store is not None:
+                self.store.release(self._scope, key, self._owner)
         self.eval_seconds += r.seconds
         if r.cached:
             self.n_cache += 1
@@ -326,18 +388,14 @@ class Search:
 
         ex = self.executor
         ex.start(self.evaluator, self.evaluator_factory)
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._scope = f"{self.evaluator.supernet_hash}:{self.evaluator.fingerprint}"
-        self._fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
         self._batch, self._halt = batch, False
         jobs: dict = {}  # future -> _Job in flight
         waiting: list[_Job] = []  # configs another process has claimed
         idle = 0
         poll = min(1.0, ex.timeout_s)
-        # the heartbeat keeps this process's claims alive, however long a measurement or an ask takes
-        beat = self.store.heartbeat(self._owner, self.claim_ttl_s) if self.store is not None else None
         try:
             while True:
+                self._sync(study_id)
                 room = min(ex.slots - len(jobs), self.budget - self.n_eval - len(jobs))
                 if room > 0 and not self._halt:
                     configs = self.strategy.ask(room)
@@ -404,8 +462,6 @@ class Search:
                             job.started = time.monotonic()
                             jobs[ex.submit(job.config, job.missing)] = job
         finally:
-            if beat is not None:
-                beat.stop()
             for future, job in jobs.items():
                 ex.cancel(future)
                 if self.store is not None:
@@ -433,7 +489,9 @@ class Search:
             # the holder writes its results before releasing, so a config it finished between our look at
             # the store and our claim is found now, instead of being measured a second time
             job.missing = self._missing(job.key)
-            if not job.missing:
+            # and a search of this study that measured it, or spent the budget, shows now
+            self._sync(study_id)
+            if not job.missing or job.key in self._seen or self.n_eval >= self.budget:
                 self.store.release(self._scope, job.key, self._owner)
                 self._settle(self._evaluate(job.config, study_id, self._batch))
                 return "settled"
