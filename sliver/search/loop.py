@@ -380,13 +380,13 @@ class Search:
         from sliver.parallel import Measured, WorkerLost
 
         ex = self.executor
-        ex.start(self.evaluator, self.evaluator_factory)
         self._batch, self._halt = batch, False
         jobs: dict = {}  # future -> _Job in flight
         waiting: list[_Job] = []  # configs another process has claimed
         idle = 0
         poll = min(1.0, ex.timeout_s)
         try:
+            ex.start(self.evaluator, self.evaluator_factory)  # inside: a failed start still closes the workers
             while True:
                 self._sync(study_id)
                 room = min(ex.slots - len(jobs), self.budget - self.n_eval - len(jobs))
