@@ -33,6 +33,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -146,6 +147,38 @@ def _load(token: str, worker_id: str, factory: Callable[[], Evaluator], threads:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def _die_with_parent(parent: int) -> None:
+    """End this worker process when ``parent`` dies, instead of living on reparented and idle.
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``); elsewhere, or
+    if that call fails, a daemon thread polls the parent's pid once a second.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+                if os.getppid() != parent:  # the parent died before the call: nobody will signal
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="sliver-parent-watch", daemon=True).start()
+
+
+def _process_init(parent: int, token: str, factory: Callable[[], Evaluator], threads: int) -> None:
+    _die_with_parent(parent)
+    _load(token, "process", factory, threads)
+
+
 def _loaded(token: str, worker_id: str) -> Evaluator:
     try:
         return _LOADED[(token, worker_id)]
@@ -256,6 +289,10 @@ def _process_measure(token: str, config: Config, objectives: list[str]) -> Measu
 class ProcessExecutor(Executor):
     """``workers`` local processes (spawned, so no forked torch state), each loading the evaluator once.
 
+    Workers die with this process, even when it is killed (a parent-death
+    signal, see :func:`_die_with_parent`); the search closes the pool on every
+    way out of its loop.
+
     A process that dies breaks the whole pool (that is how
     :class:`~concurrent.futures.ProcessPoolExecutor` works): every evaluation in
     flight is reported lost, and the pool is rebuilt for the resubmissions.
@@ -277,7 +314,7 @@ class ProcessExecutor(Executor):
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = cf.ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_load, initargs=(self._token, "process", self._factory, self.threads),
+            initializer=_process_init, initargs=(os.getpid(), self._token, self._factory, self.threads),
         )
 
     def submit(self, config: Config, objectives: list[str]) -> cf.Future:

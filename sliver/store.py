@@ -500,10 +500,10 @@ class ResultStore:
             # the stored measurement (first ok one wins) and still adds the trial
             return self._retry(txn)
 
-    def trials(self, study_id: int) -> list[Trial]:
-        """The trials of a study, in ``seq`` order."""
+    def trials(self, study_id: int, after: int = 0) -> list[Trial]:
+        """The trials of a study, in ``seq`` order (those numbered above ``after`` only)."""
         with self._session() as s:
-            rows = s.scalars(select(_Trial).where(_Trial.study_id == study_id).order_by(_Trial.seq))
+            rows = s.scalars(select(_Trial).where(_Trial.study_id == study_id, _Trial.seq > after).order_by(_Trial.seq))
             return [
                 Trial(r.seq, r.config_key, json.loads(r.config_json), json.loads(r.values_json),
                       json.loads(r.errors_json), r.cached, r.origin, r.batch, r.created)
@@ -607,6 +607,12 @@ class ResultStore:
         with self._session.begin() as s:
             s.execute(update(_Claim).where(_Claim.owner == owner).values(expires=time.time() + ttl_s)
                       .execution_options(synchronize_session=False))
+
+    def claims(self, scope: str) -> dict[str, str]:
+        """Owner of every unexpired claim in ``scope``, by config key."""
+        with self._session() as s:
+            rows = s.execute(select(_Claim.config_key, _Claim.owner).where(_Claim.scope == scope, _Claim.expires > time.time()))
+            return {k: o for k, o in rows}
 
     def claim_owner(self, scope: str, config_key: str) -> str | None:
         """Who holds an unexpired claim on ``config_key`` in ``scope`` (None if nobody)."""

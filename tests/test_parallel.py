@@ -211,3 +211,54 @@ def test_bad_executor_names_and_options_are_one_line_errors():
         make_executor("local", workers=4)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         ProcessExecutor(workers=0)
+
+
+PARENT = r"""
+import sys, time
+from sliver.parallel import ProcessExecutor
+from test_parallel import SlowToy
+
+ex = ProcessExecutor(workers=2)
+ev = SlowToy(delay=120)
+ex.start(ev)
+futures = [ex.submit(ev.space.canonical(ev.space.sample(__import__("numpy").random.default_rng(i))), ["accuracy"]) for i in range(2)]
+while len(ex.worker_pids()) < 2:
+    time.sleep(0.1)
+print(" ".join(map(str, ex.worker_pids())), flush=True)
+time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped is dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_worker_processes_die_with_a_killed_parent():
+    import signal
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        time.sleep(1.0)  # both workers are measuring (a 120 s measurement each)
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 5.0
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in pids if alive(p)]
+    for p in left:  # do not leave them behind when the test fails
+        os.kill(p, signal.SIGKILL)
+    assert left == []

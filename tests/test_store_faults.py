@@ -15,6 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import event, text
 
@@ -157,3 +158,59 @@ def test_a_dead_search_process_loses_its_claims_within_seconds(tmp_path):
     while [o for o, expires in claims(store) if expires > time.time()]:
         time.sleep(0.1)
     assert time.monotonic() - killed < 1.5 + 1.0  # the ttl (and a beat's lag), not the 600 s of old
+
+
+def store_front(store: ResultStore, study: str) -> set[str]:
+    """Keys of the non-dominated trials of ``study`` (accuracy up, latency down), read from the store."""
+    from sliver.search.hv import nondominated
+
+    trials = [t for t in store.trials(store.get_study(study).id) if not t.errors and t.origin != "filtered"]
+    F = np.array([[-t.values["accuracy"], t.values["latency_ms"]] for t in trials])
+    return {t.config_key for t, keep in zip(trials, nondominated(F)) if keep}
+
+
+@pytest.mark.parametrize("executor", [None, "local"], ids=["default", "local"])
+@pytest.mark.parametrize("shared_study", [True, False], ids=["same-study", "two-studies"])
+def test_concurrent_searches_on_one_store_measure_each_config_once(tmp_path, executor, shared_study):
+    from test_parallel import SlowToy, measured_keys
+
+    url, log, budget = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "measured.jsonl", 10
+    names = ["s", "s"] if shared_study else ["a", "b"]
+    start, results, errors = threading.Barrier(2), {}, []
+
+    def run(i: int) -> None:
+        ev = SlowToy(log=log, delay=0.02)
+        store = ResultStore(url)
+        # one seed for both: they propose the same configs in the same order, the worst case for duplicates
+        s = Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=budget, seed=0, store=store,
+                   study_name=names[i], executor=executor)
+        start.wait()
+        try:
+            results[i] = s.run()
+        except Exception as exc:  # noqa: BLE001 - any escape is a failure this test reports
+            errors.append(repr(exc))
+        store.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    keys = measured_keys(log)
+    assert len(keys) == len(set(keys)), "a config was measured twice"
+    store = ResultStore(url)
+    paid = [t.config_key for n in set(names) for t in store.trials(store.get_study(n).id) if t.origin == "search" and not t.cached]
+    # every measurement has the trial that paid for it, and none was paid twice
+    assert sorted(paid) == sorted(keys) and measured_configs(store) == len(keys)
+    for i, n in enumerate(names):
+        assert {p.key for p in results[i].front} == store_front(store, n)
+    if shared_study:  # one budget for the study, whichever search spent it (at most one in flight over it)
+        assert budget <= len(keys) <= budget + 1
+        assert sum(r.n_cache_hits for r in results.values()) == 0
+    else:  # what the other search measured first is a cache hit, not a second payment: each study still gets
+        # its budget of real evaluations (the same seed proposes the same configs, so the hits are many)
+        hits = [t for n in names for t in store.trials(store.get_study(n).id) if t.cached]
+        assert len(keys) == 2 * budget and all(r.n_evaluations == budget for r in results.values())
+        assert sum(r.n_cache_hits for r in results.values()) == len(hits) >= budget // 2
+    store.close()

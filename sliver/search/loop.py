@@ -101,7 +101,7 @@ class Search:
     :class:`Objective` objects); ``strategy`` a name or a :class:`Strategy`;
     ``budget`` the number of unique real evaluations; ``constraints`` strings
     like ``"latency_ms <= 5"``; ``store`` a :class:`~sliver.store.ResultStore`
-    (None keeps everything in memory); ``warm_start`` tells the strategy every
+    (None: an in-memory one, so every search runs the same way); ``warm_start`` tells the strategy every
     compatible measurement already in the store before it asks anything.
 
     ``executor`` (a name of :data:`sliver.parallel.EXECUTORS` with
@@ -147,6 +147,10 @@ class Search:
                 raise UserError(f"constraint '{c}': metric '{c.metric}' is not measured by this evaluator; it measures {sorted(known)}")
         self.space, self.evaluator, self.budget = space, evaluator, int(budget)
         self.strategy = strategy if isinstance(strategy, Strategy) else make_strategy(strategy, **(strategy_options or {}))
+        if store is None:  # as Optuna's in-memory storage: one pipeline whether or not the user keeps the results
+            from sliver.store import ResultStore
+
+            store = ResultStore("sqlite://")
         self.store, self.study_name, self.warm_start = store, study_name, warm_start
         self.batch_size = batch_size or self.strategy.default_batch
         self.seed, self.reference, self.progress, self.on_batch = seed, reference, progress, on_batch
@@ -195,10 +199,15 @@ class Search:
         self._ref: np.ndarray | None = None
         self.n_eval = self.n_cache = self.n_warm = self.n_filtered = self.n_failed = 0
         self.eval_seconds = 0.0
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._scope = f"{self.evaluator.supernet_hash}:{self.evaluator.fingerprint}"
+        self._fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
+        self._last_seq = 0
         batch = self._replay(study_id)
         stopped = "budget spent"
         idle = 0
-        with self._progress() as bar:
+        # the heartbeat keeps this search's claims alive, however long a measurement or an ask takes
+        with self._progress() as bar, self.store.heartbeat(self._owner, self.claim_ttl_s):
             self._bar = bar
             if self.executor is not None:
                 stopped = self._stream(study_id, batch)
@@ -228,6 +237,7 @@ class Search:
                 if self.on_batch is not None and self.on_batch(self.points):
                     stopped = "stopped by callback"
                     break
+        self._join_others(study_id)
         total = time.perf_counter() - t_start
         return SearchResult(
             self.objectives, self.points, self.hv_history, self._ref if self._ref is not None else np.zeros(0),
@@ -236,9 +246,7 @@ class Search:
         )
 
     # ------------------------------------------------------------- internals
-    def _open_study(self) -> int | None:
-        if self.store is None:
-            return None
+    def _open_study(self) -> int:
         name = self.study_name or f"search-{self.evaluator.supernet_hash[:8]}-{self.evaluator.fingerprint[:8]}"
         settings = {"strategy": self.strategy.name, "budget": self.budget, "constraints": [str(c) for c in self.constraints]}
         study = self.store.get_or_create_study(
@@ -246,32 +254,23 @@ class Search:
         )
         return study.id
 
-    def _replay(self, study_id: int | None) -> int:
+    def _replay(self, study_id: int) -> int:
         """Tell the strategy the study's earlier trials (resume) and, if asked, the store's (warm start)."""
         batch = 0
-        if study_id is not None:
-            by_batch: dict[int, list] = {}
-            for t in self.store.trials(study_id):
-                by_batch.setdefault(t.batch, []).append(t)
-            for b in sorted(by_batch):
-                cs, os_ = [], []
-                for t in by_batch[b]:
-                    origin = t.origin or "search"
-                    p = self._point(t.config, t.config_key, t.values, t.errors, origin, b)
-                    if origin == "search" and not t.cached:
-                        self.n_eval += 1
-                    elif origin == "filtered":
-                        self.n_filtered += 1
-                    elif origin == "warm":
-                        self.n_warm += 1
-                    else:
-                        self.n_cache += 1
-                    cs.append(p.config)
-                    os_.append(self._outcome(p))
-                self.strategy.tell(cs, os_)
-                self._record_hv()
-                batch = b + 1
-        if self.warm_start and self.store is not None:
+        by_batch: dict[int, list] = {}
+        for t in self.store.trials(study_id):
+            by_batch.setdefault(t.batch, []).append(t)
+            self._last_seq = max(self._last_seq, t.seq)
+        for b in sorted(by_batch):
+            cs, os_ = [], []
+            for t in by_batch[b]:
+                p = self._stored_point(t, b)
+                cs.append(p.config)
+                os_.append(self._outcome(p))
+            self.strategy.tell(cs, os_)
+            self._record_hv()
+            batch = b + 1
+        if self.warm_start:
             fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
             cs, os_ = [], []
             for config, values in self.store.compatible_results(self.evaluator.supernet_hash, fp_for):
@@ -279,8 +278,7 @@ class Search:
                 if key in self._seen:
                     continue
                 p = self._point(config, key, values, {}, "warm", batch)
-                if study_id is not None:
-                    self.store.add_trial(study_id, key, p.config, values, {}, cached=True, origin="warm", batch=batch)
+                self.store.add_trial(study_id, key, p.config, values, {}, cached=True, origin="warm", batch=batch)
                 self.n_warm += 1
                 cs.append(p.config)
                 os_.append(self._outcome(p))
@@ -290,6 +288,54 @@ class Search:
                 batch += 1
         return batch
 
+    def _stored_point(self, t, batch: int) -> Point:
+        """A point for a trial of the study read from the store, counted as the study counted it."""
+        origin = t.origin or "search"
+        p = self._point(t.config, t.config_key, t.values, t.errors, origin, batch)
+        if origin == "search" and not t.cached:
+            self.n_eval += 1  # the budget is the study's: a real evaluation counts whichever search paid for it
+        elif origin == "filtered":
+            self.n_filtered += 1
+        elif origin == "warm":
+            self.n_warm += 1
+        else:
+            self.n_cache += 1
+        return p
+
+    def _sync(self, study_id: int) -> None:
+        """Tell the strategy the trials other searches of this study have added since the last look."""
+        cs, os_ = [], []
+        for t in self.store.trials(study_id, after=self._last_seq):
+            self._last_seq = max(self._last_seq, t.seq)
+            if t.config_key not in self._seen:
+                p = self._stored_point(t, t.batch)
+                cs.append(p.config)
+                os_.append(self._outcome(p))
+        if cs:
+            self.strategy.tell(cs, os_)
+
+    def _hold(self, key: str) -> bool:
+        """Claim ``key`` before measuring it: True once claimed, False when the store has all of it (nothing to
+        measure). While another search holds the claim this waits for its result, or for the claim to lapse
+        when that search died."""
+        while self._missing(key):
+            if self.store.claim(self._scope, key, self._owner, self.claim_ttl_s):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _join_others(self, study_id: int) -> None:
+        """Wait for the measurements other searches have in flight, then take in this study's new trials.
+
+        A search of this study that claims a config after this look also looks
+        at the study after its claim, finds the budget spent and measures
+        nothing, so the front this search reports is the store's.
+        """
+        others = {k: o for k, o in self.store.claims(self._scope).items() if o != self._owner}
+        while any(self.store.claim_owner(self._scope, k) == o for k, o in others.items()):
+            time.sleep(0.05)
+        self._sync(study_id)
+
     def _point(self, config, key, values, errors, origin, batch) -> Point:
         p = Point(self.space.canonical(config), key, dict(values), dict(errors),
                   self._problem.feasible(values) and not errors, origin, batch)
@@ -297,19 +343,28 @@ class Search:
         self.points.append(p)
         return p
 
-    def _evaluate(self, config: Config, study_id: int | None, batch: int) -> Point | None:
+    def _evaluate(self, config: Config, study_id: int, batch: int) -> Point | None:
         key = self.space.key(config)
         if key in self._seen:  # the loop itself never measures a canonical duplicate
             return None
         if self._cheap_metrics and not self._problem.passes_cheap(config):
             cheap = self._cheap(config)
-            if study_id is not None:
-                self.store.add_trial(study_id, key, self.space.canonical(config), cheap, {}, cached=True, origin="filtered", batch=batch)
+            self.store.add_trial(study_id, key, self.space.canonical(config), cheap, {}, cached=True, origin="filtered", batch=batch)
             self.n_filtered += 1
             p = self._point(config, key, cheap, {}, "filtered", batch)
             p.feasible = False
             return p
-        r: EvalResult = evaluate(self.evaluator, config, self.store, study_id, objectives=self._measure, origin="search", batch=batch)
+        held = self._hold(key)
+        try:
+            # after the claim: a search of this study that measured this config (or spent the budget) shows now
+            self._sync(study_id)
+            if key in self._seen or self.n_eval >= self.budget:
+                return None
+            r: EvalResult = evaluate(self.evaluator, config, self.store, study_id, objectives=self._measure,
+                                     origin="search", batch=batch)
+        finally:
+            if held:
+                self.store.release(self._scope, key, self._owner)
         self.eval_seconds += r.seconds
         if r.cached:
             self.n_cache += 1
@@ -320,24 +375,20 @@ class Search:
         return self._point(r.config, r.key, r.values, r.errors, "cache" if r.cached else "search", batch)
 
     # ------------------------------------------------------------- streaming
-    def _stream(self, study_id: int | None, batch: int) -> str:
+    def _stream(self, study_id: int, batch: int) -> str:
         """Keep the executor's workers busy until the budget is spent; returns why it stopped."""
         from sliver.parallel import Measured, WorkerLost
 
         ex = self.executor
-        ex.start(self.evaluator, self.evaluator_factory)
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._scope = f"{self.evaluator.supernet_hash}:{self.evaluator.fingerprint}"
-        self._fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
         self._batch, self._halt = batch, False
         jobs: dict = {}  # future -> _Job in flight
         waiting: list[_Job] = []  # configs another process has claimed
         idle = 0
         poll = min(1.0, ex.timeout_s)
-        # the heartbeat keeps this process's claims alive, however long a measurement or an ask takes
-        beat = self.store.heartbeat(self._owner, self.claim_ttl_s) if self.store is not None else None
         try:
+            ex.start(self.evaluator, self.evaluator_factory)  # inside: a failed start still closes the workers
             while True:
+                self._sync(study_id)
                 room = min(ex.slots - len(jobs), self.budget - self.n_eval - len(jobs))
                 if room > 0 and not self._halt:
                     configs = self.strategy.ask(room)
@@ -404,42 +455,33 @@ class Search:
                             job.started = time.monotonic()
                             jobs[ex.submit(job.config, job.missing)] = job
         finally:
-            if beat is not None:
-                beat.stop()
             for future, job in jobs.items():
                 ex.cancel(future)
-                if self.store is not None:
-                    self.store.release(self._scope, job.key, self._owner)
+                self.store.release(self._scope, job.key, self._owner)
             if self._own_executor:
                 ex.close()
 
     def _missing(self, key: str) -> list[str]:
-        """The objectives of ``key`` the store holds no result of (all of them without a store)."""
-        if self.store is None:
-            return list(self._measure)
+        """The objectives of ``key`` the store holds no result of."""
         found = self.store.get_measurements(key, self.evaluator.supernet_hash, self._fp_for)
         return [n for n in self._measure if n not in found]
 
-    def _claim(self, job: "_Job") -> bool:
-        if self.store is None:
-            return True
-        return self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s)
-
-    def _acquire(self, job: "_Job", study_id: int | None) -> str:
+    def _acquire(self, job: "_Job", study_id: int) -> str:
         """Claim ``job``'s config: "measure" it, "wait" for the process that holds it, or "settled" from the store."""
-        if not self._claim(job):
+        if not self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s):
             return "wait"
-        if self.store is not None:
-            # the holder writes its results before releasing, so a config it finished between our look at
-            # the store and our claim is found now, instead of being measured a second time
-            job.missing = self._missing(job.key)
-            if not job.missing:
-                self.store.release(self._scope, job.key, self._owner)
-                self._settle(self._evaluate(job.config, study_id, self._batch))
-                return "settled"
+        # the holder writes its results before releasing, so a config it finished between our look at
+        # the store and our claim is found now, instead of being measured a second time
+        job.missing = self._missing(job.key)
+        # and a search of this study that measured it, or spent the budget, shows now
+        self._sync(study_id)
+        if not job.missing or job.key in self._seen or self.n_eval >= self.budget:
+            self.store.release(self._scope, job.key, self._owner)
+            self._settle(self._evaluate(job.config, study_id, self._batch))
+            return "settled"
         return "measure"
 
-    def _begin(self, config: Config, study_id: int | None) -> "_Job | None":
+    def _begin(self, config: Config, study_id: int) -> "_Job | None":
         """A job to measure ``config``, or None when it is settled at once (filtered, or all in the store)."""
         key = self.space.key(config)
         if key in self._seen:
@@ -451,25 +493,24 @@ class Search:
             return None
         return _Job(config, key, missing, started=time.monotonic())
 
-    def _finish(self, job: "_Job", measured, study_id: int | None) -> None:
+    def _finish(self, job: "_Job", measured, study_id: int) -> None:
         """Record a worker's measurement in the store (and the study's trials) and tell the strategy."""
         values, errors = dict(measured.values), dict(measured.errors)
-        if self.store is not None:  # and so a study
-            new = [Measurement(n, values.get(n), "failed" if n in errors else "ok", errors.get(n),
-                               measured.stats.get(n, {}), measured.seconds.get(n, 0.0), self._fp_for[n])
-                   for n in job.missing]
-            # the objectives measured earlier (by this or another process) come from the store
-            found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
-            for n, m in found.items():
-                if n not in job.missing:
-                    if m.status == "ok":
-                        values[n] = float(m.value)  # type: ignore[arg-type]
-                    else:
-                        errors[n] = m.error or "failed"
-            # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
-            self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin="search",
-                                 batch=self._batch, measurements=new, supernet_hash=self.evaluator.supernet_hash)
-            self.store.release(self._scope, job.key, self._owner)
+        new = [Measurement(n, values.get(n), "failed" if n in errors else "ok", errors.get(n),
+                           measured.stats.get(n, {}), measured.seconds.get(n, 0.0), self._fp_for[n])
+               for n in job.missing]
+        # the objectives measured earlier (by this or another process) come from the store
+        found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
+        for n, m in found.items():
+            if n not in job.missing:
+                if m.status == "ok":
+                    values[n] = float(m.value)  # type: ignore[arg-type]
+                else:
+                    errors[n] = m.error or "failed"
+        # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
+        self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin="search",
+                             batch=self._batch, measurements=new, supernet_hash=self.evaluator.supernet_hash)
+        self.store.release(self._scope, job.key, self._owner)
         self.n_eval += 1
         self.n_failed += bool(errors)
         self.eval_seconds += measured.wall
@@ -526,7 +567,13 @@ class _Job:
 
 
 class _Progress:
-    """A rich progress bar with evaluations, current hypervolume and front size (or nothing)."""
+    """A rich progress bar with evaluations, current hypervolume and front size (or nothing).
+
+    The hypervolume is the raw one of ``hv_history`` (in the objectives' units, against the reference point
+    fixed at the first results), so it only grows; the normalised figure ``sliver search`` prints at the end
+    rescales every objective to the range seen so far and would jump about as that range grows. The bar
+    says "raw HV" so the two are not taken for one another.
+    """
 
     def __init__(self, budget: int, enabled: bool):
         self.budget, self.enabled = budget, enabled
@@ -537,7 +584,7 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(
-            TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("HV {task.fields[hv]:.4g}"),
+            TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("raw HV {task.fields[hv]:.4g}"),
             TextColumn("front {task.fields[front]}"), TimeElapsedColumn(),
         )
         self._bar.__enter__()
