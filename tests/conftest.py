@@ -20,6 +20,18 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    """A store URL on a fresh SQLite file, and on the PostgreSQL server that ``SLIVER_TEST_POSTGRES_URL``
+    names (that case skips without it; ``bash .ci/postgres start`` prints one)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    url = os.environ.get("SLIVER_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: set SLIVER_TEST_POSTGRES_URL (bash .ci/postgres start prints one)")
+    return url
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """One torch thread per test module (restored after): small models run fastest that way and

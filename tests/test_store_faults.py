@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import event, text
+from test_search import ToyEvaluator
 
 from sliver.measure.objectives import BUILTIN
 from sliver.search import Search
 from sliver.space import Dimension, SearchSpace
 from sliver.store import ResultStore
-from test_search import ToyEvaluator
 
 PG_URL = os.environ.get("SLIVER_TEST_POSTGRES_URL")
 TESTS = Path(__file__).resolve().parent
@@ -74,19 +74,10 @@ def test_a_kill_at_a_trial_write_pays_for_nothing_twice(tmp_path, executor):
     assert measured_configs(store) == 6
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    if not PG_URL:
-        pytest.skip("no PostgreSQL server: set SLIVER_TEST_POSTGRES_URL (bash .ci/postgres start prints one)")
-    return PG_URL
-
-
-def test_concurrent_writers_number_trials_without_conflicts_or_losses(url):
+def test_concurrent_writers_number_trials_without_conflicts_or_losses(store_url):
     space = SearchSpace([Dimension("w", tuple(range(1000)))])
     name, writers, each = f"race-{uuid.uuid4().hex[:8]}", 8, 12
-    stores = [ResultStore(url) for _ in range(writers)]
+    stores = [ResultStore(store_url) for _ in range(writers)]
     study = stores[0].get_or_create_study(name, space, [BUILTIN["accuracy"]], "net", "fp")
     start, errors, seqs = threading.Barrier(writers), [], []
     for s in stores:
