@@ -100,7 +100,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     import torch
     from rich.console import Console
 
-    from sliver.cli.search import SearchConfig, build_search, print_front
+    from sliver.cli.search import print_front
+    from sliver.search.config import SearchConfig, build_search
     from sliver.config import load
     from sliver.store import hide_password
     from sliver.export import export_subnetwork, pick
@@ -139,7 +140,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     db = out / "sliver.db"
     search_yaml = _write_once(out / "search.yaml", search_config(recipe, checkpoint, db))
     cfg = load(SearchConfig, search_yaml)
-    search, store = build_search(cfg, progress=progress)
+    search, store = build_search(cfg, progress=progress,
+                                 log=(lambda line: console.print(line, highlight=False)) if progress else None)
     result = search.run()
     print_front(result, cfg, console)
     timings["search_s"] = time.perf_counter() - t0
