@@ -101,12 +101,12 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     from rich.console import Console
 
     from sliver.cli.search import print_front
-    from sliver.search.config import SearchConfig, build_search
     from sliver.config import load
-    from sliver.store import hide_password
     from sliver.export import export_subnetwork, pick
     from sliver.measure.evaluator import evaluate
     from sliver.report import write_report
+    from sliver.search.config import SearchConfig, build_search
+    from sliver.store import hide_password
     from sliver.train import Trainer, load_run_config
 
     console = console or Console()

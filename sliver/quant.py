@@ -455,10 +455,10 @@ class QuantEvaluator:
         """The float ONNX file of a sub-network (BN recalibrated, extracted, exported), cached per architecture."""
         key = self.supernet.space.key(arch)
         if key not in self._float:
+            import torch
+
             from sliver.data import loader
             from sliver.train.bn import recalibrate_bn
-
-            import torch
 
             arch = self.supernet.space.validate(arch)
             calib = loader(self.data.calib, self.batch_size, shuffle=True, seed=self.seed)

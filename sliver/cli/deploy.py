@@ -35,8 +35,8 @@ def demo(
 
 def _open(search_yaml: Path, study: str | None):
     """The validated search config, its store and the study name it used."""
-    from sliver.search.config import SearchConfig
     from sliver.config import load
+    from sliver.search.config import SearchConfig
     from sliver.store import ResultStore
 
     cfg = load(SearchConfig, search_yaml)

@@ -19,8 +19,8 @@ from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from pydantic import Field, PositiveInt, model_validator
+from safetensors.torch import load_file
 from torch import nn
 
 from sliver.config import StrictModel

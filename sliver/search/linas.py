@@ -35,11 +35,10 @@ import numpy as np
 from pymoo.core.problem import Problem as _PymooProblem
 from pymoo.optimize import minimize
 from scipy.stats import norm
+from sklearn.model_selection import KFold
 
 from sliver.errors import UserError
 from sliver.predict.features import features_from_vectors
-from sklearn.model_selection import KFold
-
 from sliver.predict.models import Predictor, kendall_tau, mape
 from sliver.search.base import Strategy, register_strategy
 from sliver.search.evolutionary import make_algorithm
