@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast, overload
 
 import numpy as np
 
@@ -242,8 +242,9 @@ class SearchSpace:
             for n_blocks, depth in zip(gate.groups, depths):
                 block_active += [j < depth for j in range(n_blocks)]
             for k, name in enumerate(gate.dims):
-                owners = gate.gene_owners(k, len(mask[name]))
-                mask[name] = [a and (o < 0 or block_active[o]) for a, o in zip(mask[name], owners)]
+                gene_mask = cast(list[bool], mask[name])  # gated dimensions are lists
+                owners = gate.gene_owners(k, len(gene_mask))
+                mask[name] = [a and (o < 0 or block_active[o]) for a, o in zip(gene_mask, owners)]
         return mask
 
     def inactive(self, config: Config) -> dict[str, list[int]]:
@@ -263,7 +264,7 @@ class SearchSpace:
             if d.length is None:
                 out[d.name] = config[d.name]
             else:
-                out[d.name] = [v if a else d.choices[0] for v, a in zip(config[d.name], mask[d.name])]
+                out[d.name] = [v if a else d.choices[0] for v, a in zip(config[d.name], cast(list[bool], mask[d.name]))]
         return out
 
     def key(self, config: Config) -> str:
@@ -299,6 +300,11 @@ class SearchSpace:
         return total
 
     # --------------------------------------------------------------- sampling
+    @overload
+    def sample(self, rng: np.random.Generator | int | None = None, n: None = None) -> Config: ...
+    @overload
+    def sample(self, rng: np.random.Generator | int | None, n: int) -> list[Config]: ...
+
     def sample(self, rng: np.random.Generator | int | None = None, n: int | None = None) -> Config | list[Config]:
         """Draw configs with every gene uniform over its choices (seeded by ``rng``)."""
         rng = np.random.default_rng(rng)
@@ -342,14 +348,14 @@ class SearchSpace:
     def _features_one(self, config: Config) -> np.ndarray:
         vec = self.encode(config)
         mask = self.active_mask(config)
-        flat_mask = []
+        flat_mask: list[bool] = []
         for d in self.dimensions:
             m = mask[d.name]
-            flat_mask += [m] if d.length is None else m
+            flat_mask += m if isinstance(m, list) else [m]
         card = self.gene_cardinalities
         starts = np.concatenate([[0], np.cumsum(card)[:-1]])
         out = np.zeros(int(card.sum()), dtype=np.float64)
-        active = np.asarray(flat_mask, dtype=bool)
+        active = np.asarray(flat_mask, dtype=np.bool_)
         out[(starts + vec)[active]] = 1.0
         return out
 

@@ -146,6 +146,7 @@ def build_operator(kind: str, spec: dict[str, Any]):
 
     from sliver.elastic.mobilenet import InvertedResidual, _conv_bn_act
 
+    module: nn.Module
     if kind == "stem":
         module = _conv_bn_act(spec["in"], spec["out"], 3, spec["stride"], spec["act"])
     elif kind == "block":
@@ -291,7 +292,7 @@ def build_lut(supernet, target, path: str | Path | None = None,
     every ``store_every`` operators and at the end.
     """
     lut = OperatorLUT.for_target(target, copies)
-    earlier = [OperatorLUT.load(path, target)] if path is not None and Path(path).is_file() else []
+    earlier: list[OperatorLUT | None] = [OperatorLUT.load(path, target)] if path is not None and Path(path).is_file() else []
     if store is not None:
         earlier.append(OperatorLUT.from_store(store, target, name))
     for table in filter(None, earlier):
@@ -330,7 +331,7 @@ class LUTLatencyModel:
     def __init__(self, lut: OperatorLUT, supernet) -> None:
         self.lut = lut
         self.supernet = supernet
-        self._correction = None
+        self._correction: tuple[float, float, float] | None = None
         self.n_samples = 0
 
     @property

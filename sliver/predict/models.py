@@ -95,6 +95,7 @@ class Predictor:
         self.chosen: str | None = None
         self.n_features: int | None = None
         self._models: list[RegressorMixin] = []
+        self._transform: _RankTarget | _LogTarget | None = None
         self._mu = 0.0
         self._sd = 1.0
 
@@ -109,9 +110,9 @@ class Predictor:
         if not np.isfinite(y).all():
             raise UserError("targets: contain NaN or infinity; drop failed measurements before fitting")
         self.n_features = X.shape[1]
-        self._transform = {"raw": None, "rank": _RankTarget, "log": _LogTarget}[self.target]
+        make = {"raw": None, "rank": _RankTarget, "log": _LogTarget}[self.target]
+        self._transform = None if make is None else make(y)
         if self._transform is not None:
-            self._transform = self._transform(y)
             y = self._transform.forward(y)
         self._mu, sd = float(y.mean()), float(y.std())
         self._sd = sd if sd > 0 else 1.0

@@ -106,6 +106,7 @@ class LatencyModelSpec(StrictModel):
         """The callable on a list of configs for LINAS's ``latency_model`` option, and a line saying what it is."""
         if self.lut is not None:
             return lut_latency_model(Path(self.lut), evaluator)
+        assert self.transfer is not None  # the validator admits exactly one of the two
         return transfer_latency_model(self.transfer, nb201)
 
 
@@ -222,13 +223,12 @@ class SearchConfig(StrictModel):
                 if n not in NB201_METRICS:
                     raise UserError(f"the nb201 problem measures only {list(NB201_METRICS)}, not '{n}'")
         if self.latency_model is not None:
-            self._check_latency_model()
+            self._check_latency_model(self.latency_model)
         return self
 
-    def _check_latency_model(self) -> None:
+    def _check_latency_model(self, spec: LatencyModelSpec) -> None:
         from sliver.search.problem import Constraint
 
-        spec = self.latency_model
         if self.strategy.name != "linas":
             raise UserError(f"latency_model: only the linas strategy uses a latency model, not {self.strategy.name!r}; "
                              "set strategy.name: linas or drop latency_model")
@@ -239,7 +239,8 @@ class SearchConfig(StrictModel):
             raise UserError(f"latency_model.metric: '{spec.metric}' is neither an objective nor a constrained metric of this search")
         if spec.lut is not None and self.problem.kind != "supernet":
             raise UserError("latency_model.lut: an operator table applies to a supernet problem; for nb201 use latency_model.transfer")
-        if spec.lut is not None and self.problem.quantization is not None and self.problem.quantization.search:
+        quantization = self.problem.quantization if isinstance(self.problem, SupernetProblem) else None
+        if spec.lut is not None and quantization is not None and quantization.search:
             raise UserError("latency_model.lut: the operator table times float operators and cannot stand in for a "
                              "quantisation search; drop problem.quantization.search or latency_model")
         if spec.transfer is not None and self.problem.kind != "nb201":
@@ -255,6 +256,7 @@ def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str],
     from sliver.search import Search
 
     factory = nb201 = None
+    evaluator: Any
     options = dict(cfg.strategy.options)
     if cfg.problem.kind == "nb201":
         from sliver.bench.nb201 import NB201, nb201_features

@@ -33,7 +33,7 @@ def nondominated(F: np.ndarray) -> np.ndarray:
         return keep
     le = (F[:, None, :] <= F[None, :, :]).all(-1)
     lt = (F[:, None, :] < F[None, :, :]).any(-1)
-    dominated = (le & lt).any(0)
+    dominated = np.asarray((le & lt).any(axis=0))
     return ~dominated
 
 

@@ -164,7 +164,7 @@ class LINAS(Strategy):
 
     def _fit(self, measured) -> dict:
         X = self._features(np.stack([self.space.encode(c) for _, c, _ in measured]))
-        models = {}
+        models: dict[str, Predictor | _StandIn] = {}
         for name in self._predicted:
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
             y = np.array([measured[i][2].values[name] for i in rows])
@@ -174,9 +174,10 @@ class LINAS(Strategy):
                 if learns:
                     self.latency_model.observe(configs, y)
                     self._model_cache.clear()  # its values changed
-                models[name] = _StandIn(self.latency_model, self.space, configs, y, self._model_cache)
+                stand_in = _StandIn(self.latency_model, self.space, configs, y, self._model_cache)
+                models[name] = stand_in
                 refit = f" refitted on {len(rows)} measured points," if learns else ""
-                self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {models[name].describe()}")
+                self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {stand_in.describe()}")
                 continue
             if name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1):
                 self._choice[name] = self._choose(name, X[rows], y)

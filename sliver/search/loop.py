@@ -347,10 +347,10 @@ class Search:
                         job = self._begin(config, study_id)
                         state = "settled" if job is None else self._acquire(job, study_id)
                         if state == "measure":
-                            jobs[ex.submit(job.config, job.missing)] = job
+                            jobs[ex.submit(job.config, job.missing)] = job  # type: ignore[union-attr]  # a job to measure
                             idle = 0
                         elif state == "wait":
-                            waiting.append(job)
+                            waiting.append(job)  # type: ignore[arg-type]  # a job to wait for
                         else:
                             idle += 1
                     if idle >= 100 * self.batch_size:
