@@ -44,8 +44,8 @@ import numpy as np
 from pydantic import Field
 
 from sliver.config import StrictModel
+from sliver.core import Objective, get_objective
 from sliver.errors import UserError
-from sliver.measure.objectives import Objective, get_objective
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
 PRECISIONS = ("int8", "fp32")
@@ -485,7 +485,7 @@ class QuantEvaluator:
         """Top-1 accuracy of the ONNX model at ``path`` on the validation split (or its seeded subset)."""
         from torch.utils.data import DataLoader
 
-        from sliver.measure.accuracy import subset
+        from sliver.train.accuracy import subset
         from sliver.measure.latency import ort_session
 
         arch, _ = split_config(self.supernet, config)

@@ -26,9 +26,8 @@ from typing import Any, Iterable, Sequence, cast, overload
 
 import numpy as np
 
+from sliver.core import Config
 from sliver.errors import UserError, one_line
-
-Config = dict[str, Any]
 
 
 class SpaceError(UserError):

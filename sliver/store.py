@@ -55,8 +55,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sliver.core import Objective
 from sliver.errors import UserError
-from sliver.measure.objectives import Objective
 from sliver.space import Config, SearchSpace, _jsonable
 
 #: version of the table layout below: the number of the newest Alembic revision in ``sliver/migrations``,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, text
 
-from sliver.measure.objectives import BUILTIN
+from sliver.core import BUILTIN
 from sliver.search import Search
 from sliver.space import Dimension, SearchSpace
 from sliver.store import ResultStore

@@ -22,12 +22,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from sliver.core import Objective, get_objective
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
-from sliver.measure.accuracy import subset, top1_accuracy
+from sliver.train.accuracy import subset, top1_accuracy
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.latency import measure_latency
-from sliver.measure.objectives import Objective, get_objective
 from sliver.space import Config
 
 #: objectives whose value depends on the hardware target (keyed by its fingerprint); the rest use "any"

@@ -13,8 +13,8 @@ from typing import Any, Callable, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sliver.config import StrictModel, read_csv
+from sliver.core import BUILTIN, Constraint
 from sliver.errors import UserError
-from sliver.measure.objectives import BUILTIN
 from sliver.quant import QuantizationSection
 
 NB201_METRICS = ("accuracy", "latency_ms")
@@ -206,8 +206,6 @@ class SearchConfig(StrictModel):
     @field_validator("constraints")
     @classmethod
     def _parse_constraints(cls, items: list[str]) -> list[str]:
-        from sliver.search.problem import Constraint
-
         for text in items:
             c = Constraint.parse(text)
             if c.metric not in BUILTIN:
@@ -217,8 +215,6 @@ class SearchConfig(StrictModel):
     @model_validator(mode="after")
     def _fits_problem(self) -> "SearchConfig":
         if self.problem.kind == "nb201":
-            from sliver.search.problem import Constraint
-
             for n in self.objectives + [Constraint.parse(c).metric for c in self.constraints]:
                 if n not in NB201_METRICS:
                     raise UserError(f"the nb201 problem measures only {list(NB201_METRICS)}, not '{n}'")
@@ -227,8 +223,6 @@ class SearchConfig(StrictModel):
         return self
 
     def _check_latency_model(self, spec: LatencyModelSpec) -> None:
-        from sliver.search.problem import Constraint
-
         if self.strategy.name != "linas":
             raise UserError(f"latency_model: only the linas strategy uses a latency model, not {self.strategy.name!r}; "
                              "set strategy.name: linas or drop latency_model")

@@ -19,13 +19,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sliver.core import Constraint, Objective
 from sliver.errors import UserError
 from sliver.measure.base import EvalResult, Evaluator
 from sliver.measure.evaluator import evaluate
-from sliver.measure.objectives import Objective
 from sliver.search.base import Outcome, Strategy, make_strategy
 from sliver.search.hv import hypervolume, nondominated
-from sliver.search.problem import Constraint, Problem
+from sliver.search.problem import Problem
 from sliver.space import Config, SearchSpace
 from sliver.store import Measurement
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
-from sliver.measure.accuracy import top1_accuracy
+from sliver.train.accuracy import top1_accuracy
 from sliver.space import Config
 
 
