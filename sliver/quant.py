@@ -485,8 +485,8 @@ class QuantEvaluator:
         """Top-1 accuracy of the ONNX model at ``path`` on the validation split (or its seeded subset)."""
         from torch.utils.data import DataLoader
 
-        from sliver.train.accuracy import subset
         from sliver.measure.latency import ort_session
+        from sliver.train.accuracy import subset
 
         arch, _ = split_config(self.supernet, config)
         val = subset(self.data.val, self.accuracy_subset, self.seed)

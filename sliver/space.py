@@ -268,11 +268,8 @@ class SearchSpace:
 
     def key(self, config: Config) -> str:
         """Stable identifier of the network a config builds (equal for canonical duplicates)."""
-        text = json.dumps(_jsonable(self.canonical(config)), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(jsonable(self.canonical(config)), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-    def same_network(self, a: Config, b: Config) -> bool:
-        return self.key(a) == self.key(b)
 
     def count(self) -> int:
         """Exact number of distinct networks (canonical configs) in the space."""
@@ -428,14 +425,15 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _hashable(v: Any) -> Any:
-    return json.dumps(_jsonable(v), sort_keys=True)
+    return json.dumps(jsonable(v), sort_keys=True)
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """``v`` with numpy integers and floats made plain Python numbers (tuples become lists), for ``json.dumps``."""
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {k: jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, np.floating):

@@ -57,7 +57,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from sliver.core import Objective
 from sliver.errors import UserError
-from sliver.space import Config, SearchSpace, _jsonable
+from sliver.space import Config, SearchSpace, jsonable
 
 #: version of the table layout below: the number of the newest Alembic revision in ``sliver/migrations``,
 #: to which a store is upgraded when it opens. A change to the tables is a new revision and a bump here.
@@ -705,7 +705,7 @@ def _stored_version(conn: Connection) -> int:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), sort_keys=True)
+    return json.dumps(jsonable(obj), sort_keys=True)
 
 
 def _study(row: _Study) -> Study:

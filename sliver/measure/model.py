@@ -25,10 +25,10 @@ from torch import nn
 from sliver.core import Objective, get_objective
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
-from sliver.train.accuracy import subset, top1_accuracy
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.latency import measure_latency
 from sliver.space import Config
+from sliver.train.accuracy import subset, top1_accuracy
 
 #: objectives whose value depends on the hardware target (keyed by its fingerprint); the rest use "any"
 HARDWARE_OBJECTIVES = frozenset({"latency_ms", "peak_memory"})

@@ -144,17 +144,17 @@ def build_operator(kind: str, spec: dict[str, Any]):
     import torch
     from torch import nn
 
-    from sliver.elastic.mobilenet import InvertedResidual, _conv_bn_act
+    from sliver.elastic.mobilenet import InvertedResidual, conv_bn_act
 
     module: nn.Module
     if kind == "stem":
-        module = _conv_bn_act(spec["in"], spec["out"], 3, spec["stride"], spec["act"])
+        module = conv_bn_act(spec["in"], spec["out"], 3, spec["stride"], spec["act"])
     elif kind == "block":
         module = InvertedResidual(spec)
     elif kind == "head":
         # the same layers as MobileNet's tail: 1x1 expand, pool, 1x1 feature mix, classifier
         module = nn.Sequential(
-            _conv_bn_act(spec["in"], spec["final"], 1, 1, "h_swish"), nn.AdaptiveAvgPool2d(1),
+            conv_bn_act(spec["in"], spec["final"], 1, 1, "h_swish"), nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(spec["final"], spec["feature"], 1, bias=False), nn.Hardswish(), nn.Flatten(),
             nn.Linear(spec["feature"], spec["classes"]),
         )

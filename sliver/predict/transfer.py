@@ -124,7 +124,7 @@ class DeviceTransfer:
         self.devices = list(devices) if devices is not None else [f"column {j}" for j in range(source.shape[1])]
         if len(self.devices) != source.shape[1]:
             raise ValueError(f"devices: {len(self.devices)} names for {source.shape[1]} source columns")
-        log = _log_latency(source)
+        log = log_latency(source)
         self._prior = log.mean(1)
         views = [log]
         if features is not None:
@@ -418,7 +418,8 @@ def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]
     return cols
 
 
-def _log_latency(latency_ms: np.ndarray) -> np.ndarray:
+def log_latency(latency_ms: np.ndarray) -> np.ndarray:
+    """Log latency, each device's column floored at a share of its median first (near-zero timings of degenerate cells must not dominate the log scale)."""
     floor = _FLOOR_OF_MEDIAN * np.median(latency_ms, axis=0)
     floor = np.where(floor > 0, floor, latency_ms[latency_ms > 0].min())
     return np.log(np.maximum(latency_ms, floor))

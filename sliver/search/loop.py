@@ -88,11 +88,6 @@ class SearchResult:
     def hypervolume(self) -> float:
         return self.hv_history[-1][1] if self.hv_history else 0.0
 
-    @property
-    def overhead_per_evaluation(self) -> float:
-        """Seconds spent outside measurement per unique evaluation."""
-        return self.search_seconds / max(self.n_evaluations, 1)
-
 
 class Search:
     """A multi-objective search over ``space`` measured by ``evaluator``.
