@@ -24,7 +24,7 @@ import yaml
 
 from sliver.space import Config
 
-#: the two runs: ``full`` is the README's main job (≤ 10 min on 2 cores), ``quick`` the smoke test (≤ 2 min)
+#: the two runs: ``full`` is the README's main job, ``quick`` the smoke test (minutes, not tens of minutes)
 RECIPES: dict[str, dict[str, Any]] = {
     "full": {"data": "mnist5k", "preset": "tiny", "epochs": 5, "budget": 40, "accuracy_subset": None},
     "quick": {"data": "digits", "preset": "digits", "epochs": 3, "budget": 12, "accuracy_subset": None},

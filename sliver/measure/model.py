@@ -128,7 +128,7 @@ class ModelEvaluator:
             self.runs[name] += 1
             if model is None and name not in COST_OBJECTIVES:
                 # extracted only when an objective needs the model: a search asks for the costs of thousands of
-                # candidates, and copying their weights cost MiniLM 80 ms each
+                # candidates, and copying a MiniLM's weights for each one is costly
                 model = self.supernet.extract(config).eval()
             try:
                 if name == "accuracy" and recal_error is not None:

@@ -60,7 +60,7 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
         if family == "gp_additive":
             # plus a linear term, for a metric that is a sum of per-option costs (a network's latency is the
             # sum of its layers' times): fitted exactly once there are about as many points as options
-            # (NB201 fpga and eyeriss latency: median error 1% -> 0 from 60 samples). On accuracy, which is
+            # (NB201 fpga and eyeriss latency are such sums). On accuracy, which is
             # not additive, the same term cost LINAS evaluations, hence a family of its own
             kernel = kernel + ConstantKernel(0.1, (1e-4, 1e2)) * DotProduct(0.0, sigma_0_bounds="fixed")
             noise_floor = 1e-6  # an exact sum needs next to no noise

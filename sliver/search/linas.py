@@ -12,8 +12,8 @@ back, so a draw stays plausible). The batch first takes, for each expensive
 objective, the candidate most expected to extend its end of the front (the ends
 fix the reference point, so no hypervolume values them); then ``local_share``
 of it comes from networks one gene away from a measured front point (a Pareto
-local search the predictors steer: on NB201 this halves the evaluations to 99%
-of the hypervolume, because the predictors rank the region around the best
+local search the predictors steer: it saves evaluations, see
+``benchmarks/search_nb201.py``, because the predictors rank the region around the best
 networks far better than the space at large), the rest from anywhere; each
 pick is added to the front as if measured (times the predicted probability of
 meeting the expensive constraints), so the batch spreads along the front's
