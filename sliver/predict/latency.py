@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from sklearn.preprocessing import StandardScaler
 
 from sliver.predict.models import Predictor
 
@@ -26,12 +27,11 @@ class LatencyPredictor:
 
     def __init__(self, kind: str = "auto", members: Sequence[str] = FAST_FAMILIES, seed: int = 0) -> None:
         self._model = Predictor(kind, seed=seed, members=members)
-        self._mean: np.ndarray | None = None
-        self._scale: np.ndarray | None = None
+        self._scaler: StandardScaler | None = None
 
     @property
     def n_features(self) -> int | None:
-        return None if self._mean is None else self._mean.size
+        return None if self._scaler is None else int(self._scaler.n_features_in_)
 
     @property
     def chosen(self) -> str:
@@ -43,18 +43,16 @@ class LatencyPredictor:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
             raise ValueError(f"features: expected a 2-D matrix (one row per sub-network), got shape {X.shape}")
-        self._mean = X.mean(0)
-        scale = X.std(0)
-        self._scale = np.where(scale > 0, scale, 1.0)  # a constant column stays constant (zero)
-        self._model.fit((X - self._mean) / self._scale, latency_ms)
+        self._scaler = StandardScaler().fit(X)  # a constant column stays constant (zero)
+        self._model.fit(self._scaler.transform(X), latency_ms)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted latency (ms) of each feature row (or of one feature vector)."""
-        if self._mean is None:
+        if self._scaler is None:
             raise RuntimeError("latency predictor is not fitted; call fit(X, latency_ms) first")
         X = np.asarray(X, dtype=np.float64)
         X = X[None, :] if X.ndim == 1 else X
-        if X.ndim != 2 or X.shape[1] != self._mean.size:
-            raise ValueError(f"features: expected {self._mean.size} values per row (as in fit), got shape {X.shape}")
-        return self._model.predict((X - self._mean) / self._scale)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"features: expected {self.n_features} values per row (as in fit), got shape {X.shape}")
+        return self._model.predict(self._scaler.transform(X))

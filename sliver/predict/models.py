@@ -15,9 +15,10 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from sklearn.base import RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.neural_network import MLPRegressor
 from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
@@ -69,12 +70,13 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
     raise UserError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
 
 
-class Predictor:
+class Predictor(RegressorMixin, BaseEstimator):
     """Fit/predict one objective from feature rows; ``kind`` is a family, ``"ensemble"`` or ``"auto"``.
 
     ``"auto"`` picks the family with the best cross-validated Kendall tau at
     each :meth:`fit` (see :func:`choose_family`); ``"ensemble"`` fits one
-    member per family in ``members``.
+    member per family in ``members``. A scikit-learn estimator, so that
+    scikit-learn's own cross-validation (``cross_val_predict``) can clone and fit it.
     """
 
     def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = ENSEMBLE_MEMBERS, target: str = "raw",
@@ -136,13 +138,12 @@ class Predictor:
         spread alone says a prediction is sure where it is merely consistent;
         the held-out residual is the error a new point really has.
         """
-        from sklearn.model_selection import KFold
+        from sklearn.ensemble import VotingRegressor  # the mean of its members' predictions, as the predictor's mean
 
-        oof = np.empty_like(z)
-        for tr, te in KFold(3, shuffle=True, random_state=self.seed).split(X):
-            members = [_fit_quietly(make_model(f, self.seed), X[tr], z[tr]) for f in families]
-            with threadpool_limits(1):
-                oof[te] = np.mean([m.predict(X[te]) for m in members], axis=0)
+        mean_of_members = VotingRegressor([(f, make_model(f, self.seed)) for f in families])
+        with warnings.catch_warnings(), threadpool_limits(1):  # as _fit_quietly
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            oof = cross_val_predict(mean_of_members, X, z, cv=KFold(3, shuffle=True, random_state=self.seed))
         r = oof - z
         return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
@@ -301,14 +302,9 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float:
 
 def cross_validate(kind: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, float]:
     """K-fold out-of-fold Kendall tau, Spearman and MAPE of a predictor kind."""
-    from sklearn.model_selection import KFold
-
     X, y = np.asarray(X, float), np.asarray(y, float)
     folds = max(2, min(folds, len(y)))
-    pred = np.empty_like(y)
-    for tr, te in KFold(folds, shuffle=True, random_state=seed).split(X):
-        model = Predictor(kind, seed=seed).fit(X[tr], y[tr])
-        pred[te] = model.predict(X[te])
+    pred = cross_val_predict(Predictor(kind, seed=seed), X, y, cv=KFold(folds, shuffle=True, random_state=seed))
     return {"kendall_tau": kendall_tau(pred, y), "spearman": spearman(pred, y), "mape": mape(pred, y), "n": int(len(y))}
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from pymoo.core.problem import Problem as _PymooProblem
 from pymoo.optimize import minimize
 from scipy.stats import norm
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, cross_val_predict
 
 from sliver.errors import UserError
 from sliver.predict.features import features_from_vectors
@@ -201,10 +201,8 @@ class LINAS(Strategy):
         folds = list(KFold(3, shuffle=True, random_state=int(self.problem.seed)).split(X))
         for kind in kinds:
             for target in targets:
-                pred = np.empty_like(y)
-                for tr, te in folds:
-                    model = Predictor(kind, seed=int(self.problem.seed), target=target, members=self.members)
-                    pred[te] = model.fit(X[tr], y[tr]).predict(X[te])
+                model = Predictor(kind, seed=int(self.problem.seed), target=target, members=self.members)
+                pred = cross_val_predict(model, X, y, cv=folds)
                 scores[kind, target] = (kendall_tau(pred[good], y[good]), kendall_tau(pred, y), mape(pred, y))
         best = max(scores, key=lambda k: scores[k][0])
         tau_good, tau_all, err = scores[best]
