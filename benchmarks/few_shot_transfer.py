@@ -41,7 +41,7 @@ from sklearn.linear_model import RidgeCV
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_dir, skip, write_result  # noqa: E402
 
-from sliver.predict.transfer import DeviceTransfer, _log_latency  # noqa: E402
+from sliver.predict.transfer import DeviceTransfer, log_latency  # noqa: E402
 from sliver.space import Dimension, SearchSpace  # noqa: E402
 
 KS = (5, 10, 20, 50)
@@ -77,7 +77,7 @@ def evaluate(lat: np.ndarray, onehot: np.ndarray, seeds: int) -> list[dict]:
         source, target = np.delete(lat, d, axis=1), lat[:, d]
         model = DeviceTransfer(source, features=onehot)
         table_only = DeviceTransfer(source)
-        log_src = _log_latency(source)
+        log_src = log_latency(source)
         z = (log_src - log_src.mean(0)) / np.where(log_src.std(0) > 0, log_src.std(0), 1.0)
         for seed in range(seeds):
             rng = np.random.default_rng(seed)

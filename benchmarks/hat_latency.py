@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import data_dir, skip, write_result  # noqa: E402
 
 from sliver.predict.hat import HatMLP, cost_features, datasets, load_latency  # noqa: E402
-from sliver.predict.lut import LatencyPredictor  # noqa: E402
+from sliver.predict.latency import LatencyPredictor  # noqa: E402
 from sliver.predict.models import kendall_tau, mape  # noqa: E402
 
 

@@ -44,7 +44,7 @@ def one(job):
     device, variant, seed, root = job
     from sliver.bench.nb201 import NB201
     from sliver.bench.runner import run_nb201
-    from sliver.cli.search import LatencyModelSpec, TransferStandIn
+    from sliver.search.config import LatencyModelSpec, TransferStandIn
 
     problem = NB201(device, "cifar10", root)
     options = {}
@@ -115,7 +115,7 @@ def main() -> None:
         ratio_learning_over_gp=dict(zip(SIX, np.round(ratios, 3).tolist())),
         ratio_fixed_over_gp=dict(zip(SIX, np.round(ratios_fixed, 3).tolist())),
         note="LINAS defaults (GP predictors, local_share 0.8, batch 10, n_init 20) with the cell's live-op features; the "
-             "stand-in is built by sliver.cli.search.LatencyModelSpec from the other 26 devices of the table; "
+             "stand-in is built by sliver.search.config.LatencyModelSpec from the other 26 devices of the table; "
              "a median of inf: most seeds did not reach the target within the budget. Machine shared with other engineers.",
     )
     print(figure)

@@ -50,7 +50,7 @@ class SyntheticEvaluator:
     """accuracy and latency_ms of a 20 x 20 grid with a trade-off; logs each measured key to ``log``."""
 
     def __init__(self, supernet_hash: str, log: str, delay: float) -> None:
-        from sliver.measure.objectives import BUILTIN
+        from sliver.core import BUILTIN
         from sliver.space import Dimension, SearchSpace
 
         self.space = SearchSpace([Dimension("a", tuple(range(20))), Dimension("b", tuple(range(20)))])

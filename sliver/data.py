@@ -19,40 +19,18 @@ JSON-able description that :func:`load_dataset` rebuilds the same splits from
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-from sliver.errors import UserError, one_line
+from sliver.bundle import DataBundle, DataError
+from sliver.errors import one_line
 
 BUNDLED = ("digits", "mnist5k")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-class DataError(UserError):
-    """A data set is missing or malformed; the message says what to fix."""
-
-
-@dataclass
-class DataBundle:
-    """Train / validation / calibration splits of one data set, normalised with train statistics."""
-
-    name: str
-    train: TensorDataset
-    val: TensorDataset
-    calib: TensorDataset
-    num_classes: int
-    input_shape: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: list[str] = field(default_factory=list)
-    #: keyword arguments of :func:`load_dataset` that rebuild exactly these splits: ``load_dataset(**spec)``
-    spec: dict[str, Any] = field(default_factory=dict)
 
 
 def load_dataset(
@@ -72,7 +50,7 @@ def load_dataset(
     ``sms_spam``, ``trec``) are tokenised by :func:`sliver.text.load_text_dataset`,
     which takes ``text_options`` (``tokenizer``, ``max_length``, ``max_examples``).
     """
-    from sliver.text import TEXT_SETS  # imported here: sliver.text itself imports this module
+    from sliver.text import TEXT_SETS  # imported here: tokenizers and pandas load only for text
 
     if str(name_or_path) in TEXT_SETS:
         from sliver.text import load_text_dataset

@@ -24,7 +24,7 @@ import yaml
 
 from sliver.space import Config
 
-#: the two runs: ``full`` is the README's main job (≤ 10 min on 2 cores), ``quick`` the smoke test (≤ 2 min)
+#: the two runs: ``full`` is the README's main job, ``quick`` the smoke test (minutes, not tens of minutes)
 RECIPES: dict[str, dict[str, Any]] = {
     "full": {"data": "mnist5k", "preset": "tiny", "epochs": 5, "budget": 40, "accuracy_subset": None},
     "quick": {"data": "digits", "preset": "digits", "epochs": 3, "budget": 12, "accuracy_subset": None},
@@ -100,12 +100,13 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     import torch
     from rich.console import Console
 
-    from sliver.cli.search import SearchConfig, build_search, print_front
+    from sliver.cli.search import print_front
     from sliver.config import load
-    from sliver.store import hide_password
     from sliver.export import export_subnetwork, pick
     from sliver.measure.evaluator import evaluate
     from sliver.report import write_report
+    from sliver.search.config import SearchConfig, build_search
+    from sliver.store import hide_password
     from sliver.train import Trainer, load_run_config
 
     console = console or Console()
@@ -139,7 +140,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     db = out / "sliver.db"
     search_yaml = _write_once(out / "search.yaml", search_config(recipe, checkpoint, db))
     cfg = load(SearchConfig, search_yaml)
-    search, store = build_search(cfg, progress=progress)
+    search, store = build_search(cfg, progress=progress,
+                                 log=(lambda line: console.print(line, highlight=False)) if progress else None)
     result = search.run()
     print_front(result, cfg, console)
     timings["search_s"] = time.perf_counter() - t0

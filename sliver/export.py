@@ -26,10 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sliver.core import Constraint, Objective
 from sliver.errors import UserError, one_line
-from sliver.measure.objectives import Objective
 from sliver.search.hv import nondominated
-from sliver.search.problem import Constraint
 from sliver.space import Config
 
 TORCH_TOLERANCE = 1e-5

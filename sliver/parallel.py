@@ -41,8 +41,7 @@ from typing import Any, Callable, Iterable
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from sliver.errors import SliverError
-from sliver.errors import UserError
+from sliver.errors import SliverError, UserError
 from sliver.measure.base import Evaluator
 from sliver.space import Config
 

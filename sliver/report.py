@@ -17,10 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sliver.core import Constraint, Objective
 from sliver.errors import UserError
-from sliver.measure.objectives import Objective
 from sliver.search.hv import NORMALISED_REFERENCE, nondominated, normalised_hypervolume
-from sliver.search.problem import Constraint
 
 
 @dataclass

@@ -22,13 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, cast, overload
 
 import numpy as np
 
+from sliver.core import Config
 from sliver.errors import UserError, one_line
-
-Config = dict[str, Any]
 
 
 class SpaceError(UserError):
@@ -242,8 +241,9 @@ class SearchSpace:
             for n_blocks, depth in zip(gate.groups, depths):
                 block_active += [j < depth for j in range(n_blocks)]
             for k, name in enumerate(gate.dims):
-                owners = gate.gene_owners(k, len(mask[name]))
-                mask[name] = [a and (o < 0 or block_active[o]) for a, o in zip(mask[name], owners)]
+                gene_mask = cast(list[bool], mask[name])  # gated dimensions are lists
+                owners = gate.gene_owners(k, len(gene_mask))
+                mask[name] = [a and (o < 0 or block_active[o]) for a, o in zip(gene_mask, owners)]
         return mask
 
     def inactive(self, config: Config) -> dict[str, list[int]]:
@@ -263,16 +263,13 @@ class SearchSpace:
             if d.length is None:
                 out[d.name] = config[d.name]
             else:
-                out[d.name] = [v if a else d.choices[0] for v, a in zip(config[d.name], mask[d.name])]
+                out[d.name] = [v if a else d.choices[0] for v, a in zip(config[d.name], cast(list[bool], mask[d.name]))]
         return out
 
     def key(self, config: Config) -> str:
         """Stable identifier of the network a config builds (equal for canonical duplicates)."""
-        text = json.dumps(_jsonable(self.canonical(config)), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(jsonable(self.canonical(config)), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-    def same_network(self, a: Config, b: Config) -> bool:
-        return self.key(a) == self.key(b)
 
     def count(self) -> int:
         """Exact number of distinct networks (canonical configs) in the space."""
@@ -299,6 +296,11 @@ class SearchSpace:
         return total
 
     # --------------------------------------------------------------- sampling
+    @overload
+    def sample(self, rng: np.random.Generator | int | None = None, n: None = None) -> Config: ...
+    @overload
+    def sample(self, rng: np.random.Generator | int | None, n: int) -> list[Config]: ...
+
     def sample(self, rng: np.random.Generator | int | None = None, n: int | None = None) -> Config | list[Config]:
         """Draw configs with every gene uniform over its choices (seeded by ``rng``)."""
         rng = np.random.default_rng(rng)
@@ -342,14 +344,14 @@ class SearchSpace:
     def _features_one(self, config: Config) -> np.ndarray:
         vec = self.encode(config)
         mask = self.active_mask(config)
-        flat_mask = []
+        flat_mask: list[bool] = []
         for d in self.dimensions:
             m = mask[d.name]
-            flat_mask += [m] if d.length is None else m
+            flat_mask += m if isinstance(m, list) else [m]
         card = self.gene_cardinalities
         starts = np.concatenate([[0], np.cumsum(card)[:-1]])
         out = np.zeros(int(card.sum()), dtype=np.float64)
-        active = np.asarray(flat_mask, dtype=bool)
+        active = np.asarray(flat_mask, dtype=np.bool_)
         out[(starts + vec)[active]] = 1.0
         return out
 
@@ -423,14 +425,15 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _hashable(v: Any) -> Any:
-    return json.dumps(_jsonable(v), sort_keys=True)
+    return json.dumps(jsonable(v), sort_keys=True)
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """``v`` with numpy integers and floats made plain Python numbers (tuples become lists), for ``json.dumps``."""
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {k: jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x) for x in v]
     if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, np.floating):

@@ -55,9 +55,9 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sliver.core import Objective
 from sliver.errors import UserError
-from sliver.measure.objectives import Objective
-from sliver.space import Config, SearchSpace, _jsonable
+from sliver.space import Config, SearchSpace, jsonable
 
 #: version of the table layout below: the number of the newest Alembic revision in ``sliver/migrations``,
 #: to which a store is upgraded when it opens. A change to the tables is a new revision and a bump here.
@@ -438,7 +438,7 @@ class ResultStore:
             if fp != fingerprint_for[objective]:
                 continue
             configs.setdefault(key, json.loads(config_json))
-            values.setdefault(key, {})[objective] = value
+            values.setdefault(key, {})[objective] = value  # type: ignore[assignment]  # an ok measurement has a value
         return [(configs[k], v) for k, v in values.items() if len(v) == len(fingerprint_for)]
 
     def count_measurements(self, status: str | None = None) -> int:
@@ -447,7 +447,8 @@ class ResultStore:
             q = select(func.count()).select_from(_Measurement)
             if status is not None:
                 q = q.where(_Measurement.status == status)
-            return int(s.scalar(q))
+            count: int = s.scalar(q)  # type: ignore[assignment]  # COUNT(*) is never NULL
+            return count
 
     # ---------------------------------------------------------------- trials
     def add_trial(
@@ -542,7 +543,7 @@ class ResultStore:
             q = select(_Table.kind, _Table.fingerprint, _Table.name).order_by(_Table.id)
             if kind is not None:
                 q = q.where(_Table.kind == kind)
-            return [tuple(r) for r in s.execute(q)]
+            return [(k, fp, n) for k, fp, n in s.execute(q)]
 
 
     # ---------------------------------------------------------------- claims
@@ -571,7 +572,7 @@ class ResultStore:
                     .values(owner=owner, expires=now + ttl_s)
                     .execution_options(synchronize_session=False)
                 )
-                return done.rowcount == 1
+                return done.rowcount == 1  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult
 
         try:
             return self._retry(txn)
@@ -710,7 +711,7 @@ def _stored_version(conn: Connection) -> int:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), sort_keys=True)
+    return json.dumps(jsonable(obj), sort_keys=True)
 
 
 def _study(row: _Study) -> Study:

@@ -31,7 +31,7 @@ from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer
 from torch.utils.data import TensorDataset
 
-from sliver.data import DataBundle, DataError
+from sliver.bundle import DataBundle, DataError
 from sliver.errors import UserError
 
 TEXT_SETS = ("rotten_tomatoes", "sms_spam", "trec")
@@ -160,7 +160,7 @@ def load_text_dataset(name: str = "rotten_tomatoes", tokenizer: str | Path | Tex
     """Tokenised, deduplicated, stratified seeded train/val/calib splits of a bundled text set.
 
     ``max_examples`` (optional) keeps a stratified, seeded subset first, for short
-    runs. The returned :class:`sliver.data.DataBundle` holds (ids, label) tensors;
+    runs. The returned :class:`sliver.bundle.DataBundle` holds (ids, label) tensors;
     its ``input_shape`` is ``(max_length,)``.
     """
     if not 0 < val_fraction < 1 or not 0 < calib_fraction < 1 or val_fraction + calib_fraction >= 0.9:

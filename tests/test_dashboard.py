@@ -17,8 +17,8 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from sliver.cli import app as cli
+from sliver.core import BUILTIN
 from sliver.dashboard import bind, create_app, server
-from sliver.measure.objectives import BUILTIN
 from sliver.report import study_hypervolume, study_points
 from sliver.search import Search
 from sliver.space import Dimension, SearchSpace
@@ -287,7 +287,7 @@ def test_live_pages_in_a_headless_browser(tmp_path, screenshots):
             }""")
             page.mouse.move(target["x"], target["y"])
             tip = page.wait_for_selector(".hoverlayer .hovertext").text_content()
-            data = page.evaluate(f"fetch('/api/study/' + encodeURIComponent('toy study/1')).then(r => r.json())")
+            data = page.evaluate("fetch('/api/study/' + encodeURIComponent('toy study/1')).then(r => r.json())")
             point = next(q for q in data["points"] if q["seq"] == target["seq"])
             assert f"trial {point['seq']}" in tip and "config" in tip
             assert f"k = {json.dumps(point['config']['k'], separators=(',', ':'))}" in tip and f"w = {point['config']['w']}" in tip

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from sliver import load_model
 from sliver.cli import app
 from sliver.demo import first_of_each_network, print_comparison
-from sliver.measure.objectives import get_objective
+from sliver.core import get_objective
 from sliver.space import Dimension, SearchSpace
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import torch
 from sliver.elastic.mobilenet import ElasticMobileNet
 from sliver.export import ExportError, export_subnetwork, front_points, load_model, pick
 from sliver.measure.model import ModelEvaluator
-from sliver.measure.objectives import get_objective
+from sliver.core import get_objective
 
 OBJECTIVES = [get_objective("accuracy"), get_objective("latency_ms")]
 POINTS = [

@@ -96,7 +96,7 @@ def example(name: str) -> dict:
 @FUZZ
 @given(text=documents(example("search_nb201.yaml")))
 def test_search_config(tmp_path, text):
-    from sliver.cli.search import SearchConfig
+    from sliver.search.config import SearchConfig
     from sliver.config import load
 
     path = write(tmp_path, "search.yaml", text)
@@ -211,7 +211,7 @@ def nb201():
 @settings(FUZZ, max_examples=max(1, FUZZ.max_examples // 2))  # each example fits a transfer model
 @given(text=csv_texts(NB201_SAMPLES_CSV))
 def test_nb201_transfer_samples(tmp_path, nb201, text):
-    from sliver.cli.search import LatencyModelSpec
+    from sliver.search.config import LatencyModelSpec
 
     path = write(tmp_path, "samples.csv", text)
     spec = LatencyModelSpec.model_validate({"transfer": {"devices": ["pixel3"], "samples": str(path)}})
@@ -236,7 +236,7 @@ def test_hat_latency_table(tmp_path, text):
 @pytest.mark.parametrize("name", ["search_nb201.yaml", "train_digits.yaml", "multitask_mnist.yaml"])
 def test_the_valid_examples_load(name):
     # the fuzzed documents start from these: they must be valid, or the mutations test nothing deep
-    from sliver.cli.search import SearchConfig
+    from sliver.search.config import SearchConfig
     from sliver.config import load
     from sliver.multitask.train import load_run_config as load_multitask
     from sliver.train import load_run_config

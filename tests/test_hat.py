@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sliver.predict.hat import FEATURES, HatMLP, cost_features, datasets, load_latency
-from sliver.predict.lut import LatencyPredictor
+from sliver.predict.latency import LatencyPredictor
 from sliver.predict.models import kendall_tau
 
 DATA = Path(os.environ.get("SLIVER_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "hat"

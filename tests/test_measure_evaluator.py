@@ -4,7 +4,7 @@ import pytest
 
 from sliver.measure.base import Evaluator
 from sliver.measure.evaluator import evaluate
-from sliver.measure.objectives import BUILTIN
+from sliver.core import BUILTIN
 from sliver.space import DepthGate, Dimension, SearchSpace
 from sliver.store import ResultStore
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sliver.measure.objectives import BUILTIN
+from sliver.core import BUILTIN
 from sliver.parallel import (
     DaskExecutor, Measured, ProcessExecutor, hardware_resource, make_executor, measure_on, needs_hardware,
 )

@@ -226,7 +226,7 @@ def test_joint_search_runs_through_the_search_loop(supernet, data, tmp_path, str
 def test_example_yaml_builds_a_joint_search_from_a_checkpoint(supernet, tmp_path):
     from pathlib import Path
 
-    from sliver.cli.search import SearchConfig, build_search
+    from sliver.search.config import SearchConfig, build_search
     from sliver.config import read_yaml, validate
     from sliver.quant import QuantEvaluator
     from sliver.train.checkpoint import save_checkpoint

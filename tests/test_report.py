@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from sliver.measure.objectives import get_objective
+from sliver.core import get_objective
 from sliver.report import (
     hypervolume_figure,
     hypervolume_history,

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from sliver.measure.objectives import BUILTIN
+from sliver.core import BUILTIN
 from sliver.search import Constraint, Search, hypervolume, make_strategy, nondominated
 from sliver.search.hv import hvi_2d
 from sliver.space import DepthGate, Dimension, SearchSpace

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sliver.bench.nb201 import data_root
 from sliver.cli import app
-from sliver.cli.search import SearchConfig, build_search
+from sliver.search.config import SearchConfig, build_search
 from sliver.config import ConfigError, validate
 
 HAVE_NB201 = (data_root() / "nb201" / "nb201_acc_latency.csv").is_file()

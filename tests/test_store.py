@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from sliver.measure.objectives import BUILTIN
+from sliver.core import BUILTIN
 from sliver.space import DepthGate, Dimension, SearchSpace
 from sliver.store import SCHEMA_VERSION, ResultStore
 

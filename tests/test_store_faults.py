@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import event, text
 from test_search import ToyEvaluator
 
-from sliver.measure.objectives import BUILTIN
+from sliver.core import BUILTIN
 from sliver.search import Search
 from sliver.space import Dimension, SearchSpace
 from sliver.store import ResultStore

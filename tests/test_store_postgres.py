@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sliver.measure.objectives import BUILTIN
+from sliver.core import BUILTIN
 from sliver.space import Dimension, SearchSpace
 from sliver.store import ResultStore
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sliver.core import BUILTIN, Objective
 from sliver.errors import UserError
-from sliver.measure.objectives import BUILTIN, Objective
 from sliver.search.hv import hypervolume, nondominated
 from sliver.space import Config, Dimension, SearchSpace
 

@@ -33,30 +33,32 @@ def _root(
     """sliver: hardware-aware sub-network search on elastic super-networks."""
 
 
-# sub-command groups (each module defines `app`)
+# sub-command groups (each module defines `app`), registered in the order `sliver --help` lists them
 from sliver.cli import bench as _bench  # noqa: E402
-app.add_typer(_bench.app, name="bench")
+from sliver.cli import control as _control  # noqa: E402
+from sliver.cli import deploy as _deploy  # noqa: E402
+from sliver.cli import latency as _latency  # noqa: E402
+from sliver.cli import measure as _measure  # noqa: E402
+from sliver.cli import results as _results  # noqa: E402
 from sliver.cli import search as _search  # noqa: E402
-app.command("search")(_search.search)
 from sliver.cli import space as _space  # noqa: E402
+from sliver.cli import train as _train  # noqa: E402
+
+app.add_typer(_bench.app, name="bench")
+app.command("search")(_search.search)
 app.add_typer(_space.app, name="space")
-from sliver.cli import measure as _measure, results as _results  # noqa: E402
 app.command("measure")(_measure.measure)
 app.add_typer(_results.app, name="results")
-from sliver.cli import train as _train  # noqa: E402
 app.command("train")(_train.train)
-from sliver.cli import control as _control  # noqa: E402
 app.command("control")(_control.control)
 app.command("train-multitask")(_control.train_multitask)
-from sliver.cli import latency as _latency  # noqa: E402
 app.add_typer(_latency.app, name="latency")
-from sliver.cli import deploy as _deploy  # noqa: E402
 app.command("demo")(_deploy.demo)
 app.command("export")(_deploy.export)
 app.command("report")(_deploy.report)
 from sliver.cli import dashboard as _dashboard  # noqa: E402
-app.command("dashboard")(_dashboard.dashboard)
 
+app.command("dashboard")(_dashboard.dashboard)
 
 def main() -> None:
     """Console entry point."""

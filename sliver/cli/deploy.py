@@ -35,8 +35,8 @@ def demo(
 
 def _open(search_yaml: Path, study: str | None):
     """The validated search config, its store and the study name it used."""
-    from sliver.cli.search import SearchConfig
     from sliver.config import load
+    from sliver.search.config import SearchConfig
     from sliver.store import ResultStore
 
     cfg = load(SearchConfig, search_yaml)
@@ -67,7 +67,7 @@ def export(
         cfg, store, record = _open(search_yaml, study)
         if cfg.problem.kind != "supernet":
             raise UserError(f"{search_yaml}: only a 'supernet' problem has models to export (this one is '{cfg.problem.kind}')")
-        from sliver.cli.search import build_search
+        from sliver.search.config import build_search
 
         search, _ = build_search(cfg)
         evaluator = search.evaluator

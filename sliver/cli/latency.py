@@ -118,14 +118,14 @@ def build_lut_command(
     """Time every operator the super-network can produce on the target, once, into a lookup table."""
     from rich.progress import Progress
 
-    from sliver.cli.space import _supernet_from_yaml
+    from sliver.cli.space import supernet_from_yaml
     from sliver.measure.hardware import HardwareTarget
     from sliver.predict.lut import build_lut
 
     store = None
     try:
         hardware = HardwareTarget.parse(target)
-        supernet = _supernet_from_yaml(config)
+        supernet = supernet_from_yaml(config)
         if supernet.supernet_config().get("family") != "mobilenet":
             raise UserError(f"{config}: operator lookup tables support the mobilenet family, got '{supernet.supernet_config().get('family')}'")
         if db is not None:

@@ -14,7 +14,8 @@ from sliver.config import ConfigError, read_yaml
 app = typer.Typer(help="Inspect the search space of a super-network.", no_args_is_help=True)
 
 
-def _supernet_from_yaml(path: Path):
+def supernet_from_yaml(path: Path):
+    """The super-network a ``supernet:`` YAML describes (a one-line error for a bad file)."""
     # imported here so `sliver --help` stays fast (no torch import)
     from sliver.elastic import from_spec
 
@@ -52,7 +53,7 @@ def show(
 ) -> None:
     """Print the dimensions, the number of distinct sub-networks and params/MACs of the smallest and largest."""
     try:
-        summary = space_summary(_supernet_from_yaml(config))
+        summary = space_summary(supernet_from_yaml(config))
     except USER_ERRORS as exc:
         fail(str(exc))
     if as_json:

@@ -123,10 +123,10 @@ class MobileNet(nn.Module):
     def __init__(self, arch: dict[str, Any]) -> None:
         super().__init__()
         stem = arch["stem"]
-        self.stem = _conv_bn_act(arch["in_channels"], stem["out"], 3, stem["stride"], stem["act"])
+        self.stem = conv_bn_act(arch["in_channels"], stem["out"], 3, stem["stride"], stem["act"])
         self.blocks = nn.Sequential(*[InvertedResidual(b) for b in arch["blocks"]])
         last = arch["blocks"][-1]["out"]
-        self.final_expand = _conv_bn_act(last, arch["final_expand_width"], 1, 1, "h_swish")
+        self.final_expand = conv_bn_act(last, arch["final_expand_width"], 1, 1, "h_swish")
         self.feature_mix = nn.Sequential(nn.Conv2d(arch["final_expand_width"], arch["feature_width"], 1, bias=False), nn.Hardswish())
         self.dropout = nn.Dropout(arch["dropout"])
         self.classifier = nn.Linear(arch["feature_width"], arch["num_classes"])
@@ -143,7 +143,8 @@ def build_mobilenet(arch: dict[str, Any]) -> MobileNet:
     return MobileNet(arch)
 
 
-def _conv_bn_act(cin: int, cout: int, k: int, stride: int, act: str) -> nn.Sequential:
+def conv_bn_act(cin: int, cout: int, k: int, stride: int, act: str) -> nn.Sequential:
+    """Convolution (same padding, no bias), batch norm and the activation ``act``: the stem and head of a MobileNet."""
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), ACTIVATIONS[act]())
 
 
@@ -307,7 +308,7 @@ class ElasticMobileNet(Supernet):
         self.in_channels, self.num_classes = in_channels, num_classes
         width = lambda c: make_divisible(c * width_mult)  # noqa: E731 - one rule for every width
         self.stem_arch = {"out": width(stem_width), "stride": stem_stride, "act": "h_swish"}
-        self.stem = _conv_bn_act(in_channels, self.stem_arch["out"], 3, stem_stride, "h_swish")
+        self.stem = conv_bn_act(in_channels, self.stem_arch["out"], 3, stem_stride, "h_swish")
         # the first block is fixed: depthwise-separable, with the first stage's activation and SE
         self.first_block = ElasticInvertedResidual(
             self.stem_arch["out"], width(first_block_width), (3,), (1,), 1, stages[0]["act"], False)
@@ -321,7 +322,7 @@ class ElasticMobileNet(Supernet):
                 cin = cout
             self.stages.append(blocks)
         self.final_expand_width, self.feature_width = width(final_expand_width), width(feature_width)
-        self.final_expand = _conv_bn_act(cin, self.final_expand_width, 1, 1, "h_swish")
+        self.final_expand = conv_bn_act(cin, self.final_expand_width, 1, 1, "h_swish")
         self.feature_mix = nn.Sequential(nn.Conv2d(self.final_expand_width, self.feature_width, 1, bias=False), nn.Hardswish())
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.feature_width, num_classes)

@@ -294,7 +294,7 @@ class ElasticTransformer(Supernet):
         A block's parameters depend only on (hidden, heads, FFN width), so each
         block's share (a two-block model minus a one-block model) is counted
         once and cached: a search scoring thousands of candidates' costs would
-        otherwise build every candidate's model (50 ms each for MiniLM).
+        otherwise build every candidate's model (tens of milliseconds each for MiniLM).
         """
         d, n = config["hidden"], config["layers"]
         blocks = list(zip(config["heads"][:n], config["ffn"][:n]))

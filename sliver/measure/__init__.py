@@ -1,4 +1,4 @@
-"""Measuring sub-networks: objectives, hardware targets, latency, accuracy and the evaluator.
+"""Measuring sub-networks: hardware targets, latency, accuracy and the evaluator (objectives are in :mod:`sliver.core`).
 
 Importing this package stays light (no torch): the torch-based parts live in
 their own modules (``hardware``, ``latency``, ``accuracy``, ``model``) and are
@@ -7,6 +7,5 @@ framework.
 """
 
 from sliver.measure.base import EvalResult, Evaluator
-from sliver.measure.objectives import BUILTIN, Objective, get_objective
 
-__all__ = ["BUILTIN", "EvalResult", "Evaluator", "Objective", "get_objective"]
+__all__ = ["EvalResult", "Evaluator"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from sliver.measure.objectives import Objective
+from sliver.core import Objective
 from sliver.space import Config, SearchSpace
 
 

@@ -38,10 +38,6 @@ class LatencyResult:
     n_runs: int
     stable: bool  # True if it stopped because IQR / median fell below the threshold
 
-    @property
-    def rel_iqr(self) -> float:
-        return self.iqr_ms / self.median_ms if self.median_ms > 0 else float("inf")
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -22,13 +22,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from sliver.core import Objective, get_objective
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
-from sliver.measure.accuracy import subset, top1_accuracy
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.latency import measure_latency
-from sliver.measure.objectives import Objective, get_objective
 from sliver.space import Config
+from sliver.train.accuracy import subset, top1_accuracy
 
 #: objectives whose value depends on the hardware target (keyed by its fingerprint); the rest use "any"
 HARDWARE_OBJECTIVES = frozenset({"latency_ms", "peak_memory"})
@@ -90,17 +90,13 @@ class ModelEvaluator:
     def from_checkpoint(cls, path: str | Path, target: HardwareTarget | str = "cpu-torch-b1",
                         objectives: list[str] | None = None, data: Any = None, **kwargs: Any) -> "ModelEvaluator":
         """An evaluator of a training checkpoint; its data set is rebuilt from the checkpoint's spec if not given."""
-        from sliver.train.checkpoint import load_supernet
+        from sliver.train.checkpoint import checkpoint_data, load_supernet
 
         supernet, info = load_supernet(path)
         wants_accuracy = objectives is None or "accuracy" in objectives
         if data is None and wants_accuracy:
-            spec = info.get("data") or info.get("dataset")
-            if spec:
-                from sliver.data import load_dataset
-
-                data = load_dataset(**spec) if isinstance(spec, dict) else load_dataset(spec)
-            elif objectives is not None:
+            data = checkpoint_data(info)
+            if data is None and objectives is not None:
                 raise UserError(f"checkpoint {path} records no data set; pass data= to measure accuracy")
         return cls(supernet, target, objectives, data=data, supernet_hash=info.get("hash"), **kwargs)
 
@@ -118,7 +114,7 @@ class ModelEvaluator:
         if "accuracy" in objectives:
             t0 = time.perf_counter()
             try:
-                self._recalibrate_bn(config)
+                self.recalibrate(config)
             except Exception as exc:  # only accuracy depends on the statistics
                 recal_error = exc
             self.last_seconds["accuracy"] = time.perf_counter() - t0
@@ -128,7 +124,7 @@ class ModelEvaluator:
             self.runs[name] += 1
             if model is None and name not in COST_OBJECTIVES:
                 # extracted only when an objective needs the model: a search asks for the costs of thousands of
-                # candidates, and copying their weights cost MiniLM 80 ms each
+                # candidates, and copying a MiniLM's weights for each one is costly
                 model = self.supernet.extract(config).eval()
             try:
                 if name == "accuracy" and recal_error is not None:
@@ -158,7 +154,8 @@ class ModelEvaluator:
             return float(peak_memory_bytes(model, example))
         raise UserError(f"objective '{name}' is not measured by ModelEvaluator; it measures {[o.name for o in self.objectives]}")
 
-    def _recalibrate_bn(self, config: Config) -> None:
+    def recalibrate(self, config: Config) -> None:
+        """Re-estimate the super-network's batch-norm statistics for ``config`` on ``calib_batches`` calibration batches."""
         from sliver.data import loader
 
         recalibrate = self._recalibrate

@@ -197,9 +197,9 @@ def check_budget(supernet, budget_macs: float) -> None:
 
 def load_multitask_checkpoint(path: str | Path, data=None):
     """``(supernet, info, data)`` of a multi-task training checkpoint, the data rebuilt from its spec unless given."""
+    from sliver.elastic.multitask import ElasticMultiTask
     from sliver.multitask.tasks import load_multitask_data
     from sliver.train.checkpoint import CheckpointError, load_supernet
-    from sliver.elastic.multitask import ElasticMultiTask
 
     supernet, info = load_supernet(path)
     if not isinstance(supernet, ElasticMultiTask):

@@ -12,12 +12,12 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from sliver.core import BUILTIN, Objective
 from sliver.data import loader
 from sliver.elastic.multitask import ElasticMultiTask
 from sliver.errors import UserError
-from sliver.measure.objectives import BUILTIN, Objective
-from sliver.space import Config
 from sliver.multitask.tasks import MultiTaskData, Task, as_batch, get_task
+from sliver.space import Config
 from sliver.train.bn import recalibrate_bn
 
 

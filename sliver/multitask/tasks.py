@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
+from sliver.core import Objective
 from sliver.data import load_dataset
 from sliver.errors import UserError
-from sliver.measure.objectives import Objective
 from sliver.train.trainer import distillation_loss
 
 #: names of the tensors of a multi-task data set, in order; a batch is a dict with these keys

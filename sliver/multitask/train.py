@@ -39,10 +39,10 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from sliver.config import ConfigError, StrictModel, read_yaml, validate
+from sliver.data import loader
 from sliver.elastic.multitask import ElasticMultiTask
 from sliver.multitask.evaluate import measure_config, task_scores
 from sliver.multitask.tasks import MultiTaskData, Task, as_batch, get_task, heads_for, load_multitask_data
-from sliver.data import loader
 from sliver.space import Config
 from sliver.train.checkpoint import load_checkpoint, load_weights, remove_stale_temporaries, save_checkpoint
 from sliver.train.sampling import SandwichRule

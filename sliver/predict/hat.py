@@ -103,7 +103,7 @@ def datasets(root: str | Path) -> list[dict[str, Path | str]]:
     Configs are named ``wmt14.en-de_cpu_xeon.yml``; files and checkpoints ``wmt14ende_cpu_xeon``.
     """
     root = Path(root)
-    out = []
+    out: list[dict[str, Path | str]] = []
     for config in sorted((root / "predictor_configs").glob("*.yml")):
         name = config.stem.replace(".", "").replace("-", "")
         csv, checkpoint = root / "latency" / f"{name}_all.csv", root / "predictors" / f"{name}.pt"

@@ -1,4 +1,4 @@
-"""Latency models of sub-networks: operator lookup tables and learned predictors.
+"""Latency models of sub-networks from operator lookup tables (learned predictors: :mod:`sliver.predict.latency`).
 
 An :class:`OperatorLUT` holds the measured latency of every distinct operator
 (stem, inverted-residual block, head, each with its input resolution and
@@ -16,13 +16,6 @@ whole network does differently (per-call overheads, caches warmed by the
 previous layer), so a robust power law ``measured = a * sum ** b``, fitted on
 a handful of whole-network measurements, rescales the sum without reordering it.
 
-:class:`LatencyPredictor` maps feature rows (one-hot genes from
-:meth:`sliver.space.SearchSpace.features`, cost features such as MACs and
-params per stage, or both) to latency in ms. It reuses the search's predictor
-family (:class:`sliver.predict.Predictor`), picks the member with the best
-cross-validated Kendall tau, and standardises the columns first so that
-features in channels, MACs and one-hots share one scale.
-
 Torch is imported only inside the functions that build and time operators.
 """
 
@@ -37,11 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sliver.config import read_yaml, validate
 from sliver.errors import UserError
-from sliver.predict.models import Predictor
-
-#: the families tried by default: each fits a few thousand rows in well under a second
-#: (the MLP member is left out because it does not)
-FAST_FAMILIES = ("ridge", "svr", "lgbm")
 
 #: the ResultStore table kind under which operator lookup tables are kept
 STORE_KIND = "operator_lut"
@@ -55,48 +43,8 @@ MIN_CORRECTION_SAMPLES = 3
 #: independent copies of an operator timed in turn (the time is per copy). Timed alone, an
 #: operator finds its weights in the core's private cache on every run; inside a network the
 #: other layers have evicted them. Cycling through copies makes each run fetch its weights from
-#: further away, as in the network (on a 2 MiB-L2 EPYC this halved the gap between the sum
-#: and the whole ImageNet-size network, 25% -> 13%).
+#: further away, as in the network, which narrows the gap between the sum and the whole network.
 COPIES = 8
-
-
-class LatencyPredictor:
-    """Latency (ms) from feature rows, with the family chosen by cross-validated Kendall tau."""
-
-    def __init__(self, kind: str = "auto", members: Sequence[str] = FAST_FAMILIES, seed: int = 0) -> None:
-        self._model = Predictor(kind, seed=seed, members=members)
-        self._mean: np.ndarray | None = None
-        self._scale: np.ndarray | None = None
-
-    @property
-    def n_features(self) -> int | None:
-        return None if self._mean is None else self._mean.size
-
-    @property
-    def chosen(self) -> str:
-        """The family in use (the ``kind`` unless it was ``"auto"``)."""
-        return self._model.chosen or self._model.kind
-
-    def fit(self, X: np.ndarray, latency_ms: np.ndarray) -> "LatencyPredictor":
-        """Fit on feature rows ``X`` ``(n, n_features)`` and measured latencies (ms)."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2:
-            raise ValueError(f"features: expected a 2-D matrix (one row per sub-network), got shape {X.shape}")
-        self._mean = X.mean(0)
-        scale = X.std(0)
-        self._scale = np.where(scale > 0, scale, 1.0)  # a constant column stays constant (zero)
-        self._model.fit((X - self._mean) / self._scale, latency_ms)
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Predicted latency (ms) of each feature row (or of one feature vector)."""
-        if self._mean is None:
-            raise RuntimeError("latency predictor is not fitted; call fit(X, latency_ms) first")
-        X = np.asarray(X, dtype=np.float64)
-        X = X[None, :] if X.ndim == 1 else X
-        if X.ndim != 2 or X.shape[1] != self._mean.size:
-            raise ValueError(f"features: expected {self._mean.size} values per row (as in fit), got shape {X.shape}")
-        return self._model.predict((X - self._mean) / self._scale)
 
 
 # ------------------------------------------------------------ operator LUT
@@ -144,16 +92,17 @@ def build_operator(kind: str, spec: dict[str, Any]):
     import torch
     from torch import nn
 
-    from sliver.elastic.mobilenet import InvertedResidual, _conv_bn_act
+    from sliver.elastic.mobilenet import InvertedResidual, conv_bn_act
 
+    module: nn.Module
     if kind == "stem":
-        module = _conv_bn_act(spec["in"], spec["out"], 3, spec["stride"], spec["act"])
+        module = conv_bn_act(spec["in"], spec["out"], 3, spec["stride"], spec["act"])
     elif kind == "block":
         module = InvertedResidual(spec)
     elif kind == "head":
         # the same layers as MobileNet's tail: 1x1 expand, pool, 1x1 feature mix, classifier
         module = nn.Sequential(
-            _conv_bn_act(spec["in"], spec["final"], 1, 1, "h_swish"), nn.AdaptiveAvgPool2d(1),
+            conv_bn_act(spec["in"], spec["final"], 1, 1, "h_swish"), nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(spec["final"], spec["feature"], 1, bias=False), nn.Hardswish(), nn.Flatten(),
             nn.Linear(spec["feature"], spec["classes"]),
         )
@@ -291,7 +240,7 @@ def build_lut(supernet, target, path: str | Path | None = None,
     every ``store_every`` operators and at the end.
     """
     lut = OperatorLUT.for_target(target, copies)
-    earlier = [OperatorLUT.load(path, target)] if path is not None and Path(path).is_file() else []
+    earlier: list[OperatorLUT | None] = [OperatorLUT.load(path, target)] if path is not None and Path(path).is_file() else []
     if store is not None:
         earlier.append(OperatorLUT.from_store(store, target, name))
     for table in filter(None, earlier):
@@ -330,7 +279,7 @@ class LUTLatencyModel:
     def __init__(self, lut: OperatorLUT, supernet) -> None:
         self.lut = lut
         self.supernet = supernet
-        self._correction = None
+        self._correction: tuple[float, float, float] | None = None
         self.n_samples = 0
 
     @property

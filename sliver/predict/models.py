@@ -15,9 +15,10 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from sklearn.base import RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge
+from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.neural_network import MLPRegressor
 from sklearn.svm import SVR
 from threadpoolctl import threadpool_limits
@@ -60,7 +61,7 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
         if family == "gp_additive":
             # plus a linear term, for a metric that is a sum of per-option costs (a network's latency is the
             # sum of its layers' times): fitted exactly once there are about as many points as options
-            # (NB201 fpga and eyeriss latency: median error 1% -> 0 from 60 samples). On accuracy, which is
+            # (NB201 fpga and eyeriss latency are such sums). On accuracy, which is
             # not additive, the same term cost LINAS evaluations, hence a family of its own
             kernel = kernel + ConstantKernel(0.1, (1e-4, 1e2)) * DotProduct(0.0, sigma_0_bounds="fixed")
             noise_floor = 1e-6  # an exact sum needs next to no noise
@@ -69,12 +70,13 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
     raise UserError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
 
 
-class Predictor:
+class Predictor(RegressorMixin, BaseEstimator):
     """Fit/predict one objective from feature rows; ``kind`` is a family, ``"ensemble"`` or ``"auto"``.
 
     ``"auto"`` picks the family with the best cross-validated Kendall tau at
     each :meth:`fit` (see :func:`choose_family`); ``"ensemble"`` fits one
-    member per family in ``members``.
+    member per family in ``members``. A scikit-learn estimator, so that
+    scikit-learn's own cross-validation (``cross_val_predict``) can clone and fit it.
     """
 
     def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = ENSEMBLE_MEMBERS, target: str = "raw",
@@ -95,6 +97,7 @@ class Predictor:
         self.chosen: str | None = None
         self.n_features: int | None = None
         self._models: list[RegressorMixin] = []
+        self._transform: _RankTarget | _LogTarget | None = None
         self._mu = 0.0
         self._sd = 1.0
 
@@ -109,9 +112,9 @@ class Predictor:
         if not np.isfinite(y).all():
             raise UserError("targets: contain NaN or infinity; drop failed measurements before fitting")
         self.n_features = X.shape[1]
-        self._transform = {"raw": None, "rank": _RankTarget, "log": _LogTarget}[self.target]
+        make = {"raw": None, "rank": _RankTarget, "log": _LogTarget}[self.target]
+        self._transform = None if make is None else make(y)
         if self._transform is not None:
-            self._transform = self._transform(y)
             y = self._transform.forward(y)
         self._mu, sd = float(y.mean()), float(y.std())
         self._sd = sd if sd > 0 else 1.0
@@ -135,13 +138,12 @@ class Predictor:
         spread alone says a prediction is sure where it is merely consistent;
         the held-out residual is the error a new point really has.
         """
-        from sklearn.model_selection import KFold
+        from sklearn.ensemble import VotingRegressor  # the mean of its members' predictions, as the predictor's mean
 
-        oof = np.empty_like(z)
-        for tr, te in KFold(3, shuffle=True, random_state=self.seed).split(X):
-            members = [_fit_quietly(make_model(f, self.seed), X[tr], z[tr]) for f in families]
-            with threadpool_limits(1):
-                oof[te] = np.mean([m.predict(X[te]) for m in members], axis=0)
+        mean_of_members = VotingRegressor([(f, make_model(f, self.seed)) for f in families])
+        with warnings.catch_warnings(), threadpool_limits(1):  # as _fit_quietly
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            oof = cross_val_predict(mean_of_members, X, z, cv=KFold(3, shuffle=True, random_state=self.seed))
         r = oof - z
         return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
@@ -300,14 +302,9 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float:
 
 def cross_validate(kind: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> dict[str, float]:
     """K-fold out-of-fold Kendall tau, Spearman and MAPE of a predictor kind."""
-    from sklearn.model_selection import KFold
-
     X, y = np.asarray(X, float), np.asarray(y, float)
     folds = max(2, min(folds, len(y)))
-    pred = np.empty_like(y)
-    for tr, te in KFold(folds, shuffle=True, random_state=seed).split(X):
-        model = Predictor(kind, seed=seed).fit(X[tr], y[tr])
-        pred[te] = model.predict(X[te])
+    pred = cross_val_predict(Predictor(kind, seed=seed), X, y, cv=KFold(folds, shuffle=True, random_state=seed))
     return {"kendall_tau": kendall_tau(pred, y), "spearman": spearman(pred, y), "mape": mape(pred, y), "n": int(len(y))}
 
 

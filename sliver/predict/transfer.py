@@ -52,6 +52,7 @@ numpy, pandas and scikit-learn only: no torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,7 @@ class DeviceTransfer:
         self.devices = list(devices) if devices is not None else [f"column {j}" for j in range(source.shape[1])]
         if len(self.devices) != source.shape[1]:
             raise ValueError(f"devices: {len(self.devices)} names for {source.shape[1]} source columns")
-        log = _log_latency(source)
+        log = log_latency(source)
         self._prior = log.mean(1)
         views = [log]
         if features is not None:
@@ -153,7 +154,7 @@ class DeviceTransfer:
     def n_architectures(self) -> int:
         return self._z.shape[0]
 
-    def suggest(self, k: int, measured: np.ndarray | list[int] = (), candidates: np.ndarray | list[int] | None = None) -> np.ndarray:
+    def suggest(self, k: int, measured: np.ndarray | Sequence[int] = (), candidates: np.ndarray | list[int] | None = None) -> np.ndarray:
         """Rows of ``k`` architectures to measure on the new device next, most informative first.
 
         Greedy design on the prior (see the module docstring): each pick is the architecture
@@ -190,7 +191,7 @@ class DeviceTransfer:
             cov -= np.outer(direction, direction) / denom
         return np.array(picks, dtype=np.int64)
 
-    def _rows(self, name: str, rows: np.ndarray | list[int]) -> np.ndarray:
+    def _rows(self, name: str, rows: np.ndarray | Sequence[int]) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_architectures):
             raise ValueError(f"{name}: row index out of range 0..{self.n_architectures - 1}")
@@ -255,7 +256,7 @@ class DeviceTransfer:
         G, Fy, FA = Fk.T @ Fk, Fk.T @ y, Fk.T @ A
         k, v = Fk.shape
         dof = max(k - A.shape[1], 1)
-        best = None
+        best: tuple[Any, ...] | None = None
         for noise in self.noise_grid:
             # K is k x k; Woodbury keeps every solve v x v (v = source columns), so a
             # fit on thousands of samples costs what one on ten does
@@ -270,6 +271,7 @@ class DeviceTransfer:
             reml = -0.5 * dof * np.log(quad / dof) - 0.5 * logdet_k - 0.5 * np.linalg.slogdet(AKA)[1]
             if best is None or reml > best[0]:
                 best = (reml, noise, beta, inner, resid, quad)
+        assert best is not None, "noise_grid is empty"
         _, noise, beta, inner, resid, quad = best
         self._noise = noise
         coef = inner @ (Fk.T @ resid)  # Fk^T K^-1 resid = (G + noise I)^-1 Fk^T resid
@@ -416,7 +418,8 @@ def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]
     return cols
 
 
-def _log_latency(latency_ms: np.ndarray) -> np.ndarray:
+def log_latency(latency_ms: np.ndarray) -> np.ndarray:
+    """Log latency, each device's column floored at a share of its median first (near-zero timings of degenerate cells must not dominate the log scale)."""
     floor = _FLOOR_OF_MEDIAN * np.median(latency_ms, axis=0)
     floor = np.where(floor > 0, floor, latency_ms[latency_ms > 0].min())
     return np.log(np.maximum(latency_ms, floor))

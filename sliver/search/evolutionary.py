@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 from pymoo.core.evaluator import Evaluator as _PymooEvaluator
@@ -88,7 +89,7 @@ class Evolutionary(Strategy):
         self._pproblem = integer_problem(self.space, n_obj)
         self._algo = make_algorithm(self.name, self.pop_size, n_obj)
         self._algo.setup(self._pproblem, termination=NoTermination(), seed=int(problem.seed), verbose=False)
-        self._pop = None  # the generation pymoo asked for and has not been told yet
+        self._pop: Any = None  # the generation pymoo asked for and has not been told yet
         self._keys: list[str] = []
         self._queue: list[Config] = []
 

@@ -33,7 +33,7 @@ def nondominated(F: np.ndarray) -> np.ndarray:
         return keep
     le = (F[:, None, :] <= F[None, :, :]).all(-1)
     lt = (F[:, None, :] < F[None, :, :]).any(-1)
-    dominated = (le & lt).any(0)
+    dominated = np.asarray((le & lt).any(axis=0))
     return ~dominated
 
 
@@ -74,6 +74,19 @@ def normalised_hypervolume(F: np.ndarray, feasible: np.ndarray | None = None, sc
         scaled = scaled[np.asarray(feasible, dtype=bool)]
     return hypervolume(scaled, np.full(F.shape[1], NORMALISED_REFERENCE))
 
+
+
+def result_hypervolume(result) -> float:
+    """A :class:`~sliver.search.SearchResult`'s normalised hypervolume over the points its study records.
+
+    The number ``sliver search`` prints, computed as ``sliver report`` does:
+    over the trials that have every objective (failed and cheap-filtered ones
+    do not), the front of the feasible ones.
+    """
+    objectives = result.objectives
+    measured = [p for p in result.points if all(o.name in p.values for o in objectives)]
+    F = np.array([[p.values[o.name] * o.sign for o in objectives] for p in measured], dtype=float).reshape(-1, len(objectives))
+    return normalised_hypervolume(F, np.array([p.feasible for p in measured], dtype=bool))
 
 def hvi_2d(front: np.ndarray, P: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Exact hypervolume improvement of each point of ``P`` over ``front`` (2 objectives, minimisation).

@@ -12,8 +12,8 @@ back, so a draw stays plausible). The batch first takes, for each expensive
 objective, the candidate most expected to extend its end of the front (the ends
 fix the reference point, so no hypervolume values them); then ``local_share``
 of it comes from networks one gene away from a measured front point (a Pareto
-local search the predictors steer: on NB201 this halves the evaluations to 99%
-of the hypervolume, because the predictors rank the region around the best
+local search the predictors steer: it saves evaluations, see
+``benchmarks/search_nb201.py``, because the predictors rank the region around the best
 networks far better than the space at large), the rest from anywhere; each
 pick is added to the front as if measured (times the predicted probability of
 meeting the expensive constraints), so the batch spreads along the front's
@@ -35,11 +35,10 @@ import numpy as np
 from pymoo.core.problem import Problem as _PymooProblem
 from pymoo.optimize import minimize
 from scipy.stats import norm
+from sklearn.model_selection import KFold, cross_val_predict
 
 from sliver.errors import UserError
 from sliver.predict.features import features_from_vectors
-from sklearn.model_selection import KFold
-
 from sliver.predict.models import Predictor, kendall_tau, mape
 from sliver.search.base import Strategy, register_strategy
 from sliver.search.evolutionary import make_algorithm
@@ -165,7 +164,7 @@ class LINAS(Strategy):
 
     def _fit(self, measured) -> dict:
         X = self._features(np.stack([self.space.encode(c) for _, c, _ in measured]))
-        models = {}
+        models: dict[str, Predictor | _StandIn] = {}
         for name in self._predicted:
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
             y = np.array([measured[i][2].values[name] for i in rows])
@@ -175,9 +174,10 @@ class LINAS(Strategy):
                 if learns:
                     self.latency_model.observe(configs, y)
                     self._model_cache.clear()  # its values changed
-                models[name] = _StandIn(self.latency_model, self.space, configs, y, self._model_cache)
+                stand_in = _StandIn(self.latency_model, self.space, configs, y, self._model_cache)
+                models[name] = stand_in
                 refit = f" refitted on {len(rows)} measured points," if learns else ""
-                self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {models[name].describe()}")
+                self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {stand_in.describe()}")
                 continue
             if name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1):
                 self._choice[name] = self._choose(name, X[rows], y)
@@ -201,10 +201,8 @@ class LINAS(Strategy):
         folds = list(KFold(3, shuffle=True, random_state=int(self.problem.seed)).split(X))
         for kind in kinds:
             for target in targets:
-                pred = np.empty_like(y)
-                for tr, te in folds:
-                    model = Predictor(kind, seed=int(self.problem.seed), target=target, members=self.members)
-                    pred[te] = model.fit(X[tr], y[tr]).predict(X[te])
+                model = Predictor(kind, seed=int(self.problem.seed), target=target, members=self.members)
+                pred = cross_val_predict(model, X, y, cv=folds)
                 scores[kind, target] = (kendall_tau(pred[good], y[good]), kendall_tau(pred, y), mape(pred, y))
         best = max(scores, key=lambda k: scores[k][0])
         tau_good, tau_all, err = scores[best]

@@ -19,13 +19,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from sliver.core import Constraint, Objective
 from sliver.errors import UserError
 from sliver.measure.base import EvalResult, Evaluator
 from sliver.measure.evaluator import evaluate
-from sliver.measure.objectives import Objective
 from sliver.search.base import Outcome, Strategy, make_strategy
 from sliver.search.hv import hypervolume, nondominated
-from sliver.search.problem import Constraint, Problem
+from sliver.search.problem import Problem
 from sliver.space import Config, SearchSpace
 from sliver.store import Measurement
 
@@ -87,11 +87,6 @@ class SearchResult:
     @property
     def hypervolume(self) -> float:
         return self.hv_history[-1][1] if self.hv_history else 0.0
-
-    @property
-    def overhead_per_evaluation(self) -> float:
-        """Seconds spent outside measurement per unique evaluation."""
-        return self.search_seconds / max(self.n_evaluations, 1)
 
 
 class Search:
@@ -398,10 +393,10 @@ class Search:
                         job = self._begin(config, study_id)
                         state = "settled" if job is None else self._acquire(job, study_id)
                         if state == "measure":
-                            jobs[ex.submit(job.config, job.missing)] = job
+                            jobs[ex.submit(job.config, job.missing)] = job  # type: ignore[union-attr]  # a job to measure
                             idle = 0
                         elif state == "wait":
-                            waiting.append(job)
+                            waiting.append(job)  # type: ignore[arg-type]  # a job to wait for
                         else:
                             idle += 1
                     if idle >= 100 * self.batch_size:

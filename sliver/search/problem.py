@@ -1,4 +1,4 @@
-"""What a search optimises: objectives with directions, constraints, and the exact cheap metrics.
+"""What a search optimises: the :class:`Problem` strategies see (its objectives and constraints are :mod:`sliver.core`'s).
 
 Strategies see a :class:`Problem`; they never talk to an evaluator. Values are
 dicts ``objective -> float``; :meth:`Problem.to_min` turns them into a matrix
@@ -7,56 +7,14 @@ where every column is to be minimised (``max`` objectives are negated).
 
 from __future__ import annotations
 
-import operator
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
+from sliver.core import Config, Constraint, Objective
 from sliver.errors import UserError
-from sliver.measure.objectives import Objective
-from sliver.space import Config, SearchSpace
-
-_OPS = {"<=": operator.le, ">=": operator.ge}
-_CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
-
-
-@dataclass(frozen=True)
-class Constraint:
-    """``metric <= bound`` or ``metric >= bound`` on a measured or computed metric."""
-
-    metric: str
-    op: str
-    bound: float
-
-    def __post_init__(self) -> None:
-        if self.op not in _OPS:
-            raise UserError(f"constraint on '{self.metric}': operator must be '<=' or '>=', got {self.op!r}")
-
-    @classmethod
-    def parse(cls, text: str) -> "Constraint":
-        """Parse ``"latency_ms <= 5"`` (a one-line error if it is malformed)."""
-        m = _CONSTRAINT_RE.match(str(text))
-        if not m:
-            raise UserError(f"constraint {text!r}: write it as 'metric <= number' or 'metric >= number'")
-        try:
-            bound = float(m.group(3))
-        except ValueError:
-            raise UserError(f"constraint {text!r}: {m.group(3)!r} is not a number") from None
-        return cls(m.group(1), m.group(2), bound)
-
-    def violation(self, value: float) -> float:
-        """How far ``value`` is on the wrong side of the bound (0 when satisfied), relative to the bound."""
-        scale = max(abs(self.bound), 1e-12)
-        excess = value - self.bound if self.op == "<=" else self.bound - value
-        return max(0.0, excess / scale)
-
-    def ok(self, value: float) -> bool:
-        return bool(_OPS[self.op](value, self.bound))
-
-    def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
+from sliver.space import SearchSpace
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -39,7 +40,7 @@ class TPESearch(Strategy):
                 seed=int(problem.seed), n_startup_trials=self.n_startup_trials, multivariate=True,
                 constraints_func=_constraints if problem.constraints else None,
             )
-        directions = ["minimize" if o.direction == "min" else "maximize" for o in problem.objectives]
+        directions: list[Literal["minimize", "maximize"]] = ["minimize" if o.direction == "min" else "maximize" for o in problem.objectives]
         self.study = optuna.create_study(directions=directions, sampler=sampler)
         self._card = self.space.gene_cardinalities
         self._open: dict[str, optuna.trial.Trial] = {}

@@ -15,8 +15,8 @@ from torch import nn
 
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
-from sliver.measure.accuracy import top1_accuracy
 from sliver.space import Config
+from sliver.train.accuracy import top1_accuracy
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

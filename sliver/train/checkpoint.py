@@ -143,6 +143,19 @@ def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
     return supernet, info
 
 
+
+def checkpoint_data(info: dict[str, Any]) -> Any:
+    """The data set a checkpoint was trained on, rebuilt from ``info["data"]`` (of :func:`load_supernet`), or None.
+
+    None when the checkpoint records no data set; each caller says what to pass instead.
+    """
+    if not info.get("data"):
+        return None
+    from sliver.data import load_dataset  # imported here: loading a checkpoint needs no data set
+
+    return load_dataset(**info["data"])
+
+
 def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):

@@ -29,9 +29,7 @@ from sliver.space import Config
 from sliver.train.bn import evaluate_subnet
 from sliver.train.checkpoint import CheckpointError, load_checkpoint, load_weights, remove_stale_temporaries, save_checkpoint
 from sliver.train.config import RunConfig
-from sliver.train.sampling import (
-    NestedRule, Phase, ProgressiveRule, SamplingRule, SandwichRule, UniformRule, default_phases,
-)
+from sliver.train.sampling import NestedRule, Phase, ProgressiveRule, SamplingRule, SandwichRule, UniformRule, default_phases
 from sliver.train.schedule import Segment, WarmupCosine, make_optimizer
 from sliver.train.start import prepare_start
 
