@@ -54,6 +54,8 @@ from sliver.cli import deploy as _deploy  # noqa: E402
 app.command("demo")(_deploy.demo)
 app.command("export")(_deploy.export)
 app.command("report")(_deploy.report)
+from sliver.cli import device as _device  # noqa: E402
+app.add_typer(_device.app, name="device")
 
 
 def main() -> None:
