@@ -2,10 +2,10 @@
 
 On the device (a board, a laptop, a server with the deployment runtime) run::
 
-    python -m sliver.device serve --host 0.0.0.0 --port 8787     # or: sliver device serve ...
+    python -m sliver.device serve --host 0.0.0.0 --port 8780     # or: sliver device serve ...
 
 and on the search machine name it in the hardware target:
-``cpu-ort-b1@DEVICE:8787`` (or ``remote: http://DEVICE:8787`` in a target
+``cpu-ort-b1@DEVICE:8780`` (or ``remote: http://DEVICE:8780`` in a target
 YAML). The search machine exports each sub-network to ONNX and sends only that
 export, one input batch and the target's settings; the worker times it with
 the target's protocol (:func:`sliver.measure.timing.time_onnx`: ONNX Runtime
@@ -46,7 +46,8 @@ from sliver.errors import UserError, one_line
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.timing import LatencyResult, time_onnx
 
-DEFAULT_PORT = 8787
+#: not 8787, which is the Dask dashboard's default
+DEFAULT_PORT = 8780
 #: seconds the client waits for one answer: the worker measures one model at a time, so a request may queue
 TIMEOUT_S = 600.0
 

@@ -88,11 +88,11 @@ def test_local_fingerprints_keep_their_torch_version():
 
 
 def test_remote_target_spellings():
-    target = HardwareTarget.parse("cpu-ort-b1@127.0.0.1:8787")
-    assert (target.name, target.backend, target.remote) == ("cpu-ort-b1", "onnxruntime", "http://127.0.0.1:8787")
-    assert HardwareTarget.preset("cpu-ov-b1", remote="http://10.0.0.7:8787/").remote == "http://10.0.0.7:8787"
+    target = HardwareTarget.parse("cpu-ort-b1@127.0.0.1:8780")
+    assert (target.name, target.backend, target.remote) == ("cpu-ort-b1", "onnxruntime", "http://127.0.0.1:8780")
+    assert HardwareTarget.preset("cpu-ov-b1", remote="http://10.0.0.7:8780/").remote == "http://10.0.0.7:8780"
     with pytest.raises(ConfigError, match="remote worker times ONNX models"):
-        HardwareTarget.parse("cpu-torch-b1@127.0.0.1:8787")
+        HardwareTarget.parse("cpu-torch-b1@127.0.0.1:8780")
     with pytest.raises(ConfigError, match="http://HOST:PORT"):
         HardwareTarget.parse("cpu-ort-b1@tcp://127.0.0.1:8786")
 

@@ -12,7 +12,7 @@ app = typer.Typer(help="Serve latency measurements from this device to searches 
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface; trusted networks only)."),
-    port: int = typer.Option(8787, "--port", help="Port to listen on (0: a free one, printed on start)."),
+    port: int = typer.Option(8780, "--port", help="Port to listen on (0: a free one, printed on start)."),
 ) -> None:
     """Time the ONNX sub-networks a search sends (target cpu-ort-b1@HOST:PORT) on this device; no torch needed."""
     # imported here so that the rest of the command line does not load the server
