@@ -71,7 +71,7 @@ import pytest
 from torch.utils.data import TensorDataset
 
 from sliver.config import ConfigError
-from sliver.measure import latency as latency_mod
+from sliver.measure import timing as timing_mod
 from sliver.measure.evaluator import evaluate
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.latency import export_onnx, measure_latency, ort_session, time_runs
@@ -122,7 +122,7 @@ def test_timing_stops_when_stable_or_out_of_time(monkeypatch):
         clock["t"] += clock["step"]
         return clock["t"]
 
-    monkeypatch.setattr(latency_mod.time, "perf_counter_ns", fake_ns)
+    monkeypatch.setattr(timing_mod.time, "perf_counter_ns", fake_ns)  # the timing loop lives in timing.py
     # identical runs: IQR 0 -> stops at the first check after min_repeats
     res = time_runs(lambda: None, warmup=0, min_repeats=10, max_repeats=100, stability=0.05, max_seconds=60)
     assert res.stable and res.n_runs == 10 and res.iqr_ms == 0 and res.median_ms == pytest.approx(0.001)

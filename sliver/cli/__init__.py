@@ -36,7 +36,9 @@ def _root(
 # sub-command groups (each module defines `app`), registered in the order `sliver --help` lists them
 from sliver.cli import bench as _bench  # noqa: E402
 from sliver.cli import control as _control  # noqa: E402
+from sliver.cli import dashboard as _dashboard  # noqa: E402
 from sliver.cli import deploy as _deploy  # noqa: E402
+from sliver.cli import device as _device  # noqa: E402
 from sliver.cli import latency as _latency  # noqa: E402
 from sliver.cli import measure as _measure  # noqa: E402
 from sliver.cli import results as _results  # noqa: E402
@@ -56,9 +58,8 @@ app.add_typer(_latency.app, name="latency")
 app.command("demo")(_deploy.demo)
 app.command("export")(_deploy.export)
 app.command("report")(_deploy.report)
-from sliver.cli import dashboard as _dashboard  # noqa: E402
-
 app.command("dashboard")(_dashboard.dashboard)
+app.add_typer(_device.app, name="device")
 
 def main() -> None:
     """Console entry point."""

@@ -10,12 +10,17 @@ Named presets read ``<device>-<runtime>[-<provider>]-b<batch>[-t<threads>]``:
 ``cpu-ort-b1`` (ONNX Runtime, batch 1, 1 thread), ``cpu-torch-b8-t2``,
 ``cpu-ov-b1`` (OpenVINO), ``cuda-torch-b8``, ``cuda-ort-b1`` (the CUDA execution
 provider), ``cuda-ort-tensorrt-b1`` or ``cpu-ort-openvino-b1`` (other ONNX
-Runtime execution providers).
+Runtime execution providers). ``<preset>@<host>:<port>`` (or a ``remote:`` field)
+names a measurement worker on another device (``sliver device serve``, see
+:mod:`sliver.device`): the ONNX export is timed there, and the fingerprint is
+the worker's own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -24,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sliver.config import ConfigError, StrictModel, load, validate
 from sliver.errors import UserError
@@ -66,6 +71,20 @@ class HardwareTarget(StrictModel):
     max_repeats: int = Field(200, ge=3)
     stability: float = Field(0.05, gt=0, description="stop once IQR / median is below this")
     max_seconds: float = Field(5.0, gt=0, description="cap on the timed loop of one measurement")
+    remote: str | None = Field(
+        None, description="http://HOST:PORT of a measurement worker (sliver device serve) that times the ONNX export on its device")
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        url = url.strip().rstrip("/")
+        if "://" not in url:
+            url = f"http://{url}"
+        if not url.startswith("http://") or not re.match(r"^http://[^/:]+:\d+$", url):
+            raise ValueError(f"'{url}' is not a worker address; give http://HOST:PORT as printed by 'sliver device serve'")
+        return url
 
     @model_validator(mode="after")
     def _repeats_ordered(self) -> "HardwareTarget":
@@ -85,6 +104,8 @@ class HardwareTarget(StrictModel):
             raise ValueError("backend openvino is measured on the CPU here; use device cpu")
         if self.precision != "f32" and self.backend != "openvino":
             raise ValueError(f"precision '{self.precision}': only backend openvino runs below f32; use f32")
+        if self.remote and self.backend == "torch":
+            raise ValueError("a remote worker times ONNX models; use backend onnxruntime or openvino (e.g. cpu-ort-b1@HOST:PORT)")
         return self
 
     # ------------------------------------------------------------ construction
@@ -105,11 +126,14 @@ class HardwareTarget(StrictModel):
 
     @classmethod
     def parse(cls, spec: "str | HardwareTarget") -> "HardwareTarget":
-        """A preset name or the path of a YAML file with HardwareTarget fields."""
+        """A preset name, ``<preset>@<host>:<port>`` (measured by that remote worker), or a YAML file of HardwareTarget fields."""
         if isinstance(spec, HardwareTarget):
             return spec
         if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
             return load(cls, spec)
+        if "@" in spec:
+            name, remote = spec.split("@", 1)
+            return cls.preset(name, remote=remote)
         return cls.preset(spec)
 
     # ------------------------------------------------------------ identity
@@ -119,8 +143,13 @@ class HardwareTarget(StrictModel):
         Raises a one-line :class:`UserError` if this machine cannot run the target.
         The device, provider and precision are left out where they are the CPU, the
         CPU execution provider and f32: those are what the original CPU targets meant,
-        so the latencies stores already hold under them keep their key.
+        so the latencies stores already hold under them keep their key. A target
+        with ``remote`` has the fingerprint its worker reports for it.
         """
+        if self.remote:
+            from sliver.device import remote_fingerprint
+
+            return remote_fingerprint(self)
         self.require_available()
         fp: dict[str, str | int | dict] = {
             **_machine(),
@@ -161,9 +190,17 @@ class HardwareTarget(StrictModel):
         return PROVIDERS[self.provider or "cpu"][0]
 
     def unavailable_reason(self) -> str | None:
-        """Why this machine cannot run the target (a missing device, runtime or provider), or None if it can."""
+        """Why this machine cannot run the target (a missing device, runtime or provider), or None if it can.
+
+        For a target with ``remote`` it is its worker that answers, when asked for the fingerprint.
+        """
+        if self.remote:
+            return None
         if self.device == "cuda":
-            import torch
+            try:
+                import torch
+            except ImportError:
+                return "finding the CUDA device needs torch, which is not installed here; use a cpu-* target"
 
             if not torch.cuda.is_available():
                 return "no CUDA device is available (torch.cuda.is_available() is False); use a cpu-* target"
@@ -191,16 +228,28 @@ class HardwareTarget(StrictModel):
 @lru_cache(maxsize=1)
 def _machine() -> dict[str, str | int]:
     import onnxruntime
-    import torch
 
-    return {
+    machine: dict[str, str | int] = {
         "cpu": cpu_model(),
         "cores": available_cores(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
     }
+    torch_version = _installed_torch()
+    if torch_version is not None:  # a measurement worker without torch has no torch version to record
+        machine["torch"] = torch_version
+    machine["onnxruntime"] = onnxruntime.__version__
+    return machine
+
+
+def _installed_torch() -> str | None:
+    """torch's version if it can be imported here, read without importing it (a worker must not pay for torch)."""
+    try:
+        if importlib.util.find_spec("torch") is None:
+            return None
+    except ImportError:  # an import hook that forbids torch
+        return None
+    return importlib.metadata.version("torch")  # equal to torch.__version__, e.g. "2.13.0+cpu"
 
 
 def _cuda_device() -> dict[str, str]:

@@ -1,55 +1,32 @@
-"""Latency of a plain model on a hardware target: PyTorch eager, ONNX Runtime or OpenVINO, on the CPU or CUDA.
+"""Latency of a plain model on a hardware target: PyTorch eager, ONNX Runtime or OpenVINO, on the CPU, CUDA or a remote worker.
 
-The protocol is the same on every backend (:func:`time_runs`): pin the thread count, run
-``warmup`` untimed batches (and keep going for at least ``warmup_s``), then time single batches
-until the relative interquartile range drops below ``stability`` (after at
-least ``min_repeats`` runs), ``max_repeats`` runs are done or ``max_seconds``
-have passed. The median is reported with the IQR and the coefficient of
-variation of the runs. A run is timed with ``time.perf_counter_ns`` on the CPU,
-and with CUDA events (and a synchronisation) for PyTorch on a GPU, whose
-kernels run asynchronously to the Python code that launches them.
+The timing protocol is :func:`~sliver.measure.timing.time_runs` on every backend
+(see :mod:`sliver.measure.timing`, the torch-free half that a measurement worker
+runs). A run is timed with ``time.perf_counter_ns`` on the CPU, and with CUDA
+events (and a synchronisation) for PyTorch on a GPU, whose kernels run
+asynchronously to the Python code that launches them. ONNX Runtime and OpenVINO
+time the model's ONNX export; a target with ``remote`` sends that export to its
+worker (:mod:`sliver.device`) and gets the statistics back.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
 from sliver.measure.hardware import HardwareTarget
 
-
-@dataclass
-class LatencyResult:
-    """Summary of the timed runs of one measurement, in milliseconds."""
-
-    median_ms: float
-    iqr_ms: float
-    mean_ms: float
-    cv: float  # standard deviation / mean of the runs
-    n_runs: int
-    stable: bool  # True if it stopped because IQR / median fell below the threshold
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+# re-exported: these lived here before the torch-free half moved to timing.py
+from sliver.measure.timing import LatencyResult, openvino_model, ort_session, protocol, time_onnx, time_runs, wall_ns  # noqa: F401
 
 
-def wall_ns(fn: Callable[[], object]) -> int:
-    """Nanoseconds of one call of ``fn`` on the wall clock."""
-    t0 = time.perf_counter_ns()
-    fn()
-    return time.perf_counter_ns() - t0
-
-
-def cuda_ns(fn: Callable[[], object]) -> int:
+def cuda_ns(fn) -> int:
     """Nanoseconds of the GPU work of one call of ``fn``, between two CUDA events, after waiting for it to finish."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -57,46 +34,6 @@ def cuda_ns(fn: Callable[[], object]) -> int:
     end.record()
     end.synchronize()
     return int(start.elapsed_time(end) * 1e6)  # elapsed_time is in milliseconds
-
-
-def time_runs(
-    fn: Callable[[], object],
-    warmup: int = 5,
-    warmup_s: float = 0.0,
-    min_repeats: int = 20,
-    max_repeats: int = 200,
-    stability: float = 0.05,
-    max_seconds: float = 5.0,
-    timer: Callable[[Callable[[], object]], int] = wall_ns,
-) -> LatencyResult:
-    """Time ``fn()`` repeatedly with ``timer`` and summarise; see the module docstring for the stopping rule."""
-    # warm-up runs go through the timer too, so a GPU timer's synchronisation keeps them from piling up
-    for _ in range(warmup):
-        timer(fn)
-    warm_until = time.perf_counter_ns() + int(warmup_s * 1e9)
-    while time.perf_counter_ns() < warm_until:
-        timer(fn)
-    times_ns: list[int] = []
-    stable = False
-    deadline = time.perf_counter_ns() + int(max_seconds * 1e9)
-    while len(times_ns) < max_repeats:
-        times_ns.append(timer(fn))
-        n = len(times_ns)
-        # checking every few runs keeps the percentile cost out of the timed loop's rhythm
-        if n >= min_repeats and n % 5 == 0:
-            q1, med, q3 = np.percentile(times_ns, [25, 50, 75])
-            if med > 0 and (q3 - q1) / med < stability:
-                stable = True
-                break
-        if time.perf_counter_ns() > deadline and n >= 3:
-            break
-    ms = np.asarray(times_ns, dtype=np.float64) / 1e6
-    q1, med, q3 = np.percentile(ms, [25, 50, 75])
-    mean = float(ms.mean())
-    return LatencyResult(
-        median_ms=float(med), iqr_ms=float(q3 - q1), mean_ms=mean,
-        cv=float(ms.std() / mean) if mean > 0 else 0.0, n_runs=len(ms), stable=stable,
-    )
 
 
 @contextmanager
@@ -122,7 +59,7 @@ def torch_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarge
     if target.device == "cuda":
         model, example, timer = copy.deepcopy(model).to("cuda"), example.to("cuda"), cuda_ns
     with torch_threads(target.threads), torch.inference_mode():
-        return time_runs(lambda: model(example), **_protocol(target), timer=timer)
+        return time_runs(lambda: model(example), **protocol(target), timer=timer)
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, opset: int = 17,
@@ -150,65 +87,32 @@ def export_onnx(model: nn.Module, example: torch.Tensor, opset: int = 17,
     return buf.getvalue()
 
 
-def ort_session(onnx_model: bytes, threads: int = 1, provider: str = "CPUExecutionProvider"):
-    """An ONNX Runtime session with pinned intra-op threads (no inter-op parallelism) on an execution provider.
+def onnx_latency(onnx_model: bytes, example: torch.Tensor, target: HardwareTarget,
+                 fingerprint: str | None = None) -> LatencyResult:
+    """Latency of one batch through an ONNX model on the target's runtime (ONNX Runtime or OpenVINO).
 
-    A provider other than the CPU's gets the CPU provider behind it, as deployments
-    do, for the operators it does not implement.
+    With ``target.remote`` the model and the batch go to that worker, which times
+    them on its own machine; ``fingerprint`` is then the hash its fingerprint must
+    have (a study's), and a worker with another is refused with a
+    :class:`~sliver.errors.UserError`.
     """
-    import onnxruntime as ort
+    inputs = example.detach().cpu().numpy()
+    if target.remote:
+        from sliver.device import remote_latency
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3  # warnings about unused initialisers etc. are noise here
-    providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
-    return ort.InferenceSession(onnx_model, sess_options=opts, providers=providers)
+        return remote_latency(onnx_model, inputs, target, fingerprint)
+    return time_onnx(onnx_model, inputs, target)
 
 
-def onnx_latency(onnx_model: bytes, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
-    """Latency of one batch through an ONNX model on ONNX Runtime with the target's execution provider.
+def measure_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarget,
+                    fingerprint: str | None = None) -> LatencyResult:
+    """Latency of ``model`` on ``target``'s backend (exporting to ONNX when the backend needs it).
 
-    The input is fed from host memory and the output returned there, as an
-    application calling ``session.run`` sees it (on a GPU provider: copies included).
+    ``fingerprint``: for a target on a remote worker, the hash the worker's fingerprint must have (see :func:`onnx_latency`).
     """
-    target.require_available()
-    session = ort_session(onnx_model, target.threads, target.ort_provider())
-    feed = {session.get_inputs()[0].name: example.detach().cpu().numpy()}
-    return time_runs(lambda: session.run(None, feed), **_protocol(target))
-
-
-def openvino_model(onnx_model: bytes, target: HardwareTarget):
-    """The ONNX model compiled by OpenVINO for the CPU with the target's pinned latency options."""
-    target.require_available()
-    import openvino
-
-    core = openvino.Core()
-    return core.compile_model(core.read_model(onnx_model), "CPU", target.openvino_config())
-
-
-def openvino_latency(onnx_model: bytes, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
-    """Latency of one batch through an ONNX model compiled by OpenVINO, one synchronous request at a time."""
-    request = openvino_model(onnx_model, target).create_infer_request()
-    feed = {0: example.detach().cpu().numpy()}
-    return time_runs(lambda: request.infer(feed), **_protocol(target))
-
-
-def measure_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
-    """Latency of ``model`` on ``target``'s backend (exporting to ONNX when the backend needs it)."""
     if target.backend == "torch":
         return torch_latency(model, example, target)
     target.require_available()  # before the export, which is the slow part
     with torch_threads(target.threads):
         onnx_model = export_onnx(model, example)
-    if target.backend == "openvino":
-        return openvino_latency(onnx_model, example, target)
-    return onnx_latency(onnx_model, example, target)
-
-
-def _protocol(target: HardwareTarget) -> dict:
-    return dict(
-        warmup=target.warmup, warmup_s=target.warmup_s, min_repeats=target.min_repeats, max_repeats=target.max_repeats,
-        stability=target.stability, max_seconds=target.max_seconds,
-    )
+    return onnx_latency(onnx_model, example, target, fingerprint)

@@ -142,7 +142,8 @@ class ModelEvaluator:
         if name == "latency_ms":
             example = self.supernet.example_input(config, batch_size=self.target.batch_size, seed=self.seed)
             target = self.target.model_copy(update={"max_seconds": min(self.target.max_seconds, self.timeout_s)})
-            result = measure_latency(model, example, target)
+            # on a remote worker: the worker refuses to time it unless its fingerprint is still this evaluator's
+            result = measure_latency(model, example, target, fingerprint=self.fingerprint)
             self.last_stats[name] = {**result.to_dict(), "backend": self.target.backend}
             return result.median_ms
         if name in COST_OBJECTIVES:

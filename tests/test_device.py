@@ -1,0 +1,167 @@
+"""The latency worker for another device (sliver.device): torch-free, refused on another fingerprint, used by a search.
+
+The worker runs as a separate process on 127.0.0.1 in which ``import torch``
+fails, as on a device that has only the ``sliver[device]`` extra.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import kendalltau
+from test_measure_model import ToySupernet
+from torch import nn
+
+from sliver.config import ConfigError
+from sliver.errors import UserError
+from sliver.measure.hardware import HardwareTarget, _machine
+from sliver.measure.latency import export_onnx, onnx_latency
+from sliver.measure.model import ModelEvaluator
+from sliver.search import Search
+from sliver.store import ResultStore
+
+ROOT = Path(__file__).resolve().parent.parent
+#: a meta-path hook that makes every import of torch fail, then the given code
+NO_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked here: a device worker must not need it")
+sys.meta_path.insert(0, _NoTorch())
+"""
+FAST = dict(warmup=2, warmup_s=0.05, min_repeats=10, max_repeats=60, max_seconds=1.0)
+
+
+def run_without_torch(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def remote_target(url: str, preset: str = "cpu-ort-b1") -> HardwareTarget:
+    return HardwareTarget.preset(preset, remote=url, **FAST)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    """``python -m sliver.device serve --port 0`` without torch; yields its URL and stops it afterwards."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    code = "import runpy\nsys.argv = ['sliver.device', 'serve', '--port', '0']\nrunpy.run_module('sliver.device', run_name='__main__')"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", NO_TORCH + code], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "worker on http://" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, f"the worker did not start:\n{log.read_text()}"
+            time.sleep(0.1)
+        yield log.read_text().split()[4]  # "sliver device worker on http://127.0.0.1:PORT (...)"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+# ------------------------------------------------------------------ fast
+def test_worker_side_never_imports_torch():
+    code = ("import sliver.device, sliver.measure.timing\n"
+            "from sliver.measure.hardware import HardwareTarget\n"
+            "fp = HardwareTarget.preset('cpu-ort-b1').fingerprint()\n"
+            "assert 'torch' not in sys.modules and 'torch' not in fp, fp\n"
+            "from sliver.cli import main\n"  # `sliver device serve` too: the command line imports torch lazily
+            "sys.argv = ['sliver', 'device', 'serve', '--help']\n"
+            "main()\n")
+    proc = run_without_torch(code)
+    assert proc.returncode == 0, proc.stderr
+    assert "--port" in proc.stdout
+
+
+def test_local_fingerprints_keep_their_torch_version():
+    # read from the package metadata without importing torch, and equal to what stores already hold
+    assert _machine()["torch"] == torch.__version__
+
+
+def test_remote_target_spellings():
+    target = HardwareTarget.parse("cpu-ort-b1@127.0.0.1:8780")
+    assert (target.name, target.backend, target.remote) == ("cpu-ort-b1", "onnxruntime", "http://127.0.0.1:8780")
+    assert HardwareTarget.preset("cpu-ov-b1", remote="http://10.0.0.7:8780/").remote == "http://10.0.0.7:8780"
+    with pytest.raises(ConfigError, match="remote worker times ONNX models"):
+        HardwareTarget.parse("cpu-torch-b1@127.0.0.1:8780")
+    with pytest.raises(ConfigError, match="http://HOST:PORT"):
+        HardwareTarget.parse("cpu-ort-b1@tcp://127.0.0.1:8786")
+
+
+def test_unreachable_worker_is_one_line():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError, match="no sliver device worker answers") as info:
+        remote_target(f"127.0.0.1:{port}").fingerprint()
+    assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ against the worker
+def test_search_measures_on_the_worker_with_its_fingerprint(worker, tmp_path):
+    net = ToySupernet()
+    target = remote_target(worker)
+    worker_fp = target.fingerprint()
+    assert "torch" not in worker_fp  # the worker's own fingerprint: it has no torch
+    evaluator = ModelEvaluator(net, target, ["latency_ms", "params"])
+    assert evaluator.fingerprint == target.fingerprint_hash() != HardwareTarget.preset("cpu-ort-b1").fingerprint_hash()
+    store = ResultStore(f"sqlite:///{tmp_path / 'remote.db'}")
+    result = Search(net.space, evaluator, ["latency_ms", "params"], "random", budget=4, seed=0, store=store,
+                    study_name="remote").run()
+    assert result.n_evaluations == 4 and result.n_failed == 0
+    trials = store.trials(store.get_study("remote").id)
+    assert len(trials) == 4
+    for t in trials:
+        m = store.get_measurements(t.config_key, evaluator.supernet_hash, {"latency_ms": evaluator.fingerprint})["latency_ms"]
+        assert m.value > 0 and m.stats["fingerprint"] == evaluator.fingerprint
+
+
+def test_a_worker_with_another_fingerprint_is_refused(worker, tmp_path):
+    net = ToySupernet()
+    cfg = net.max_config()
+    onnx = export_onnx(net.extract(cfg), net.example_input(cfg))
+    with pytest.raises(UserError, match="not the study's 0000000000000000") as info:
+        onnx_latency(onnx, net.example_input(cfg), remote_target(worker), fingerprint="0" * 16)
+    assert "\n" not in str(info.value)
+    # a study begun here on the local CPU is not continued on the worker
+    store = ResultStore(f"sqlite:///{tmp_path / 's.db'}")
+    local = ModelEvaluator(net, HardwareTarget.preset("cpu-ort-b1", **FAST), ["latency_ms"])
+    Search(net.space, local, ["latency_ms"], "random", budget=1, store=store, study_name="s").run()
+    remote = ModelEvaluator(net, remote_target(worker), ["latency_ms"])
+    with pytest.raises(UserError, match="different fingerprint"):
+        Search(net.space, remote, ["latency_ms"], "random", budget=2, store=store, study_name="s").run()
+    # a target the worker's machine cannot run is its one-line answer
+    with pytest.raises(UserError, match="OpenVINOExecutionProvider is not available") as info:
+        remote_target(worker, "cpu-ort-openvino-b1").fingerprint()
+    assert "\n" not in str(info.value)
+
+
+def test_remote_latencies_rank_like_local_ones(worker):
+    # convolutions whose widths double (about 4x the work each): latencies far enough apart that the
+    # ranking survives a busy shared machine
+    target = remote_target(worker)
+    local = HardwareTarget.preset("cpu-ort-b1", **FAST)
+    remote_ms, local_ms = [], []
+    for width in (8, 16, 32, 64, 128):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+                              nn.Conv2d(width, width, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        example = torch.randn(1, 3, 16, 16)
+        onnx = export_onnx(model, example)
+        remote_ms.append(onnx_latency(onnx, example, target).median_ms)
+        local_ms.append(onnx_latency(onnx, example, local).median_ms)
+    assert min(remote_ms) > 0
+    # loose on purpose: this machine is shared; the benchmark asks tau >= 0.9 on a quiet one
+    assert kendalltau(remote_ms, local_ms).statistic > 0.5, (remote_ms, local_ms)
+    assert np.all(np.isfinite(remote_ms))
