@@ -81,7 +81,7 @@ def needs_hardware(evaluator: Evaluator, objectives: Iterable[str]) -> bool:
 
 def measure_on(evaluator: Evaluator, config: Config, objectives: list[str], worker: str = "") -> Measured:
     """Measure ``objectives`` of ``config`` here; never raises for a failing objective (it becomes an error)."""
-    from sliver.measure.evaluator import _error_of  # the one place that words measurement errors
+    from sliver.measure.evaluator import measurement_error
 
     _check_hardware(evaluator, objectives)
     t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def measure_on(evaluator: Evaluator, config: Config, objectives: list[str], work
     m = Measured(wall=wall, worker=worker)
     for name in objectives:
         result = out.get(name, RuntimeError("the evaluator returned no value"))
-        error = _error_of(result)
+        error = measurement_error(result)
         if error is None:
             m.values[name] = float(result)  # type: ignore[arg-type]
         else:
@@ -414,8 +414,8 @@ class DaskExecutor(Executor):
             # worker processes listen on 127.0.0.1 only; in-process workers talk over inproc:// (no socket at all)
             where = {"host": "127.0.0.1"} if self.processes else {}
             # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536; setting it turns off glibc's dynamic mmap
-            # threshold, so every tensor over 128 KiB is mmapped and unmapped again: measured here, a
-            # thousandfold more page faults and several times slower accuracy runs. Workers keep glibc's default.
+            # threshold, so every tensor over 128 KiB is mmapped and unmapped again, and accuracy runs drown in
+            # page faults. Workers keep glibc's default.
             environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
             environ.pop("MALLOC_TRIM_THRESHOLD_", None)
             settings = {"distributed.scheduler.allowed-failures": 0, "distributed.nanny.pre-spawn-environ": environ}

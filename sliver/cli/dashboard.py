@@ -17,12 +17,12 @@ def dashboard(
     run: list[Path] = typer.Option([], "--run", help="A training run folder (holding metrics.jsonl) to show too; repeatable."),
 ) -> None:
     """Serve a read-only web dashboard of a result store (studies, Pareto fronts, trials) and training runs."""
-    from sliver.cli.results import _open
+    from sliver.cli.results import open_store
     from sliver.dashboard.app import bind, create_app, server
     from sliver.store import hide_password
 
     try:
-        store = _open(db)
+        store = open_store(db)
         for folder in run:
             if not folder.is_dir():
                 raise FileNotFoundError(f"--run {folder}: no such folder (a training run's --out folder)")

@@ -24,7 +24,8 @@ class Format(str, Enum):
     json = "json"
 
 
-def _open(db: str):
+def open_store(db: str):
+    """The result store at ``db``; a missing SQLite file is an error here rather than a new empty store."""
     from sliver.store import ResultStore
 
     # opening a missing SQLite file would silently create an empty store
@@ -43,7 +44,7 @@ def _open(db: str):
 def list_(db: str = typer.Option("sqlite:///sliver.db", "--db", envvar="SLIVER_DB", help=DB_HELP)) -> None:
     """One row per study: objectives, number of trials, super-network and hardware."""
     try:
-        store = _open(db)
+        store = open_store(db)
         studies = [(s, len(store.trials(s.id))) for s in store.list_studies()]
         n_meas = store.count_measurements()
     except USER_ERRORS as exc:
@@ -67,7 +68,7 @@ def show(
 ) -> None:
     """Every trial of a study in order, with its objective values and errors."""
     try:
-        store = _open(db)
+        store = open_store(db)
         st = store.get_study(study)
         trials = store.trials(st.id)
     except USER_ERRORS as exc:

@@ -80,7 +80,7 @@ def evaluate(
         per_stats = getattr(evaluator, "last_stats", {}) or {}
         for name in missing:
             result = measured.get(name, RuntimeError("the evaluator returned no value"))
-            error = _error_of(result)
+            error = measurement_error(result)
             stats[name] = dict(per_stats.get(name, {}))
             if error is None:
                 values[name] = float(result)  # type: ignore[arg-type]
@@ -105,7 +105,7 @@ def evaluate(
     )
 
 
-def _error_of(result: object) -> str | None:
+def measurement_error(result: object) -> str | None:
     """None for a usable number, else a one-line message saying what went wrong."""
     if isinstance(result, BaseException):
         text = str(result).strip().splitlines()
