@@ -250,3 +250,33 @@ def test_smollm2_generates_english_and_has_sane_perplexity():
     ids = tok.encode("\n".join(read_text_set("rotten_tomatoes")[0][:60])).ids
     ppl = perplexity(model, torch.tensor(ids[:256]).view(2, 128))
     assert 10 < ppl < 150, ppl  # about 65 at this length; random weights give ~10^6
+
+
+# --- the same weights in Hugging Face's LlamaForCausalLM (when transformers is installed) ----------------
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers not installed")
+@pytest.mark.parametrize("tie", [False, True])
+def test_logits_equal_transformers_llama(tie):
+    import transformers
+
+    model = tiny_llama(seed=6, tie_embeddings=tie)
+    # a sub-network with the same widths in every kept layer: Hugging Face's config has one width for all
+    config = {"keep": [1, 0, 1, 1], "heads": [4] * 4, "ffn": [24] * 4}
+    extracted = model.extract(config)
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=24, intermediate_size=24, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=model.head_dim, rms_norm_eps=model.eps, tie_word_embeddings=tie,
+        rope_parameters={"rope_type": "default", "rope_theta": model.rope_base}, max_position_embeddings=64,
+    )).eval()
+    names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+             "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj",
+             "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"}
+    state = {"model.embed_tokens.weight": extracted.embed.weight, "model.norm.weight": extracted.norm.weight,
+             "lm_head.weight": extracted.embed.weight if tie else extracted.lm_head.weight}
+    for i in range(3):
+        for ours, theirs in names.items():
+            state[f"model.layers.{i}.{theirs}.weight"] = extracted.state_dict()[f"layers.{i}.{ours}.weight"]
+    hf.load_state_dict(state, strict=False)
+    assert set(hf.state_dict()) <= set(state) | {"lm_head.weight"}
+    ids = token_ids(2, 13, seed=8)
+    with torch.no_grad():
+        assert torch.allclose(hf(ids).logits, extracted(ids), atol=1e-4, rtol=0)
