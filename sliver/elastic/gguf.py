@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -51,11 +52,12 @@ def smollm2_path() -> Path:
     return path
 
 
-def read_gguf(path: str | Path, seq_len: int = 256) -> tuple[ElasticLlama, Tokenizer]:
+def read_gguf(path: str | Path, seq_len: int = 256, head_choices: Sequence[int] | None = None,
+              ffn_choices: Sequence[int] | None = None) -> tuple[ElasticLlama, Tokenizer]:
     """A Llama-family GGUF file -> (super-network in eval mode at the file's size, tokenizer).
 
-    The network's elastic choices are the defaults of :class:`ElasticLlama` (every
-    whole-KV-group head count, full FFN width); call :meth:`ElasticLlama.calibrate`
+    ``head_choices`` / ``ffn_choices`` are :class:`ElasticLlama`'s (default: every
+    whole-KV-group head count, full FFN width only); call :meth:`ElasticLlama.calibrate`
     before cutting sub-networks so that the kept units are the important ones.
     """
     gguf = _gguf()
@@ -87,7 +89,8 @@ def read_gguf(path: str | Path, seq_len: int = 256) -> tuple[ElasticLlama, Token
                          head_dim=int(meta.get("llama.rope.dimension_count", hidden // heads)),
                          eps=float(key("attention.layer_norm_rms_epsilon")),
                          rope_base=float(meta.get("llama.rope.freq_base", 10000.0)),
-                         tie_embeddings="output.weight" not in tensors, seq_len=seq_len)
+                         tie_embeddings="output.weight" not in tensors, seq_len=seq_len,
+                         head_choices=head_choices, ffn_choices=ffn_choices)
 
     def weight(name: str) -> torch.Tensor:
         if name not in tensors:
