@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sliver.elastic.base import Supernet, build_extracted, register_builder, register_family
-from sliver.elastic.transformer import _choices
+from sliver.elastic.transformer import size_choices
 from sliver.errors import UserError
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
@@ -249,12 +249,12 @@ class ElasticLlama(Supernet):
         self.vocab_size, self.hidden, self.num_layers, self.num_heads = vocab_size, hidden, num_layers, num_heads
         self.num_kv_heads, self.ffn, self.eps, self.rope_base = num_kv_heads, ffn, eps, float(rope_base)
         self.tie_embeddings, self.default_seq_len = bool(tie_embeddings), seq_len
-        self.head_choices = _choices("head_choices", head_choices, num_heads,
+        self.head_choices = size_choices("head_choices", head_choices, num_heads,
                                      default=range(self.group, num_heads + 1, self.group))
         if any(h % self.group for h in self.head_choices):
             raise UserError(f"head_choices must be multiples of {self.group} (query heads per KV head) "
                             f"so that whole KV groups are kept, got {self.head_choices}")
-        self.ffn_choices = _choices("ffn_choices", ffn_choices, ffn, default=[ffn])
+        self.ffn_choices = size_choices("ffn_choices", ffn_choices, ffn, default=[ffn])
         self.embed = nn.Embedding(vocab_size, hidden)
         self.layers = nn.ModuleList(ElasticDecoderLayer(hidden, num_heads, num_kv_heads, self.head_dim, ffn, eps)
                                     for _ in range(num_layers))

@@ -185,10 +185,10 @@ class ElasticTransformer(Supernet):
             raise UserError(f"keep must be 'first' (the first k layers) or 'spread' (k layers spread over the depth), got {keep!r}")
         self.hidden, self.num_layers, self.num_heads, self.head_dim, self.ffn = hidden, num_layers, num_heads, head_dim, ffn
         self.norm_first, self.activation, self.eps, self.dropout, self.keep = norm_first, activation, eps, dropout, keep
-        self.layer_choices = _choices("layer_choices", layer_choices, num_layers, default=range(1, num_layers + 1))
-        self.head_choices = _choices("head_choices", head_choices, num_heads, default=[num_heads])
-        self.ffn_choices = _choices("ffn_choices", ffn_choices, ffn, default=[ffn])
-        self.hidden_choices = _choices("hidden_choices", hidden_choices, hidden, default=[hidden])
+        self.layer_choices = size_choices("layer_choices", layer_choices, num_layers, default=range(1, num_layers + 1))
+        self.head_choices = size_choices("head_choices", head_choices, num_heads, default=[num_heads])
+        self.ffn_choices = size_choices("ffn_choices", ffn_choices, ffn, default=[ffn])
+        self.hidden_choices = size_choices("hidden_choices", hidden_choices, hidden, default=[hidden])
         self.layers = nn.ModuleList(
             ElasticEncoderLayer(hidden, num_heads, head_dim, ffn, norm_first, activation, eps, dropout)
             for _ in range(num_layers)
@@ -349,7 +349,9 @@ class ElasticTransformer(Supernet):
         grads = taylor_importance(self, batches, loss_fn)
         return [layer.unit_scores(lambda p: grads[id(p)]) for layer in self.layers]
 
-def _choices(field: str, given: Sequence[int] | None, largest: int, default: Iterable[int]) -> list[int]:
+def size_choices(field: str, given: Sequence[int] | None, largest: int, default: Iterable[int]) -> list[int]:
+    """The sorted choices of an elastic size (``default`` when none are ``given``); a one-line error unless
+    they are integers from 1 up to and including ``largest``."""
     values = sorted({int(v) for v in (default if given is None else given)})
     # the largest choice must be the full size, so the largest sub-network uses every weight
     if not values or values[0] < 1 or values[-1] != largest:
