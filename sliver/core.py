@@ -23,19 +23,29 @@ Config = dict[str, Any]
 
 @dataclass(frozen=True)
 class Objective:
-    """A named metric with a direction (``min``/``max``), a unit and a cost class."""
+    """A named metric: its direction (``min``/``max``), unit, cost class and role in a search.
+
+    ``cost``: ``"cheap"`` metrics are computed exactly and never predicted;
+    ``"expensive"`` ones (the default, as for any black box) are measured and
+    predicted during search. ``additive``: the value is close to a sum of the
+    costs of the network's parts (latency, energy): LINAS then fits it with the
+    additive GP, and a given ``latency_model`` stands in for it. Strategies read
+    these declarations, never the name, so a user's own metric is declared as
+    ``Objective("energy_mj", "min", "mJ", additive=True)``.
+    """
 
     name: str
     direction: Literal["min", "max"]
-    unit: str
-    cost: Literal["cheap", "expensive"]
+    unit: str = ""
+    cost: Literal["cheap", "expensive"] = "expensive"
     description: str = ""
+    additive: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in ("min", "max"):
-            raise ValueError(f"objective '{self.name}': direction must be 'min' or 'max', got {self.direction!r}")
+            raise UserError(f"objective '{self.name}': direction must be 'min' or 'max', got {self.direction!r}")
         if self.cost not in ("cheap", "expensive"):
-            raise ValueError(f"objective '{self.name}': cost must be 'cheap' or 'expensive', got {self.cost!r}")
+            raise UserError(f"objective '{self.name}': cost must be 'cheap' or 'expensive', got {self.cost!r}")
 
     @property
     def sign(self) -> float:
@@ -49,13 +59,20 @@ class Objective:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Objective":
+        """An objective from :meth:`to_dict`; a built-in one stored before roles were declared takes its built-in role."""
+        if "additive" not in data and data.get("name") in BUILTIN:
+            data = {**data, "additive": BUILTIN[data["name"]].additive}
+        return cls(**data)
+
 
 #: objectives every model-based evaluator knows
 BUILTIN: dict[str, Objective] = {
     o.name: o
     for o in [
         Objective("accuracy", "max", "%", "expensive", "top-1 on the validation split after BN recalibration"),
-        Objective("latency_ms", "min", "ms", "expensive", "median latency of one batch on the hardware target"),
+        Objective("latency_ms", "min", "ms", "expensive", "median latency of one batch on the hardware target", additive=True),
         Objective("macs", "min", "MACs", "cheap", "multiply-accumulates of conv and linear layers, batch 1"),
         Objective("params", "min", "", "cheap", "number of parameters of the extracted model"),
         Objective("model_size", "min", "bytes", "cheap", "bytes of the serialised fp32 extracted model"),

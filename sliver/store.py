@@ -719,7 +719,7 @@ def _study(row: _Study) -> Study:
         id=row.id,
         name=row.name,
         space=SearchSpace.from_json(row.space_json),
-        objectives=[Objective(**o) for o in json.loads(row.objectives_json)],
+        objectives=[Objective.from_dict(o) for o in json.loads(row.objectives_json)],
         supernet_hash=row.supernet_hash,
         fingerprint=row.fingerprint,
         settings=json.loads(row.settings_json or "{}"),

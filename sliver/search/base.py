@@ -110,7 +110,7 @@ def register_strategy(name: str, factory: Callable[..., Strategy]) -> None:
 
 
 def make_strategy(name: str, **options) -> Strategy:
-    """A strategy by name (``random``, ``nsga2``, ``age``, ``unsga3``, ``linas``, ``tpe``) with its options."""
+    """A strategy by name (``random``, ``nsga2``, ``age``, ``unsga3``, ``linas``, ``tpe``, ``optuna-gp``) with its options."""
     import sliver.search.strategies  # noqa: F401 - registers the built-in strategies
 
     if name not in STRATEGIES:

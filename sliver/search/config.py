@@ -41,7 +41,7 @@ class SupernetProblem(StrictModel):
 
 
 class StrategySpec(StrictModel):
-    name: Literal["random", "nsga2", "age", "unsga3", "linas", "tpe"] = "linas"
+    name: Literal["random", "nsga2", "age", "unsga3", "linas", "tpe", "optuna-gp"] = "linas"
     options: dict[str, Any] = Field(default_factory=dict)
 
 

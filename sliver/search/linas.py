@@ -54,8 +54,9 @@ class LINAS(Strategy):
     sandwich rule trains those two every step, so they pin both ends of the
     front, and random draws from a large space almost never hit them); ``batch`` default batch
     size; ``predictor`` kind (see :class:`~sliver.predict.Predictor`; default
-    ``"gp"``, which for ``latency_metric`` means ``"gp_additive"``, a GP with
-    a linear term; ``"auto"``: the best of ``members`` by cross-validation, per
+    ``"gp"``, which for a metric declared ``additive`` (see
+    :class:`~sliver.core.Objective`) means ``"gp_additive"``, a GP with a
+    linear term; ``"auto"``: the best of ``members`` by cross-validation, per
     metric, which on NB201 needed about twice the evaluations of the GP);
     ``local_share`` of each batch chosen among networks one gene away from a
     measured front point;
@@ -70,7 +71,8 @@ class LINAS(Strategy):
     choose the family and ``target`` (``"auto"``: raw, rank-transformed or, for positive metrics, log targets,
     whichever ranks the better half of the measured points best);
     ``latency_model`` a callable mapping a list of configs to latencies, used
-    for the metric ``latency_metric`` instead of a predictor fitted on the
+    for the metric ``latency_metric`` (default: the first predicted metric
+    declared ``additive``) instead of a predictor fitted on the
     measurements (e.g. :class:`~sliver.predict.lut.LUTLatencyModel`); if it has
     ``observe(configs, latencies)`` (e.g. :class:`~sliver.predict.transfer.TransferLatencyModel`),
     each round calls it with all the latencies measured so far before using it.
@@ -92,7 +94,7 @@ class LINAS(Strategy):
         cv_every: int = 5,
         target: str = "auto",
         latency_model=None,
-        latency_metric: str = "latency_ms",
+        latency_metric: str | None = None,
         members: tuple[str, ...] = ("ridge", "svr", "lgbm"),
         features=None,
         local_share: float = 0.8,
@@ -135,6 +137,15 @@ class LINAS(Strategy):
         self._predicted = problem.expensive_names + sorted(
             {c.metric for c in problem.constraints} - cheap - set(problem.expensive_names)
         )
+        # roles come from the metrics' declarations (Objective.additive), never from their names
+        declared = {n: problem.declared(n) for n in self._predicted}
+        self._additive = {n for n, o in declared.items() if o is not None and o.additive}
+        self._model_metric = self.latency_metric or next((n for n in self._predicted if n in self._additive), None)
+        if self.latency_model is not None and self._model_metric is None:
+            raise UserError("linas option latency_model: no predicted metric is declared additive; "
+                            "declare one (Objective(name, 'min', additive=True)) or set linas option latency_metric")
+        if self._model_metric is not None:
+            self._additive.add(self._model_metric)  # the metric a latency model stands in for is latency-like
 
     # ------------------------------------------------------------------ ask
     def _ask(self, n: int) -> list[Config]:
@@ -168,7 +179,7 @@ class LINAS(Strategy):
         for name in self._predicted:
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
             y = np.array([measured[i][2].values[name] for i in rows])
-            if name == self.latency_metric and self.latency_model is not None:
+            if name == self._model_metric and self.latency_model is not None:
                 configs = [measured[i][1] for i in rows]
                 learns = hasattr(self.latency_model, "observe")  # a model that learns from the device's measurements
                 if learns:
@@ -213,13 +224,13 @@ class LINAS(Strategy):
         return best
 
     def _kind(self, name: str) -> str:
-        """The predictor family for ``name``: the additive GP for latency when the default GP is asked for.
+        """The predictor family for ``name``: the additive GP for an additive metric when the default GP is asked for.
 
         A network's latency is close to the sum of its layers' times; the
         additive GP fits that sum exactly from about as many points as options
         (NB201 fpga and eyeriss), where accuracy is better off without it.
         """
-        return "gp_additive" if self.predictor == "gp" and name == self.latency_metric else self.predictor
+        return "gp_additive" if self.predictor == "gp" and name in self._additive else self.predictor
 
     def _predict(self, X: np.ndarray, models: dict, eps: np.ndarray | None = None):
         """Min-oriented objectives of encoded rows: ``(medians, draws, dist)``, one pass over each predictor.

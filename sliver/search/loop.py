@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sliver.core import Constraint, Objective
+from sliver.core import BUILTIN, Constraint, Objective
 from sliver.errors import UserError
 from sliver.measure.base import EvalResult, Evaluator
 from sliver.measure.evaluator import evaluate
@@ -89,11 +89,38 @@ class SearchResult:
         return self.hv_history[-1][1] if self.hv_history else 0.0
 
 
+def _function_evaluator(space: SearchSpace, evaluate, objectives: Sequence[str | Objective],
+                        constraints: Sequence[Constraint], name: str | None) -> Evaluator:
+    """A :class:`~sliver.measure.function.FunctionEvaluator` measuring ``objectives`` and the constrained metrics."""
+    from sliver.measure.function import FunctionEvaluator
+
+    declared = [o if isinstance(o, Objective) else _builtin(o) for o in objectives]
+    names = {o.name for o in declared}
+    # a constrained metric's direction is never used: only its bound is
+    extra = [BUILTIN.get(c.metric) or Objective(c.metric, "min") for c in constraints if c.metric not in names]
+    return FunctionEvaluator(space, evaluate, declared + list({o.name: o for o in extra}.values()), name)
+
+
+def _builtin(name: str) -> Objective:
+    if name not in BUILTIN:
+        raise UserError(f"objective '{name}' is not built in; declare it, e.g. Objective('{name}', 'min') "
+                        "(see sliver.core.Objective)")
+    return BUILTIN[name]
+
+
 class Search:
-    """A multi-objective search over ``space`` measured by ``evaluator``.
+    """A multi-objective search over ``space`` measured by ``evaluator``, or by a plain function.
 
     ``objectives`` are names of the evaluator's objectives (or
-    :class:`Objective` objects); ``strategy`` a name or a :class:`Strategy`;
+    :class:`Objective` objects). Instead of an evaluator, ``evaluate`` takes a
+    function ``config -> {metric: value}`` (or an object with such an
+    ``evaluate`` method): ``Search(space, objectives, evaluate=fn)``. Its
+    objectives are built-in names or the user's own :class:`Objective`
+    declarations (direction, cost, ``additive``); ``evaluate_name`` is its
+    identity in the store (default: the function's ``module.qualname``), by
+    which a rerun resumes and reuses its results, so change it when the
+    function changes (see :class:`~sliver.measure.function.FunctionEvaluator`).
+    ``strategy`` a name or a :class:`Strategy`;
     ``budget`` the number of unique real evaluations; ``constraints`` strings
     like ``"latency_ms <= 5"``; ``store`` a :class:`~sliver.store.ResultStore`
     (None: an in-memory one, so every search runs the same way); ``warm_start`` tells the strategy every
@@ -113,8 +140,8 @@ class Search:
     def __init__(
         self,
         space: SearchSpace,
-        evaluator: Evaluator,
-        objectives: Sequence[str | Objective],
+        evaluator: Evaluator | Sequence[str | Objective] | None = None,
+        objectives: Sequence[str | Objective] | None = None,
         strategy: str | Strategy = "linas",
         budget: int = 100,
         constraints: Sequence[str | Constraint] = (),
@@ -131,12 +158,25 @@ class Search:
         executor_options: dict | None = None,
         evaluator_factory: Callable[[], Evaluator] | None = None,
         claim_ttl_s: float = 15.0,
+        evaluate=None,
+        evaluate_name: str | None = None,
     ):
         if budget is None or int(budget) <= 0:
             raise UserError(f"budget must be a positive number of evaluations, got {budget}")
-        known = {o.name: o for o in evaluator.objectives}
-        self.objectives = [self._objective(o, known) for o in objectives]
         self.constraints = [c if isinstance(c, Constraint) else Constraint.parse(c) for c in constraints]
+        if evaluate is not None:
+            if objectives is None and isinstance(evaluator, (list, tuple)):  # Search(space, objectives, evaluate=fn)
+                evaluator, objectives = None, evaluator
+            if evaluator is not None:
+                raise UserError("Search: give either an evaluator or evaluate=function, not both")
+            evaluator = _function_evaluator(space, evaluate, objectives or (), self.constraints, evaluate_name)
+        if not isinstance(evaluator, Evaluator):
+            raise UserError("Search: give an evaluator (sliver.measure.Evaluator) or evaluate=function")
+        if not objectives:
+            raise UserError("Search: objectives are missing; name one to four, e.g. ['accuracy', 'latency_ms']")
+        known = {o.name: o for o in evaluator.objectives}
+        self._known = known
+        self.objectives = [self._objective(o, known) for o in objectives]
         for c in self.constraints:
             if c.metric not in known:
                 raise UserError(f"constraint '{c}': metric '{c.metric}' is not measured by this evaluator; it measures {sorted(known)}")
@@ -184,6 +224,7 @@ class Search:
         problem = Problem(
             self.space, self.objectives, self.constraints,
             cheap=self._cheap if self._cheap_metrics else None, cheap_metrics=self._cheap_metrics, seed=self.seed,
+            metrics=[self._known[n] for n in self._extra],
         )
         self.strategy.setup(problem)
         self._problem = problem

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sliver.core import Config, Constraint, Objective
+from sliver.core import BUILTIN, Config, Constraint, Objective
 from sliver.errors import UserError
 from sliver.space import SearchSpace
 
@@ -33,6 +33,8 @@ class Problem:
     #: metrics ``cheap`` returns (defaults to the cheap objectives); constraints on them are cheap
     cheap_metrics: list[str] | None = None
     seed: int = 0
+    #: declarations of constrained metrics that are not objectives (their roles, see :meth:`declared`)
+    metrics: list[Objective] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.objectives) <= 4:
@@ -53,6 +55,10 @@ class Problem:
     @property
     def expensive_names(self) -> list[str]:
         return [o.name for o in self.objectives if o.cost == "expensive"]
+
+    def declared(self, metric: str) -> Objective | None:
+        """How ``metric`` (an objective or a constrained metric) was declared; a built-in's declaration if it was not."""
+        return next((o for o in self.objectives + self.metrics if o.name == metric), None) or BUILTIN.get(metric)
 
     def cheap_constraints(self) -> list[Constraint]:
         """Constraints decidable before measuring (their metric is computed by ``cheap``)."""
