@@ -11,12 +11,11 @@ No torch here: tabular evaluators use this too.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING
 
 from sliver.errors import UserError
-from sliver.measure.base import EvalResult, Evaluator
+from sliver.measure.base import EvalResult, Evaluator, Measured
 from sliver.space import Config
 from sliver.store import Measurement
 
@@ -70,26 +69,12 @@ def evaluate(
     seconds = 0.0
     new: list[Measurement] = []
     if missing:
-        t0 = time.perf_counter()
-        try:
-            measured = evaluator.measure(config, missing)
-        except Exception as exc:  # the evaluator itself broke (e.g. extraction): every missing objective failed
-            measured = {n: exc for n in missing}
-        seconds = time.perf_counter() - t0
-        per_seconds = getattr(evaluator, "last_seconds", {}) or {}
-        per_stats = getattr(evaluator, "last_stats", {}) or {}
-        for name in missing:
-            result = measured.get(name, RuntimeError("the evaluator returned no value"))
-            error = measurement_error(result)
-            stats[name] = dict(per_stats.get(name, {}))
-            if error is None:
-                values[name] = float(result)  # type: ignore[arg-type]
-            else:
-                errors[name] = error
-            new.append(Measurement(
-                name, values.get(name), "ok" if error is None else "failed", error, stats[name],
-                float(per_seconds.get(name, seconds / len(missing))), fp_for[name],
-            ))
+        m = measure_once(evaluator, config, missing)
+        seconds = m.wall
+        values.update(m.values)
+        errors.update(m.errors)
+        stats.update(m.stats)
+        new = m.measurements(missing, fp_for)
 
     if store is not None and study_id is not None:
         # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
@@ -105,13 +90,11 @@ def evaluate(
     )
 
 
-def measurement_error(result: object) -> str | None:
-    """None for a usable number, else a one-line message saying what went wrong."""
-    if isinstance(result, BaseException):
-        text = str(result).strip().splitlines()
-        return f"{type(result).__name__}: {text[0] if text else ''}".rstrip(": ")
+def measure_once(evaluator: Evaluator, config: Config, objectives: list[str]) -> Measured:
+    """Measure ``objectives`` of ``config`` now; never raises for a failing objective (it becomes an error)."""
+    t0 = time.perf_counter()
     try:
-        value = float(result)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return f"not a number: {result!r}"
-    return None if math.isfinite(value) else f"non-finite value {value}"
+        out = evaluator.measure(config, objectives)
+    except Exception as exc:  # the evaluator itself broke (e.g. extraction): every objective failed
+        out = {n: exc for n in objectives}
+    return Measured.of(out, objectives, time.perf_counter() - t0)

@@ -21,13 +21,12 @@ import numpy as np
 
 from sliver.core import Constraint, Objective
 from sliver.errors import UserError
-from sliver.measure.base import EvalResult, Evaluator
+from sliver.measure.base import EvalResult, Evaluator, Measured
 from sliver.measure.evaluator import evaluate
 from sliver.search.base import Outcome, Strategy, make_strategy
 from sliver.search.hv import hypervolume, nondominated
 from sliver.search.problem import Problem
 from sliver.space import Config, SearchSpace
-from sliver.store import Measurement
 
 
 @dataclass
@@ -372,7 +371,7 @@ class Search:
     # ------------------------------------------------------------- streaming
     def _stream(self, study_id: int, batch: int) -> str:
         """Keep the executor's workers busy until the budget is spent; returns why it stopped."""
-        from sliver.parallel import Measured, WorkerLost
+        from sliver.parallel import WorkerLost
 
         ex = self.executor
         self._batch, self._halt = batch, False
@@ -488,12 +487,10 @@ class Search:
             return None
         return _Job(config, key, missing, started=time.monotonic())
 
-    def _finish(self, job: "_Job", measured, study_id: int) -> None:
+    def _finish(self, job: "_Job", measured: Measured, study_id: int) -> None:
         """Record a worker's measurement in the store (and the study's trials) and tell the strategy."""
         values, errors = dict(measured.values), dict(measured.errors)
-        new = [Measurement(n, values.get(n), "failed" if n in errors else "ok", errors.get(n),
-                           measured.stats.get(n, {}), measured.seconds.get(n, 0.0), self._fp_for[n])
-               for n in job.missing]
+        new = measured.measurements(job.missing, self._fp_for)
         # the objectives measured earlier (by this or another process) come from the store
         found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
         for n, m in found.items():
