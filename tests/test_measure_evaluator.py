@@ -52,7 +52,7 @@ def test_protocol_and_repeat_is_a_cache_hit(store):
     # the same network written differently (inactive gene changed) is served from the store: no model run
     again = evaluate(ev, {"d": 1, "k": [3, 3]}, store, study.id)
     assert again.cached and again.values == first.values and again.key == first.key and len(ev.calls) == 3
-    assert again.seconds == 0.0
+    assert again.wall == 0.0 and again.seconds == {}
     assert [t.seq for t in store.trials(study.id)] == [1]
 
 
@@ -62,7 +62,7 @@ def test_only_missing_objectives_are_measured(store):
     evaluate(ev, cfg, store, objectives=["accuracy"])
     res = evaluate(ev, cfg, store)
     assert [name for _, name in ev.calls] == ["accuracy", "latency_ms", "params"]
-    assert not res.cached and res.stats["from_store"] == ["accuracy"]
+    assert not res.cached and res.measured == ["latency_ms", "params"]
     # another hardware target re-measures latency only
     ev.fingerprint = "fpB"
     evaluate(ev, cfg, store)

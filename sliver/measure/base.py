@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Mapping, Protocol, runtime_checkable
 
 from sliver.core import Objective
 from sliver.space import Config, SearchSpace
@@ -59,6 +59,11 @@ class Measured:
     wall: float = 0.0
     #: where it was measured ("local", "pid 123", a Dask worker's address)
     worker: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every objective has a value."""
+        return not self.errors
 
     def record(self, name: str, result: object, seconds: float = 0.0, stats: dict | None = None) -> None:
         """Record ``result`` of objective ``name``: a number, or anything else (an exception) as its error."""
@@ -112,19 +117,19 @@ def measurement_error(result: object) -> str | None:
 
 
 @dataclass
-class EvalResult:
-    """Outcome of evaluating one config: values of the objectives that worked, errors of the others."""
+class EvalResult(Measured):
+    """What :func:`~sliver.measure.evaluator.evaluate` gave for one config: a :class:`Measured` of every
+    objective asked for, some served from the store, with the config it is of.
 
-    config: Config
-    key: str
-    values: dict[str, float] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    #: True when every value came from the store (no model was run)
-    cached: bool = False
-    #: wall seconds spent measuring (0 for a cache hit)
-    seconds: float = 0.0
-    stats: dict[str, Any] = field(default_factory=dict)
+    ``seconds`` holds only the objectives measured now; ``wall`` is 0 for a cache hit.
+    """
+
+    config: Config = field(default_factory=dict)
+    key: str = ""
+    #: the objectives measured now (the others came from the store)
+    measured: list[str] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        return not self.errors
+    def cached(self) -> bool:
+        """True when every value came from the store (no model was run)."""
+        return not self.measured

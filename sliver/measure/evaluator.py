@@ -53,41 +53,36 @@ def evaluate(
     key = space.key(config)
     fp_for = {n: evaluator.fingerprint_for(n) for n in names}
 
-    values: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    stats: dict[str, dict] = {}
+    result = EvalResult(config=config, key=key)
     found = store.get_measurements(key, evaluator.supernet_hash, fp_for) if store is not None else {}
     for name, m in found.items():
         if m.status == "ok":
-            values[name] = float(m.value)  # type: ignore[arg-type]
+            result.values[name] = float(m.value)  # type: ignore[arg-type]
         elif not retry_failed:
-            errors[name] = m.error or "failed"
-        if name in values or name in errors:
-            stats[name] = m.stats
-    missing = [n for n in names if n not in values and n not in errors]
+            result.errors[name] = m.error or "failed"
+        if name in result.values or name in result.errors:
+            result.stats[name] = m.stats
+    result.measured = [n for n in names if n not in result.values and n not in result.errors]
 
-    seconds = 0.0
     new: list[Measurement] = []
-    if missing:
-        m = measure_once(evaluator, config, missing)
-        seconds = m.wall
-        values.update(m.values)
-        errors.update(m.errors)
-        stats.update(m.stats)
-        new = m.measurements(missing, fp_for)
+    if result.measured:
+        m = measure_once(evaluator, config, result.measured)
+        result.wall = m.wall
+        result.values.update(m.values)
+        result.errors.update(m.errors)
+        result.seconds.update(m.seconds)
+        result.stats.update(m.stats)
+        new = m.measurements(result.measured, fp_for)
 
     if store is not None and study_id is not None:
         # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
-        store.add_trial(study_id, key, config, values, errors, cached=not missing, origin=origin, batch=batch,
-                        measurements=new, supernet_hash=evaluator.supernet_hash)
+        store.add_trial(study_id, key, config, result.values, result.errors, cached=result.cached, origin=origin,
+                        batch=batch, measurements=new, supernet_hash=evaluator.supernet_hash)
     elif store is not None:
         for m in new:
             store.put_measurement(key, config, evaluator.supernet_hash, m.fingerprint, m.objective, value=m.value,
                                   status=m.status, error=m.error, stats=m.stats, seconds=m.seconds)
-    return EvalResult(
-        config=config, key=key, values=values, errors=errors, cached=not missing, seconds=seconds,
-        stats={"objectives": stats, "measured": missing, "from_store": sorted(set(names) - set(missing))},
-    )
+    return result
 
 
 def measure_once(evaluator: Evaluator, config: Config, objectives: list[str]) -> Measured:

@@ -359,7 +359,7 @@ class Search:
         finally:
             if held:
                 self.store.release(self._scope, key, self._owner)
-        self.eval_seconds += r.seconds
+        self.eval_seconds += r.wall
         if r.cached:
             self.n_cache += 1
         else:
