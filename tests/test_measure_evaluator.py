@@ -6,7 +6,7 @@ from sliver.measure.base import Evaluator, Measured
 from sliver.measure.evaluator import evaluate
 from sliver.core import BUILTIN
 from sliver.space import DepthGate, Dimension, SearchSpace
-from sliver.store import ResultStore
+from sliver.store import Origin, ResultStore
 
 SPACE = SearchSpace([Dimension("d", (1, 2)), Dimension("k", (3, 5), length=2)], [DepthGate("d", (2,), ("k",))])
 
@@ -47,7 +47,7 @@ def test_protocol_and_repeat_is_a_cache_hit(store):
     ev = CountingEvaluator()
     assert isinstance(ev, Evaluator)
     study = store.get_or_create_study("s", SPACE, ev.objectives, ev.supernet_hash, ev.fingerprint)
-    first = evaluate(ev, {"d": 1, "k": [3, 5]}, store, study.id, origin="random")
+    first = evaluate(ev, {"d": 1, "k": [3, 5]}, store, study.id, origin=Origin.CLI)
     assert not first.cached and first.ok and len(ev.calls) == 3
     # the same network written differently (inactive gene changed) is served from the store: no model run
     again = evaluate(ev, {"d": 1, "k": [3, 3]}, store, study.id)

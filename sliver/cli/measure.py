@@ -35,7 +35,7 @@ def measure(
     # heavy imports here so that `sliver --help` stays fast
     from sliver.measure.evaluator import evaluate
     from sliver.measure.model import ModelEvaluator
-    from sliver.store import ResultStore
+    from sliver.store import Origin, ResultStore
 
     try:
         configs = _read_configs(config, config_file)
@@ -46,7 +46,7 @@ def measure(
         if study:
             study_id = store.get_or_create_study(study, evaluator.space, evaluator.objectives, evaluator.supernet_hash,
                                                  evaluator.fingerprint, {"target": evaluator.target.model_dump()}).id
-        results = [evaluate(evaluator, c, store, study_id, objectives=names, origin="cli") for c in configs]
+        results = [evaluate(evaluator, c, store, study_id, objectives=names, origin=Origin.CLI) for c in configs]
     except USER_ERRORS as exc:
         fail(str(exc))
     units = {o.name: o.unit for o in evaluator.objectives}

@@ -14,7 +14,7 @@ from typing import Mapping, Protocol, runtime_checkable
 
 from sliver.core import Objective
 from sliver.space import Config, SearchSpace
-from sliver.store import Measurement
+from sliver.store import Measurement, Status
 
 
 @runtime_checkable
@@ -77,7 +77,7 @@ class Measured:
 
     def measurements(self, objectives: list[str], fingerprints: dict[str, str]) -> list[Measurement]:
         """The store's rows of ``objectives``, each keyed by its fingerprint in ``fingerprints``."""
-        return [Measurement(n, self.values.get(n), "ok" if n in self.values else "failed", self.errors.get(n),
+        return [Measurement(n, self.values.get(n), Status.OK if n in self.values else Status.FAILED, self.errors.get(n),
                             self.stats.get(n, {}), self.seconds.get(n, 0.0), fingerprints[n]) for n in objectives]
 
     @classmethod

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from sliver.errors import UserError
 from sliver.measure.base import EvalResult, Evaluator, Measured
 from sliver.space import Config
-from sliver.store import Measurement
+from sliver.store import Measurement, Origin, Status
 
 if TYPE_CHECKING:
     from sliver.store import ResultStore
@@ -29,7 +29,7 @@ def evaluate(
     store: "ResultStore | None" = None,
     study_id: int | None = None,
     objectives: list[str] | None = None,
-    origin: str = "",
+    origin: Origin = Origin.SEARCH,
     batch: int = 0,
     retry_failed: bool = False,
 ) -> EvalResult:
@@ -56,7 +56,7 @@ def evaluate(
     result = EvalResult(config=config, key=key)
     found = store.get_measurements(key, evaluator.supernet_hash, fp_for) if store is not None else {}
     for name, m in found.items():
-        if m.status == "ok":
+        if m.status == Status.OK:
             result.values[name] = float(m.value)  # type: ignore[arg-type]
         elif not retry_failed:
             result.errors[name] = m.error or "failed"
