@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
 
 from sliver.core import Objective
 from sliver.space import Config, SearchSpace
-from sliver.store import Measurement, Status
+
+if TYPE_CHECKING:
+    from sliver.store import Measurement
 
 
 @runtime_checkable
@@ -77,6 +79,9 @@ class Measured:
 
     def measurements(self, objectives: list[str], fingerprints: dict[str, str]) -> list[Measurement]:
         """The store's rows of ``objectives``, each keyed by its fingerprint in ``fingerprints``."""
+        # imported here: a latency worker imports this package without the store's SQLAlchemy
+        from sliver.store import Measurement, Status
+
         return [Measurement(n, self.values.get(n), Status.OK if n in self.values else Status.FAILED, self.errors.get(n),
                             self.stats.get(n, {}), self.seconds.get(n, 0.0), fingerprints[n]) for n in objectives]
 
