@@ -170,13 +170,13 @@ def search(args, work: Path) -> None:
     ev = {p: ModelEvaluator(nets[p], "cpu-ort-b1", objectives, data=select, seed=args.seed) for p in nets}
     ev_val = {p: ModelEvaluator(nets[p], "cpu-ort-b1", ["accuracy"], data=data, seed=args.seed) for p in nets}
     full = nets["elastic"].max_config()
-    normal = ev["normal"].measure(full, objectives)
-    normal_val = ev_val["normal"].measure(full, ["accuracy"])["accuracy"]
+    normal = ev["normal"].measure(full, objectives).values
+    normal_val = ev_val["normal"].measure(full, ["accuracy"]).values["accuracy"]
     print(f"normal fine-tune: select {normal['accuracy']:.2f} val {normal_val:.2f} latency {normal['latency_ms']:.3f} ms", flush=True)
     result = Search(nets["elastic"].space, ev["elastic"], objectives, "linas", budget=args.budget, seed=args.seed,
                     strategy_options={"extremes": True}).run()
     points = [(p.config, p.values) for p in result.points if p.ok]
-    largest = ev["elastic"].measure(full, objectives)
+    largest = ev["elastic"].measure(full, objectives).values
     if not any(nets["elastic"].space.key(c) == nets["elastic"].space.key(full) for c, _ in points):
         points.append((full, largest))
     full_macs = largest["macs"]
@@ -193,7 +193,7 @@ def search(args, work: Path) -> None:
             front.append(r)
             best = r["accuracy"]
     for r in front:
-        r["val_accuracy"] = float(ev_val["elastic"].measure(r["config"], ["accuracy"])["accuracy"])
+        r["val_accuracy"] = float(ev_val["elastic"].measure(r["config"], ["accuracy"]).values["accuracy"])
     pick = next((r for r in front if r["accuracy"] >= normal["accuracy"] - 1.0), front[-1])
     holds = pick["val_accuracy"] >= normal_val - 1.0
     export_dir = work / "export"

@@ -168,9 +168,10 @@ def export_subnetwork(
 
     # re-measure accuracy (this also recalibrates BN for the config, as the stored run did)
     if evaluator.data is not None:
-        remeasured = evaluator.measure(config, ["accuracy"])["accuracy"]
-        if isinstance(remeasured, BaseException):
-            raise ExportError(f"could not re-measure accuracy: {remeasured}")
+        measured = evaluator.measure(config, ["accuracy"])
+        if "accuracy" in measured.errors:
+            raise ExportError(f"could not re-measure accuracy: {measured.errors['accuracy']}")
+        remeasured = measured.values["accuracy"]
         checks["accuracy"] = float(remeasured)
         if "accuracy" in stored and abs(stored["accuracy"] - remeasured) > ACCURACY_TOLERANCE:
             raise ExportError(

@@ -36,13 +36,12 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from sliver.errors import SliverError, UserError
-from sliver.measure.base import Evaluator
+from sliver.measure.base import Evaluator, Measured
 from sliver.space import Config
 
 EXECUTORS = ("local", "processes", "dask")
@@ -53,20 +52,6 @@ _LOADED: dict[tuple[str, str], Evaluator] = {}
 
 class WorkerLost(SliverError, RuntimeError):
     """The worker running an evaluation died or vanished before returning a result."""
-
-
-@dataclass
-class Measured:
-    """What a worker returns for one config: values of the objectives that worked, one-line errors of the others."""
-
-    values: dict[str, float] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    #: seconds spent per objective, and statistics per objective (latency IQR, runs, ...)
-    seconds: dict[str, float] = field(default_factory=dict)
-    stats: dict[str, dict] = field(default_factory=dict)
-    #: wall seconds of the whole measurement on the worker
-    wall: float = 0.0
-    worker: str = ""
 
 
 def hardware_resource(fingerprint: str) -> str:
@@ -81,27 +66,11 @@ def needs_hardware(evaluator: Evaluator, objectives: Iterable[str]) -> bool:
 
 def measure_on(evaluator: Evaluator, config: Config, objectives: list[str], worker: str = "") -> Measured:
     """Measure ``objectives`` of ``config`` here; never raises for a failing objective (it becomes an error)."""
-    from sliver.measure.evaluator import measurement_error
+    from sliver.measure.evaluator import measure_once
 
     _check_hardware(evaluator, objectives)
-    t0 = time.perf_counter()
-    try:
-        out = evaluator.measure(config, objectives)
-    except Exception as exc:  # the evaluator itself broke (e.g. extraction): every objective failed
-        out = {n: exc for n in objectives}
-    wall = time.perf_counter() - t0
-    per_seconds = getattr(evaluator, "last_seconds", {}) or {}
-    per_stats = getattr(evaluator, "last_stats", {}) or {}
-    m = Measured(wall=wall, worker=worker)
-    for name in objectives:
-        result = out.get(name, RuntimeError("the evaluator returned no value"))
-        error = measurement_error(result)
-        if error is None:
-            m.values[name] = float(result)  # type: ignore[arg-type]
-        else:
-            m.errors[name] = error
-        m.seconds[name] = float(per_seconds.get(name, wall / len(objectives)))
-        m.stats[name] = dict(per_stats.get(name, {}))
+    m = measure_once(evaluator, config, objectives)
+    m.worker = worker
     return m
 
 

@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any, Callable, Sequence, TypeVar
 
 from alembic import command as alembic_command
@@ -158,6 +159,30 @@ class _Claim(_Base):
 
 
 # --------------------------------------------------------------------------- records
+class Status(StrEnum):
+    """How a measurement ended; stored as its string."""
+
+    OK = "ok"
+    FAILED = "failed"
+
+
+class Origin(StrEnum):
+    """How a config came into a study's trials or a search's points; stored as its string."""
+
+    #: proposed by a search and measured for it (a trial served from the store says so in ``cached``)
+    SEARCH = "search"
+    #: a search point whose every value came from the store (its trial is stored as ``search``)
+    CACHE = "cache"
+    #: a warm start from what compatible studies measured
+    WARM = "warm"
+    #: rejected by a cheap constraint before measuring
+    FILTERED = "filtered"
+    #: measured by ``sliver measure --study``
+    CLI = "cli"
+    #: measured by the multitask controller
+    CONTROLLER = "controller"
+
+
 @dataclass
 class Study:
     """One search: what it searched, for which objectives, on which super-network and hardware."""
@@ -174,11 +199,11 @@ class Study:
 
 @dataclass
 class Measurement:
-    """One objective of one config; ``value`` is None when ``status`` is ``"failed"``."""
+    """One objective of one config; ``value`` is None when ``status`` is ``FAILED``."""
 
     objective: str
     value: float | None
-    status: str
+    status: Status
     error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -195,7 +220,7 @@ class Trial:
     values: dict[str, float]
     errors: dict[str, str]
     cached: bool
-    origin: str
+    origin: Origin
     batch: int
     created: datetime | None
 
@@ -402,7 +427,7 @@ class ResultStore:
         fingerprint: str,
         objective: str,
         value: float | None = None,
-        status: str = "ok",
+        status: Status = Status.OK,
         error: str | None = None,
         stats: dict | None = None,
         seconds: float = 0.0,
@@ -427,7 +452,7 @@ class ResultStore:
                        _Measurement.fingerprint, _Measurement.value)
                 .where(
                     _Measurement.supernet_hash == supernet_hash,
-                    _Measurement.status == "ok",
+                    _Measurement.status == str(Status.OK),
                     _Measurement.objective.in_(list(fingerprint_for)),
                 )
                 .order_by(_Measurement.id)
@@ -441,12 +466,12 @@ class ResultStore:
             values.setdefault(key, {})[objective] = value  # type: ignore[assignment]  # an ok measurement has a value
         return [(configs[k], v) for k, v in values.items() if len(v) == len(fingerprint_for)]
 
-    def count_measurements(self, status: str | None = None) -> int:
+    def count_measurements(self, status: Status | None = None) -> int:
         """Number of stored measurements (optionally only ``ok`` or ``failed`` ones)."""
         with self._session() as s:
             q = select(func.count()).select_from(_Measurement)
             if status is not None:
-                q = q.where(_Measurement.status == status)
+                q = q.where(_Measurement.status == str(status))
             count: int = s.scalar(q)  # type: ignore[assignment]  # COUNT(*) is never NULL
             return count
 
@@ -459,7 +484,7 @@ class ResultStore:
         values: dict[str, float],
         errors: dict[str, str],
         cached: bool,
-        origin: str = "",
+        origin: Origin = Origin.SEARCH,
         batch: int = 0,
         *,
         measurements: Sequence[Measurement] = (),
@@ -490,7 +515,7 @@ class ResultStore:
                 s.add(_Trial(
                     study_id=study_id, seq=study.last_seq, config_key=config_key, config_json=_dumps(config),
                     values_json=_dumps(values), errors_json=_dumps(errors), cached=bool(cached),
-                    origin=origin, batch=int(batch),
+                    origin=str(origin), batch=int(batch),
                 ))
                 return study.last_seq
 
@@ -507,7 +532,8 @@ class ResultStore:
             rows = s.scalars(select(_Trial).where(_Trial.study_id == study_id, _Trial.seq > after).order_by(_Trial.seq))
             return [
                 Trial(r.seq, r.config_key, json.loads(r.config_json), json.loads(r.values_json),
-                      json.loads(r.errors_json), r.cached, r.origin, r.batch, r.created)
+                      # "" was the default before origins were named; it meant a search's trial
+                      json.loads(r.errors_json), r.cached, Origin(r.origin or Origin.SEARCH), r.batch, r.created)
                 for r in rows
             ]
 
@@ -679,14 +705,14 @@ def _configure_sqlite(engine, busy_timeout_s: float) -> None:
 
 def _write_measurement(s: Session, config_key: str, config: Config, supernet_hash: str, m: Measurement) -> None:
     """Add ``m`` to session ``s``: an existing ok measurement is kept for good, a failed one is replaced."""
-    if m.status not in ("ok", "failed"):
+    if m.status not in tuple(Status):
         raise ValueError(f"measurement status must be 'ok' or 'failed', got {m.status!r}")
-    if m.status == "ok" and (m.value is None or not math.isfinite(float(m.value))):
+    if m.status == Status.OK and (m.value is None or not math.isfinite(float(m.value))):
         raise ValueError(f"measurement of '{m.objective}' has status ok but value {m.value!r}; record it as failed")
     fields = dict(
         config_json=_dumps(config),
         value=None if m.value is None else float(m.value),
-        status=m.status,
+        status=str(m.status),
         error=m.error,
         stats_json=_dumps(m.stats),
         seconds=float(m.seconds),
@@ -695,7 +721,7 @@ def _write_measurement(s: Session, config_key: str, config: Config, supernet_has
     row = s.scalars(select(_Measurement).filter_by(**key)).first()
     if row is None:
         s.add(_Measurement(**key, **fields))
-    elif row.status != "ok":
+    elif row.status != Status.OK:
         # a failure (e.g. a timeout) may succeed on retry; the first success is kept for good
         for k, v in fields.items():
             setattr(row, k, v)
@@ -731,7 +757,7 @@ def _measurement(row: _Measurement) -> Measurement:
     return Measurement(
         objective=row.objective,
         value=row.value,
-        status=row.status,
+        status=Status(row.status),
         error=row.error,
         stats=json.loads(row.stats_json or "{}"),
         seconds=row.seconds,

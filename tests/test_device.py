@@ -82,6 +82,19 @@ def test_worker_side_never_imports_torch():
     assert "--port" in proc.stdout
 
 
+def test_python_m_sliver_device_needs_no_store():
+    # the device extra installs no SQLAlchemy or Alembic: the worker's imports must not reach the store
+    code = ("class _NoStore:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('sqlalchemy', 'alembic'):\n"
+            "            raise ImportError(name + ' is blocked here')\n"
+            "sys.meta_path.insert(0, _NoStore())\n"
+            "import sliver.device, sliver.measure.timing, sliver.measure.base\n"
+            "assert 'sqlalchemy' not in sys.modules\n")
+    proc = run_without_torch(code)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_local_fingerprints_keep_their_torch_version():
     # read from the package metadata without importing torch, and equal to what stores already hold
     assert _machine()["torch"] == torch.__version__

@@ -55,7 +55,7 @@ def evaluator():
 
 def test_export_writes_a_verified_standalone_model(evaluator, tmp_path):
     config = evaluator.space.sample(3)
-    stored = {k: float(v) for k, v in evaluator.measure(config, ["accuracy", "params"]).items()}
+    stored = evaluator.measure(config, ["accuracy", "params"]).values
     result = export_subnetwork(evaluator, config, tmp_path / "pick", stored=stored, provenance={"study": "s", "rule": "test"})
     for name in ("model.pt", "arch.json", "model.onnx", "card.json", "card.md"):
         assert (result.path / name).is_file()

@@ -2,11 +2,11 @@
 
 import pytest
 
-from sliver.measure.base import Evaluator
+from sliver.measure.base import Evaluator, Measured
 from sliver.measure.evaluator import evaluate
 from sliver.core import BUILTIN
 from sliver.space import DepthGate, Dimension, SearchSpace
-from sliver.store import ResultStore
+from sliver.store import Origin, ResultStore
 
 SPACE = SearchSpace([Dimension("d", (1, 2)), Dimension("k", (3, 5), length=2)], [DepthGate("d", (2,), ("k",))])
 
@@ -47,12 +47,12 @@ def test_protocol_and_repeat_is_a_cache_hit(store):
     ev = CountingEvaluator()
     assert isinstance(ev, Evaluator)
     study = store.get_or_create_study("s", SPACE, ev.objectives, ev.supernet_hash, ev.fingerprint)
-    first = evaluate(ev, {"d": 1, "k": [3, 5]}, store, study.id, origin="random")
+    first = evaluate(ev, {"d": 1, "k": [3, 5]}, store, study.id, origin=Origin.CLI)
     assert not first.cached and first.ok and len(ev.calls) == 3
     # the same network written differently (inactive gene changed) is served from the store: no model run
     again = evaluate(ev, {"d": 1, "k": [3, 3]}, store, study.id)
     assert again.cached and again.values == first.values and again.key == first.key and len(ev.calls) == 3
-    assert again.seconds == 0.0
+    assert again.wall == 0.0 and again.seconds == {}
     assert [t.seq for t in store.trials(study.id)] == [1]
 
 
@@ -62,7 +62,7 @@ def test_only_missing_objectives_are_measured(store):
     evaluate(ev, cfg, store, objectives=["accuracy"])
     res = evaluate(ev, cfg, store)
     assert [name for _, name in ev.calls] == ["accuracy", "latency_ms", "params"]
-    assert not res.cached and res.stats["from_store"] == ["accuracy"]
+    assert not res.cached and res.measured == ["latency_ms", "params"]
     # another hardware target re-measures latency only
     ev.fingerprint = "fpB"
     evaluate(ev, cfg, store)
@@ -100,6 +100,25 @@ def test_evaluator_crash_and_bad_values_become_errors():
 
     res = evaluate(NaN(), {"d": 1, "k": [3, 3]}, objectives=["accuracy", "params"])
     assert res.errors == {"accuracy": "non-finite value nan", "params": "RuntimeError: the evaluator returned no value"}
+
+
+def test_seconds_and_stats_an_evaluator_returns_are_stored(store):
+    class Timed(CountingEvaluator):
+        def measure(self, config, objectives):
+            out = Measured()
+            out.record("latency_ms", 2.5, seconds=7.0, stats={"runs": 30})
+            out.record("accuracy", ValueError("no data"), seconds=1.0, stats={"samples": 0})
+            return out  # params left out
+
+    ev = Timed()
+    study = store.get_or_create_study("s", SPACE, ev.objectives, ev.supernet_hash, ev.fingerprint)
+    res = evaluate(ev, {"d": 1, "k": [3, 3]}, store, study.id)
+    assert res.values == {"latency_ms": 2.5}
+    assert res.errors == {"accuracy": "ValueError: no data", "params": "RuntimeError: the evaluator returned no value"}
+    found = store.get_measurements(res.key, "net", {"latency_ms": "fpA", "accuracy": "any", "params": "any"})
+    assert (found["latency_ms"].seconds, found["latency_ms"].stats) == (7.0, {"runs": 30})
+    assert (found["accuracy"].status, found["accuracy"].seconds, found["accuracy"].stats) == ("failed", 1.0, {"samples": 0})
+    assert found["params"].status == "failed" and found["params"].stats == {}
 
 
 def test_bad_arguments_are_clear():

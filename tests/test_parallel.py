@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from sliver.core import BUILTIN
+from sliver.measure.base import Measured
 from sliver.parallel import (
-    DaskExecutor, Measured, ProcessExecutor, hardware_resource, make_executor, measure_on, needs_hardware,
+    DaskExecutor, ProcessExecutor, hardware_resource, make_executor, measure_on, needs_hardware,
 )
 from sliver.search import Search
 from sliver.store import ResultStore

@@ -108,7 +108,7 @@ def test_int8_model_is_at_least_2_5x_smaller_on_disk(data, tmp_path):
     wide = ElasticMobileNet.from_preset("tiny", width_mult=2.0)  # weights dominate the file
     ev = QuantEvaluator(wide, data, calib_samples=32, objectives=["model_size"], workdir=tmp_path)
     config = ev.space.max_config()
-    sizes = {p: ev.measure(_policy(ev.space, config, p), ["model_size"])["model_size"] for p in ("fp32", "int8")}
+    sizes = {p: ev.measure(_policy(ev.space, config, p), ["model_size"]).values["model_size"] for p in ("fp32", "int8")}
     assert sizes["fp32"] / sizes["int8"] >= 2.5, sizes
 
 
@@ -187,7 +187,7 @@ def test_export_verifies_accuracy_against_the_store(evaluator, supernet, data, t
     space = evaluator.space
     config = _policy(space, dict(space.min_config(), d=[1, 2, 1], r=28), "int8")
     config["q"][0] = "fp32"
-    stored = evaluator.measure(config, ["accuracy"])
+    stored = evaluator.measure(config, ["accuracy"]).values
     fresh = QuantEvaluator(supernet, data, calib_samples=64, accuracy_subset=0.5, workdir=tmp_path / "fresh")
     card = export_quantized(fresh, config, tmp_path / "out" / "model.onnx", stored=stored)
     assert card["accuracy"] == stored["accuracy"] and (tmp_path / "out" / "model.onnx.json").is_file()

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 
 from sliver.core import BUILTIN
 from sliver.space import DepthGate, Dimension, SearchSpace
-from sliver.store import SCHEMA_VERSION, ResultStore
+from sliver.store import SCHEMA_VERSION, Origin, ResultStore, Status
 
 SPACE = SearchSpace(
     [Dimension("d", (1, 2)), Dimension("k", (3, 5), length=2)],
@@ -70,13 +70,26 @@ def test_failed_measurement_recorded_then_replaced_by_success(store):
 def test_trials_ordered_and_deduplicated(store):
     st = store.get_or_create_study("s", SPACE, OBJS, "net", "fp")
     cfgs = SPACE.enumerate()
-    seqs = [store.add_trial(st.id, SPACE.key(c), c, {"accuracy": i}, {}, cached=False, origin="random", batch=i)
+    seqs = [store.add_trial(st.id, SPACE.key(c), c, {"accuracy": i}, {}, cached=False, origin="warm", batch=i)
             for i, c in enumerate(cfgs)]
     assert seqs == list(range(1, len(cfgs) + 1))
     assert store.add_trial(st.id, SPACE.key(cfgs[1]), cfgs[1], {}, {}, cached=True) == 2
     trials = store.trials(st.id)
     assert [t.seq for t in trials] == seqs and trials[1].config == cfgs[1] and trials[1].values == {"accuracy": 1}
-    assert trials[0].origin == "random" and trials[2].batch == 2 and trials[0].cached is False
+    assert trials[0].origin is Origin.WARM and trials[2].batch == 2 and trials[0].cached is False
+
+
+def test_origin_and_status_are_enums_stored_as_their_strings(store):
+    st = store.get_or_create_study("s", SPACE, OBJS, "net", "fp")
+    cfg = {"d": 2, "k": [3, 5]}
+    key = SPACE.key(cfg)
+    store.put_measurement(key, cfg, "net", "any", "accuracy", status=Status.FAILED, error="boom")
+    store.add_trial(st.id, key, cfg, {}, {"accuracy": "boom"}, cached=False, origin=Origin.FILTERED)
+    with store.engine.connect() as conn:  # the columns hold the plain strings older sliver wrote and reads
+        assert conn.exec_driver_sql("SELECT origin FROM trials").scalar() == "filtered"
+        assert conn.exec_driver_sql("SELECT status FROM measurements").scalar() == "failed"
+    assert store.trials(st.id)[0].origin is Origin.FILTERED
+    assert store.get_measurements(key, "net", {"accuracy": "any"})["accuracy"].status is Status.FAILED
 
 
 def test_compatible_results_need_all_objectives_on_their_fingerprints(store):

@@ -9,6 +9,7 @@ import numpy as np
 
 from sliver.bench.nb201 import NB201, nb201_features
 from sliver.search.loop import Search
+from sliver.store import Origin
 
 TARGETS = (0.99, 0.999)
 
@@ -48,7 +49,7 @@ def run_nb201(problem: NB201, strategy: str, seed: int, budget: int, targets=TAR
     def on_batch(points) -> bool:
         nonlocal front
         t0 = time.perf_counter()
-        measured = [p for p in points if p.ok and p.origin == "search"]
+        measured = [p for p in points if p.ok and p.origin == Origin.SEARCH]
         for p in measured[done[0]:]:
             front = np.vstack([front, problem.normalise([p.values])])
             front = front[nondominated(front)]

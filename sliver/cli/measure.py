@@ -35,7 +35,7 @@ def measure(
     # heavy imports here so that `sliver --help` stays fast
     from sliver.measure.evaluator import evaluate
     from sliver.measure.model import ModelEvaluator
-    from sliver.store import ResultStore
+    from sliver.store import Origin, ResultStore
 
     try:
         configs = _read_configs(config, config_file)
@@ -46,25 +46,24 @@ def measure(
         if study:
             study_id = store.get_or_create_study(study, evaluator.space, evaluator.objectives, evaluator.supernet_hash,
                                                  evaluator.fingerprint, {"target": evaluator.target.model_dump()}).id
-        results = [evaluate(evaluator, c, store, study_id, objectives=names, origin="cli") for c in configs]
+        results = [evaluate(evaluator, c, store, study_id, objectives=names, origin=Origin.CLI) for c in configs]
     except USER_ERRORS as exc:
         fail(str(exc))
     units = {o.name: o.unit for o in evaluator.objectives}
     for res in results:
         if as_json:
             typer.echo(json.dumps({"key": res.key, "config": res.config, "values": res.values,
-                                   "errors": res.errors, "cached": res.cached, "seconds": round(res.seconds, 3)}))
+                                   "errors": res.errors, "cached": res.cached, "seconds": round(res.wall, 3)}))
             continue
-        table = Table(title=f"config {res.key} on {evaluator.target.name} ({'from the store' if res.cached else f'{res.seconds:.2f} s'})")
+        table = Table(title=f"config {res.key} on {evaluator.target.name} ({'from the store' if res.cached else f'{res.wall:.2f} s'})")
         for col in ("objective", "value", "unit", "source", "detail"):
             table.add_column(col)
-        measured = set(res.stats.get("measured", []))
         for name in list(res.values) + list(res.errors):
-            stats = res.stats.get("objectives", {}).get(name, {})
+            stats = res.stats.get(name, {})
             detail = (f"IQR {stats['iqr_ms']:.3f} ms, {stats['n_runs']} runs" if "iqr_ms" in stats
                       else res.errors.get(name, ""))
             value = f"{res.values[name]:,.4g}" if name in res.values else "[red]failed[/]"
-            table.add_row(name, value, units.get(name, ""), "measured" if name in measured else "store", detail)
+            table.add_row(name, value, units.get(name, ""), "measured" if name in res.measured else "store", detail)
         console.print(table)
     if any(r.errors for r in results):
         raise typer.Exit(1)

@@ -19,7 +19,7 @@ import numpy as np
 
 from sliver.report import StudyPoints, hypervolume_history, study_points
 from sliver.search.hv import nondominated
-from sliver.store import ResultStore, Study
+from sliver.store import ResultStore, Status, Study
 
 #: stands in for the search's YAML in the export command: the store does not know where that file is
 SEARCH_YAML = "search.yaml"
@@ -89,7 +89,7 @@ def study_view(store: ResultStore, study: Study, cache: dict | None = None) -> d
         "trials": [
             {
                 "seq": t.seq,
-                "status": "failed" if t.errors else "ok",
+                "status": Status.FAILED if t.errors else Status.OK,
                 "values": {n: _finite(t.values.get(n)) for n in names},
                 "error": "; ".join(f"{k}: {_first_line(v)}" for k, v in t.errors.items()),
                 "cached": t.cached,

@@ -6,6 +6,6 @@ imported where needed, so that tabular searches run without a deep-learning
 framework.
 """
 
-from sliver.measure.base import EvalResult, Evaluator
+from sliver.measure.base import EvalResult, Evaluator, Measured
 
-__all__ = ["EvalResult", "Evaluator"]
+__all__ = ["EvalResult", "Evaluator", "Measured"]

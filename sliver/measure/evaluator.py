@@ -11,14 +11,13 @@ No torch here: tabular evaluators use this too.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING
 
 from sliver.errors import UserError
-from sliver.measure.base import EvalResult, Evaluator
+from sliver.measure.base import EvalResult, Evaluator, Measured
 from sliver.space import Config
-from sliver.store import Measurement
+from sliver.store import Measurement, Origin, Status
 
 if TYPE_CHECKING:
     from sliver.store import ResultStore
@@ -30,7 +29,7 @@ def evaluate(
     store: "ResultStore | None" = None,
     study_id: int | None = None,
     objectives: list[str] | None = None,
-    origin: str = "",
+    origin: Origin = Origin.SEARCH,
     batch: int = 0,
     retry_failed: bool = False,
 ) -> EvalResult:
@@ -54,64 +53,43 @@ def evaluate(
     key = space.key(config)
     fp_for = {n: evaluator.fingerprint_for(n) for n in names}
 
-    values: dict[str, float] = {}
-    errors: dict[str, str] = {}
-    stats: dict[str, dict] = {}
+    result = EvalResult(config=config, key=key)
     found = store.get_measurements(key, evaluator.supernet_hash, fp_for) if store is not None else {}
     for name, m in found.items():
-        if m.status == "ok":
-            values[name] = float(m.value)  # type: ignore[arg-type]
+        if m.status == Status.OK:
+            result.values[name] = float(m.value)  # type: ignore[arg-type]
         elif not retry_failed:
-            errors[name] = m.error or "failed"
-        if name in values or name in errors:
-            stats[name] = m.stats
-    missing = [n for n in names if n not in values and n not in errors]
+            result.errors[name] = m.error or "failed"
+        if name in result.values or name in result.errors:
+            result.stats[name] = m.stats
+    result.measured = [n for n in names if n not in result.values and n not in result.errors]
 
-    seconds = 0.0
     new: list[Measurement] = []
-    if missing:
-        t0 = time.perf_counter()
-        try:
-            measured = evaluator.measure(config, missing)
-        except Exception as exc:  # the evaluator itself broke (e.g. extraction): every missing objective failed
-            measured = {n: exc for n in missing}
-        seconds = time.perf_counter() - t0
-        per_seconds = getattr(evaluator, "last_seconds", {}) or {}
-        per_stats = getattr(evaluator, "last_stats", {}) or {}
-        for name in missing:
-            result = measured.get(name, RuntimeError("the evaluator returned no value"))
-            error = measurement_error(result)
-            stats[name] = dict(per_stats.get(name, {}))
-            if error is None:
-                values[name] = float(result)  # type: ignore[arg-type]
-            else:
-                errors[name] = error
-            new.append(Measurement(
-                name, values.get(name), "ok" if error is None else "failed", error, stats[name],
-                float(per_seconds.get(name, seconds / len(missing))), fp_for[name],
-            ))
+    if result.measured:
+        m = measure_once(evaluator, config, result.measured)
+        result.wall = m.wall
+        result.values.update(m.values)
+        result.errors.update(m.errors)
+        result.seconds.update(m.seconds)
+        result.stats.update(m.stats)
+        new = m.measurements(result.measured, fp_for)
 
     if store is not None and study_id is not None:
         # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
-        store.add_trial(study_id, key, config, values, errors, cached=not missing, origin=origin, batch=batch,
-                        measurements=new, supernet_hash=evaluator.supernet_hash)
+        store.add_trial(study_id, key, config, result.values, result.errors, cached=result.cached, origin=origin,
+                        batch=batch, measurements=new, supernet_hash=evaluator.supernet_hash)
     elif store is not None:
         for m in new:
             store.put_measurement(key, config, evaluator.supernet_hash, m.fingerprint, m.objective, value=m.value,
                                   status=m.status, error=m.error, stats=m.stats, seconds=m.seconds)
-    return EvalResult(
-        config=config, key=key, values=values, errors=errors, cached=not missing, seconds=seconds,
-        stats={"objectives": stats, "measured": missing, "from_store": sorted(set(names) - set(missing))},
-    )
+    return result
 
 
-def measurement_error(result: object) -> str | None:
-    """None for a usable number, else a one-line message saying what went wrong."""
-    if isinstance(result, BaseException):
-        text = str(result).strip().splitlines()
-        return f"{type(result).__name__}: {text[0] if text else ''}".rstrip(": ")
+def measure_once(evaluator: Evaluator, config: Config, objectives: list[str]) -> Measured:
+    """Measure ``objectives`` of ``config`` now; never raises for a failing objective (it becomes an error)."""
+    t0 = time.perf_counter()
     try:
-        value = float(result)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return f"not a number: {result!r}"
-    return None if math.isfinite(value) else f"non-finite value {value}"
+        out = evaluator.measure(config, objectives)
+    except Exception as exc:  # the evaluator itself broke (e.g. extraction): every objective failed
+        out = {n: exc for n in objectives}
+    return Measured.of(out, objectives, time.perf_counter() - t0)

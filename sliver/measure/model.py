@@ -4,9 +4,9 @@ For each config it recalibrates batch norm (only when accuracy is asked for),
 extracts the sub-network once as a plain PyTorch model, then measures every
 requested objective on that model. Each objective fails on its own: its
 exception is returned in place of the value, and the others are still
-measured. Per-objective seconds and statistics (latency IQR, runs, ...) are
-left in ``last_seconds`` / ``last_stats`` for :func:`sliver.measure.evaluator.evaluate`
-to store.
+measured. ``measure`` returns a :class:`~sliver.measure.base.Measured` with
+each objective's seconds and statistics (latency IQR, runs, ...), which
+:func:`sliver.measure.evaluator.evaluate` stores.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import nn
 from sliver.core import Objective, get_objective
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
+from sliver.measure.base import Measured
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.latency import measure_latency
 from sliver.space import Config
@@ -83,8 +84,6 @@ class ModelEvaluator:
         self._recalibrate = recalibrate
         #: how many times each objective was really measured, failures included (cache hits do not count)
         self.runs: Counter[str] = Counter()
-        self.last_seconds: dict[str, float] = {}
-        self.last_stats: dict[str, dict] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, target: HardwareTarget | str = "cpu-torch-b1",
@@ -105,46 +104,50 @@ class ModelEvaluator:
         """The target's fingerprint hash for latency and memory, "any" for hardware-independent objectives."""
         return self.fingerprint if objective in HARDWARE_OBJECTIVES else "any"
 
-    def measure(self, config: Config, objectives: list[str]) -> dict[str, float | BaseException]:
+    def measure(self, config: Config, objectives: list[str]) -> Measured:
         """Measure ``objectives`` of ``config``: extract once, then each objective on its own."""
         config = self.space.validate(config)
-        self.last_seconds, self.last_stats = {}, {}
-        out: dict[str, float | BaseException] = {}
+        out = Measured()
         recal_error: BaseException | None = None
+        recal_s = 0.0
         if "accuracy" in objectives:
             t0 = time.perf_counter()
             try:
                 self.recalibrate(config)
             except Exception as exc:  # only accuracy depends on the statistics
                 recal_error = exc
-            self.last_seconds["accuracy"] = time.perf_counter() - t0
+            recal_s = time.perf_counter() - t0
         model = None
         for name in objectives:
             t0 = time.perf_counter()
+            stats: dict[str, Any] = {}
             self.runs[name] += 1
             if model is None and name not in COST_OBJECTIVES:
                 # extracted only when an objective needs the model: a search asks for the costs of thousands of
                 # candidates, and copying a MiniLM's weights for each one is costly
                 model = self.supernet.extract(config).eval()
+            result: float | BaseException
             try:
                 if name == "accuracy" and recal_error is not None:
                     raise recal_error
-                out[name] = float(self._measure_one(name, config, model))
+                result = float(self._measure_one(name, config, model, stats))
             except Exception as exc:
-                out[name] = exc
-            self.last_seconds[name] = self.last_seconds.get(name, 0.0) + time.perf_counter() - t0
+                result = exc
+            # the recalibration is paid for accuracy alone
+            out.record(name, result, time.perf_counter() - t0 + (recal_s if name == "accuracy" else 0.0), stats)
         return out
 
     # ------------------------------------------------------------------ objectives
-    def _measure_one(self, name: str, config: Config, model: nn.Module) -> float:
+    def _measure_one(self, name: str, config: Config, model: nn.Module, stats: dict[str, Any]) -> float:
+        """The value of objective ``name``; what it adds to ``stats`` is stored with it."""
         if name == "accuracy":
-            return self._accuracy(config, model)
+            return self._accuracy(config, model, stats)
         if name == "latency_ms":
             example = self.supernet.example_input(config, batch_size=self.target.batch_size, seed=self.seed)
             target = self.target.model_copy(update={"max_seconds": min(self.target.max_seconds, self.timeout_s)})
             # on a remote worker: the worker refuses to time it unless its fingerprint is still this evaluator's
             result = measure_latency(model, example, target, fingerprint=self.fingerprint)
-            self.last_stats[name] = {**result.to_dict(), "backend": self.target.backend}
+            stats.update(result.to_dict(), backend=self.target.backend)
             return result.median_ms
         if name in COST_OBJECTIVES:
             return float(self.supernet.costs(config)[name])
@@ -165,11 +168,11 @@ class ModelEvaluator:
         calib = loader(self.data.calib, self.batch_size, shuffle=True, seed=self.seed)
         recalibrate(self.supernet, config, calib, batches=self.calib_batches)
 
-    def _accuracy(self, config: Config, model: nn.Module) -> float:
+    def _accuracy(self, config: Config, model: nn.Module, stats: dict[str, Any]) -> float:
         val = subset(self.data.val, self.accuracy_subset, self.seed)
         deadline = time.monotonic() + self.timeout_s
         acc = top1_accuracy(model, val, lambda x: self.supernet.prepare_input(x, config), self.batch_size, deadline)
-        self.last_stats["accuracy"] = {"samples": len(val), "subset": self.accuracy_subset, "calib_batches": self.calib_batches}
+        stats.update(samples=len(val), subset=self.accuracy_subset, calib_batches=self.calib_batches)
         return acc
 
 

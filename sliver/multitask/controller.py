@@ -29,6 +29,7 @@ from sliver.measure.evaluator import evaluate
 from sliver.multitask.evaluate import MultiTaskEvaluator
 from sliver.predict.models import Predictor
 from sliver.space import Config
+from sliver.store import Origin
 
 #: spaces with more distinct configs than this are searched on a seeded sample of that many
 MAX_CANDIDATES = 50_000
@@ -142,7 +143,7 @@ class Controller:
                 configs.append(c)
         out = []
         for c in configs:
-            res = evaluate(self.evaluator, c, store, objectives=self.names, origin="controller")
+            res = evaluate(self.evaluator, c, store, objectives=self.names, origin=Origin.CONTROLLER)
             if res.ok:
                 out.append((res.config, res.values))
         if len(out) < 3:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from sliver.core import Config, Objective, get_objective
+from sliver.measure.base import Measured
 from sliver.quant.quantize import export_float_onnx, onnx_accuracy, onnx_node_names, quantize_onnx
 from sliver.quant.space import MOBILENET_SCALAR_GENES, QuantError, fp32_nodes, quantization_space, split_config
 from sliver.space import SearchSpace
@@ -89,8 +90,6 @@ class QuantEvaluator:
         self._float: dict[str, Path] = {}
         #: how many times each objective was really measured; ``calibrations`` counts calibration runs
         self.runs: Counter[str] = Counter()
-        self.last_seconds: dict[str, float] = {}
-        self.last_stats: dict[str, dict] = {}
 
     # the float evaluator's settings, read where they are kept
     @property
@@ -137,11 +136,10 @@ class QuantEvaluator:
         """The target's fingerprint for latency; "any" for objectives that do not depend on the hardware."""
         return self.fingerprint if objective == "latency_ms" else "any"
 
-    def measure(self, config: Config, objectives: list[str]) -> dict[str, float | BaseException]:
+    def measure(self, config: Config, objectives: list[str]) -> Measured:
         """Build the quantised model of ``config`` once (if needed) and measure each objective on its own."""
         config = self.space.validate(config)
-        self.last_seconds, self.last_stats = {}, {}
-        out: dict[str, float | BaseException] = {}
+        out = Measured()
         path: Path | None = None
         build_error: BaseException | None = None
         build_s = 0.0
@@ -156,19 +154,23 @@ class QuantEvaluator:
         for name in objectives:
             t0 = time.perf_counter()
             self.runs[name] += 1
+            stats: dict[str, Any] = {}
+            result: float | BaseException
             try:
                 if name in MODEL_OBJECTIVES and build_error is not None:
                     raise build_error
-                out[name] = float(self._measure_one(name, config, path))
+                result = float(self._measure_one(name, config, path, stats))
             except Exception as exc:
-                out[name] = exc
+                result = exc
             # the shared build cost is split over the objectives that needed it
-            self.last_seconds[name] = time.perf_counter() - t0 + (build_s / n_model if name in MODEL_OBJECTIVES else 0.0)
+            out.record(name, result, time.perf_counter() - t0 + (build_s / n_model if name in MODEL_OBJECTIVES else 0.0),
+                       stats)
         if path is not None:
             path.unlink(missing_ok=True)  # its measurements are taken; only the float models and calibrations are kept
         return out
 
-    def _measure_one(self, name: str, config: Config, path: Path | None) -> float:
+    def _measure_one(self, name: str, config: Config, path: Path | None, stats: dict[str, Any]) -> float:
+        """The value of objective ``name``; what it adds to ``stats`` is stored with it."""
         arch, _ = split_config(self.supernet, config)
         if name in ("macs", "params"):
             return float(self.supernet.costs(arch)[name])
@@ -176,14 +178,14 @@ class QuantEvaluator:
         if name == "model_size":
             return float(os.path.getsize(path))
         if name == "accuracy":
-            return self.accuracy(path, config)
+            return self.accuracy(path, config, stats)
         if name == "latency_ms":
             from sliver.measure.latency import onnx_latency
 
             example = self.supernet.example_input(arch, batch_size=self.target.batch_size, seed=self.seed)
             target = self.target.model_copy(update={"max_seconds": min(self.target.max_seconds, self.timeout_s)})
             result = onnx_latency(path.read_bytes(), example, target)
-            self.last_stats[name] = {**result.to_dict(), "backend": "onnxruntime", "policy": _policy_summary(config)}
+            stats.update(result.to_dict(), backend="onnxruntime", policy=_policy_summary(config))
             return result.median_ms
         raise QuantError(f"objective '{name}' is not measured on quantised models; choose from {list(DEFAULT_OBJECTIVES)}")
 
@@ -227,8 +229,11 @@ class QuantEvaluator:
         x = self.supernet.prepare_input(x, arch)
         return [x[i:i + batch].numpy().astype(np.float32) for i in range(0, len(x), batch)]
 
-    def accuracy(self, path: str | Path, config: Config) -> float:
-        """Top-1 accuracy of the ONNX model at ``path`` on the validation split (or its seeded subset)."""
+    def accuracy(self, path: str | Path, config: Config, stats: dict[str, Any] | None = None) -> float:
+        """Top-1 accuracy of the ONNX model at ``path`` on the validation split (or its seeded subset).
+
+        ``stats``, if given, is filled with what the accuracy was measured on.
+        """
         from torch.utils.data import DataLoader
 
         from sliver.measure.latency import ort_session
@@ -240,8 +245,9 @@ class QuantEvaluator:
         batches = ((self.supernet.prepare_input(x, arch).numpy(), y.numpy())
                    for x, y in DataLoader(val, batch_size=self.batch_size, shuffle=False))
         acc = onnx_accuracy(session, batches, time.monotonic() + self.timeout_s)
-        self.last_stats["accuracy"] = {"samples": len(val), "subset": self.accuracy_subset, "calib_samples": self.calib_samples,
-                                       "policy": _policy_summary(config)}
+        if stats is not None:
+            stats.update(samples=len(val), subset=self.accuracy_subset, calib_samples=self.calib_samples,
+                         policy=_policy_summary(config))
         return acc
 
 

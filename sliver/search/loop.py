@@ -21,13 +21,13 @@ import numpy as np
 
 from sliver.core import BUILTIN, Constraint, Objective
 from sliver.errors import UserError
-from sliver.measure.base import EvalResult, Evaluator
+from sliver.measure.base import EvalResult, Evaluator, Measured
 from sliver.measure.evaluator import evaluate
 from sliver.search.base import Outcome, Strategy, make_strategy
 from sliver.search.hv import hypervolume, nondominated
 from sliver.search.problem import Problem
 from sliver.space import Config, SearchSpace
-from sliver.store import Measurement
+from sliver.store import Origin, Status
 
 
 @dataclass
@@ -39,8 +39,8 @@ class Point:
     values: dict[str, float]
     errors: dict[str, str]
     feasible: bool
-    #: "search" (measured now), "cache" (from the store, free), "warm" (warm start), "resumed", "filtered"
-    origin: str
+    #: SEARCH (measured now), CACHE (from the store, free), WARM (warm start), FILTERED (failed a cheap constraint)
+    origin: Origin
     batch: int = 0
 
     @property
@@ -68,7 +68,7 @@ class SearchResult:
     log: list[str] = field(default_factory=list)
 
     def _front(self, feasible_only: bool) -> list[Point]:
-        pts = [p for p in self.points if p.ok and p.origin != "filtered" and (p.feasible or not feasible_only)]
+        pts = [p for p in self.points if p.ok and p.origin != Origin.FILTERED and (p.feasible or not feasible_only)]
         if not pts:
             return []
         F = np.array([[p.values[o.name] * o.sign for o in self.objectives] for p in pts])
@@ -313,8 +313,8 @@ class Search:
                 key = self.space.key(config)
                 if key in self._seen:
                     continue
-                p = self._point(config, key, values, {}, "warm", batch)
-                self.store.add_trial(study_id, key, p.config, values, {}, cached=True, origin="warm", batch=batch)
+                p = self._point(config, key, values, {}, Origin.WARM, batch)
+                self.store.add_trial(study_id, key, p.config, values, {}, cached=True, origin=Origin.WARM, batch=batch)
                 self.n_warm += 1
                 cs.append(p.config)
                 os_.append(self._outcome(p))
@@ -326,13 +326,12 @@ class Search:
 
     def _stored_point(self, t, batch: int) -> Point:
         """A point for a trial of the study read from the store, counted as the study counted it."""
-        origin = t.origin or "search"
-        p = self._point(t.config, t.config_key, t.values, t.errors, origin, batch)
-        if origin == "search" and not t.cached:
+        p = self._point(t.config, t.config_key, t.values, t.errors, t.origin, batch)
+        if t.origin == Origin.SEARCH and not t.cached:
             self.n_eval += 1  # the budget is the study's: a real evaluation counts whichever search paid for it
-        elif origin == "filtered":
+        elif t.origin == Origin.FILTERED:
             self.n_filtered += 1
-        elif origin == "warm":
+        elif t.origin == Origin.WARM:
             self.n_warm += 1
         else:
             self.n_cache += 1
@@ -372,7 +371,7 @@ class Search:
             time.sleep(0.05)
         self._sync(study_id)
 
-    def _point(self, config, key, values, errors, origin, batch) -> Point:
+    def _point(self, config, key, values, errors, origin: Origin, batch) -> Point:
         p = Point(self.space.canonical(config), key, dict(values), dict(errors),
                   self._problem.feasible(values) and not errors, origin, batch)
         self._seen.add(key)
@@ -385,9 +384,9 @@ class Search:
             return None
         if self._cheap_metrics and not self._problem.passes_cheap(config):
             cheap = self._cheap(config)
-            self.store.add_trial(study_id, key, self.space.canonical(config), cheap, {}, cached=True, origin="filtered", batch=batch)
+            self.store.add_trial(study_id, key, self.space.canonical(config), cheap, {}, cached=True, origin=Origin.FILTERED, batch=batch)
             self.n_filtered += 1
-            p = self._point(config, key, cheap, {}, "filtered", batch)
+            p = self._point(config, key, cheap, {}, Origin.FILTERED, batch)
             p.feasible = False
             return p
         held = self._hold(key)
@@ -397,23 +396,23 @@ class Search:
             if key in self._seen or self.n_eval >= self.budget:
                 return None
             r: EvalResult = evaluate(self.evaluator, config, self.store, study_id, objectives=self._measure,
-                                     origin="search", batch=batch)
+                                     origin=Origin.SEARCH, batch=batch)
         finally:
             if held:
                 self.store.release(self._scope, key, self._owner)
-        self.eval_seconds += r.seconds
+        self.eval_seconds += r.wall
         if r.cached:
             self.n_cache += 1
         else:
             self.n_eval += 1
         if r.errors:
             self.n_failed += 1
-        return self._point(r.config, r.key, r.values, r.errors, "cache" if r.cached else "search", batch)
+        return self._point(r.config, r.key, r.values, r.errors, Origin.CACHE if r.cached else Origin.SEARCH, batch)
 
     # ------------------------------------------------------------- streaming
     def _stream(self, study_id: int, batch: int) -> str:
         """Keep the executor's workers busy until the budget is spent; returns why it stopped."""
-        from sliver.parallel import Measured, WorkerLost
+        from sliver.parallel import WorkerLost
 
         ex = self.executor
         self._batch, self._halt = batch, False
@@ -529,28 +528,26 @@ class Search:
             return None
         return _Job(config, key, missing, started=time.monotonic())
 
-    def _finish(self, job: "_Job", measured, study_id: int) -> None:
+    def _finish(self, job: "_Job", measured: Measured, study_id: int) -> None:
         """Record a worker's measurement in the store (and the study's trials) and tell the strategy."""
         values, errors = dict(measured.values), dict(measured.errors)
-        new = [Measurement(n, values.get(n), "failed" if n in errors else "ok", errors.get(n),
-                           measured.stats.get(n, {}), measured.seconds.get(n, 0.0), self._fp_for[n])
-               for n in job.missing]
+        new = measured.measurements(job.missing, self._fp_for)
         # the objectives measured earlier (by this or another process) come from the store
         found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
         for n, m in found.items():
             if n not in job.missing:
-                if m.status == "ok":
+                if m.status == Status.OK:
                     values[n] = float(m.value)  # type: ignore[arg-type]
                 else:
                     errors[n] = m.error or "failed"
         # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
-        self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin="search",
+        self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin=Origin.SEARCH,
                              batch=self._batch, measurements=new, supernet_hash=self.evaluator.supernet_hash)
         self.store.release(self._scope, job.key, self._owner)
         self.n_eval += 1
         self.n_failed += bool(errors)
         self.eval_seconds += measured.wall
-        self._settle(self._point(job.config, job.key, values, errors, "search", self._batch))
+        self._settle(self._point(job.config, job.key, values, errors, Origin.SEARCH, self._batch))
 
     def _settle(self, point: Point | None) -> None:
         """Tell the strategy one result as soon as it is known (no batch barrier)."""
@@ -564,13 +561,13 @@ class Search:
             self._halt = True
 
     def _outcome(self, p: Point) -> Outcome:
-        if p.origin == "filtered":
+        if p.origin == Origin.FILTERED:
             vio = sum(c.violation(p.values[c.metric]) for c in self.constraints if c.metric in p.values)
             return Outcome(p.values, ok=False, feasible=False, violation=max(vio, 1e-9))
         return Outcome(p.values, ok=p.ok, feasible=p.feasible, violation=self._problem.violation(p.values))
 
     def _record_hv(self) -> None:
-        pts = [p for p in self.points if p.ok and p.feasible and p.origin != "filtered"]
+        pts = [p for p in self.points if p.ok and p.feasible and p.origin != Origin.FILTERED]
         if not pts:
             self.hv_history.append((self.n_eval, 0.0, 0))
             return
