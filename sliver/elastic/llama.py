@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sliver.elastic.base import Supernet, build_extracted, register_builder, register_family
-from sliver.elastic.transformer import size_choices
+from sliver.elastic.transformer import load_leading_slices, size_choices
 from sliver.errors import UserError
 from sliver.space import Config, DepthGate, Dimension, SearchSpace
 
@@ -318,17 +318,7 @@ class ElasticLlama(Supernet):
         config = self.space.validate(config)
         model = build_extracted(self.arch_config(config))
         kept = [i for i, k in enumerate(config["keep"]) if k]
-        full = dict(self.state_dict())
-        state = {}
-        for name, target in model.state_dict().items():
-            source = name
-            if name.startswith("layers."):  # block i of the extract is block kept[i] of the super-network
-                i, rest = name[len("layers."):].split(".", 1)
-                source = f"layers.{kept[int(i)]}.{rest}"
-            # every elastic dimension keeps leading units, so the slice is the leading block of each dim
-            state[name] = full[source][tuple(slice(0, s) for s in target.shape)].clone()
-        model.load_state_dict(state)
-        return model.eval()
+        return load_leading_slices(model, self.state_dict(), kept)
 
     def supernet_config(self) -> dict[str, Any]:
         return {"family": "llama", "vocab_size": self.vocab_size, "hidden": self.hidden,

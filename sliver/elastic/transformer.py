@@ -262,17 +262,7 @@ class ElasticTransformer(Supernet):
         config = self.space.validate(config)
         model = build_extracted(self.arch_config(config))
         kept = self.kept_layers(config["layers"])
-        full = dict(self.state_dict())
-        state = {}
-        for name, target in model.state_dict().items():
-            source = name
-            if name.startswith("layers."):  # block i of the extract is block kept[i] of the super-network
-                i, rest = name[len("layers."):].split(".", 1)
-                source = f"layers.{kept[int(i)]}.{rest}"
-            # every elastic dimension keeps leading units, so the slice is the leading block of each dim
-            state[name] = full[source][tuple(slice(0, s) for s in target.shape)].clone()
-        model.load_state_dict(state)
-        return model.eval()
+        return load_leading_slices(model, self.state_dict(), kept)
 
     # --- costs -----------------------------------------------------------------------
     def costs(self, config: Config, seq_len: int | None = None) -> dict[str, float]:
@@ -348,6 +338,20 @@ class ElasticTransformer(Supernet):
     def _gradient_scores(self, batches, loss_fn) -> list[tuple[torch.Tensor, torch.Tensor]]:
         grads = taylor_importance(self, batches, loss_fn)
         return [layer.unit_scores(lambda p: grads[id(p)]) for layer in self.layers]
+
+def load_leading_slices(model: nn.Module, full: dict[str, torch.Tensor], kept: Sequence[int]) -> nn.Module:
+    """Fill an extracted ``model`` from the super-network's state ``full``: its block ``i`` is block ``kept[i]``,
+    and every tensor is the leading block of the super-network's (elastic dimensions keep leading units)."""
+    state = {}
+    for name, target in model.state_dict().items():
+        source = name
+        if name.startswith("layers."):
+            i, rest = name[len("layers."):].split(".", 1)
+            source = f"layers.{kept[int(i)]}.{rest}"
+        state[name] = full[source][tuple(slice(0, s) for s in target.shape)].clone()
+    model.load_state_dict(state)
+    return model.eval()
+
 
 def size_choices(field: str, given: Sequence[int] | None, largest: int, default: Iterable[int]) -> list[int]:
     """The sorted choices of an elastic size (``default`` when none are ``given``); a one-line error unless
