@@ -8,7 +8,6 @@ package, so a page fetches nothing from the internet.
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from sliver.dashboard import data
+from sliver.dashboard.assets import STATIC, plotly_js
 from sliver.errors import SliverError, UserError, one_line
 from sliver.store import ResultStore, hide_password
 
@@ -32,17 +32,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 #: how often a page asks for new data while it is open
 POLL_SECONDS = 2.0
-
-
-def plotly_js() -> Path:
-    """The minified plotly.js that the ``plotly`` package bundles (found without importing plotly)."""
-    spec = importlib.util.find_spec("plotly")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("the dashboard needs the 'plotly' package for its charts; reinstall sliver (./setup.sh)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
-    if not path.is_file():
-        raise UserError(f"plotly.js is missing from the installed plotly package ({path}); reinstall it")
-    return path
 
 
 def run_names(runs: list[Path]) -> dict[str, Path]:
@@ -128,7 +117,7 @@ def create_app(store: ResultStore, runs: list[Path] | None = None, poll_seconds:
         Route("/api/study/{name:path}", api_study),
         Route("/api/training/{name:path}", api_training),
         Route("/static/plotly.min.js", plotly),
-        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: failed})
 

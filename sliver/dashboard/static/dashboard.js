@@ -57,6 +57,86 @@ async function copyText(text) {
   if (!ok) throw new Error("the browser refused");
 }
 
+// ------------------------------------------------------------------ charts (the study page's and the report's)
+function hoverText(p, objectives) {
+  const values = objectives.map(o => `${esc(o.label)}: ${esc(fmt(p.values[o.name]))}`);
+  const config = Object.entries(p.config).map(([k, v]) => `${esc(k)} = ${esc(JSON.stringify(v))}`);
+  const tags = [p.front ? "on the front" : "", p.feasible ? "" : "infeasible"].filter(Boolean).join(", ");
+  return [`<b>trial ${p.seq}</b>${tags ? " (" + tags + ")" : ""}`, ...values, "<i>config</i>", ...config].join("<br>");
+}
+
+// Objective b against objective a of a study view `d` (data.study_view): every point, the pair's front as a
+// staircase, the pinned point ringed; `picks` ({label: point index}, the report's exported configs) ringed and labelled.
+function drawParetoChart(el, d, a, b, {pinned = null, picks = {}} = {}) {
+  const oa = d.objectives[a], ob = d.objectives[b];
+  const pts = d.points;
+  const trace = (subset, extra) => ({
+    x: subset.map(p => p.values[oa.name]), y: subset.map(p => p.values[ob.name]),
+    customdata: subset.map(p => p.seq), text: subset.map(p => hoverText(p, d.objectives)),
+    hovertemplate: "%{text}<extra></extra>", mode: "markers", type: "scatter", ...extra,
+  });
+  const front = (d.pair_fronts[`${a},${b}`] || []).map(i => pts[i]).sort((p, q) => p.values[oa.name] - q.values[oa.name]);
+  // a staircase like the report's: horizontal first when both objectives point the same way
+  const shape = (oa.direction === ob.direction) ? "hv" : "vh";
+  const traces = [
+    trace(pts.filter(p => p.feasible), {name: "measured", marker: {color: "#8fa8c8", size: 7}}),
+    trace(pts.filter(p => !p.feasible), {name: "infeasible", marker: {color: "#aaaaaa", symbol: "x", size: 7}}),
+    trace(front, {name: "Pareto front", mode: "lines+markers", line: {color: "#d62728", shape, width: 1.5},
+                  marker: {color: "#d62728", size: 9}}),
+  ];
+  const ring = color => ({color: "rgba(0,0,0,0)", size: 18, line: {color, width: 2}});
+  traces.push(trace(pts.filter(p => p.seq === pinned), {name: "pinned", marker: ring("#000")}));
+  // picks that chose the same network share one ring and one label, as on the report's images
+  const labels = {};
+  for (const [label, i] of Object.entries(picks)) {
+    if (i !== null && i !== undefined) labels[i] = labels[i] ? `${labels[i]} = ${label}` : label;
+  }
+  const picked = Object.keys(labels).map(Number);
+  if (picked.length) {
+    const t = trace(picked.map(i => pts[i]), {name: "exported", mode: "markers+text", marker: ring("#000"),
+                                              textposition: "top center"});
+    t.text = picked.map(i => hoverText(pts[i], d.objectives));
+    t.texttemplate = picked.map(i => esc(labels[i]));
+    traces.push(t);
+  }
+  const layout = {
+    title: {text: `${esc(ob.name)} vs ${esc(oa.name)} (${pts.length} sub-networks)`},
+    xaxis: {title: {text: esc(oa.label)}}, yaxis: {title: {text: esc(ob.label)}},
+    hovermode: "closest", uirevision: `${a},${b}`, margin: {t: 50, r: 20}, legend: {orientation: "h", y: -0.2},
+    hoverlabel: {align: "left"},
+  };
+  Plotly.react(el, traces, layout, PLOT_CONFIG);
+}
+
+// The normalised hypervolume after each evaluation (`hv`: data.study_view's "hypervolume").
+function drawHypervolume(el, hv) {
+  Plotly.react(el, [{
+    x: hv.evaluations, y: hv.values, customdata: hv.seqs,
+    mode: hv.values.length <= 30 ? "lines+markers" : "lines", type: "scatter",
+    hovertemplate: "after %{x} evaluations (trial %{customdata}): %{y:.4f}<extra></extra>",
+  }], {
+    title: {text: "normalised hypervolume over the search"},
+    xaxis: countAxis("evaluations (unique sub-networks)", hv.evaluations.length),
+    yaxis: {title: {text: "hypervolume (objectives scaled to [0, 1], ref 1.1)"}, rangemode: "tozero"},
+    margin: {t: 50, r: 20}, uirevision: "hv",
+  }, PLOT_CONFIG);
+}
+
+// ------------------------------------------------------------------ report (sliver report's HTML file)
+// The report embeds its study view as JSON and this file inline: no polling, one chart per pair of objectives.
+function sliverReportPage(d) {
+  const box = document.getElementById("interactive-pareto");
+  d.objectives.forEach((_, a) => d.objectives.slice(a + 1).forEach((_, k) => {
+    const el = document.createElement("div");
+    el.className = "chart";
+    box.appendChild(el);
+    drawParetoChart(el, d, a, a + 1 + k, {picks: d.picks || {}});
+  }));
+  drawHypervolume("interactive-hypervolume", d.hypervolume);
+  // the charts are drawn: hide the static images on screen (they stay for print, see the report's CSS)
+  document.documentElement.classList.add("interactive");
+}
+
 // ------------------------------------------------------------------ study page
 function sliverStudyPage(name) {
   const state = {data: null, x: 0, y: 1, pinned: null, sortKey: "seq", sortAsc: true};
@@ -65,13 +145,6 @@ function sliverStudyPage(name) {
   const pareto = document.getElementById("pareto");
   const filter = document.getElementById("trial-filter");
   let clickBound = false;
-
-  function hoverText(p, objectives) {
-    const values = objectives.map(o => `${esc(o.label)}: ${esc(fmt(p.values[o.name]))}`);
-    const config = Object.entries(p.config).map(([k, v]) => `${esc(k)} = ${esc(JSON.stringify(v))}`);
-    const tags = [p.front ? "on the front" : "", p.feasible ? "" : "infeasible"].filter(Boolean).join(", ");
-    return [`<b>trial ${p.seq}</b>${tags ? " (" + tags + ")" : ""}`, ...values, "<i>config</i>", ...config].join("<br>");
-  }
 
   function drawSummary(d) {
     const hv = d.hypervolume.values.length ? d.hypervolume.values[d.hypervolume.values.length - 1] : 0;
@@ -98,31 +171,7 @@ function sliverStudyPage(name) {
   }
 
   function drawPareto(d) {
-    const a = state.x, b = state.y, oa = d.objectives[a], ob = d.objectives[b];
-    const pts = d.points;
-    const trace = (subset, extra) => ({
-      x: subset.map(p => p.values[oa.name]), y: subset.map(p => p.values[ob.name]),
-      customdata: subset.map(p => p.seq), text: subset.map(p => hoverText(p, d.objectives)),
-      hovertemplate: "%{text}<extra></extra>", mode: "markers", type: "scatter", ...extra,
-    });
-    const front = (d.pair_fronts[`${a},${b}`] || []).map(i => pts[i]).sort((p, q) => p.values[oa.name] - q.values[oa.name]);
-    // a staircase like the report's: horizontal first when both objectives point the same way
-    const shape = (oa.direction === ob.direction) ? "hv" : "vh";
-    const traces = [
-      trace(pts.filter(p => p.feasible), {name: "measured", marker: {color: "#8fa8c8", size: 7}}),
-      trace(pts.filter(p => !p.feasible), {name: "infeasible", marker: {color: "#aaaaaa", symbol: "x", size: 7}}),
-      trace(front, {name: "Pareto front", mode: "lines+markers", line: {color: "#d62728", shape, width: 1.5},
-                    marker: {color: "#d62728", size: 9}}),
-    ];
-    const pinned = pts.filter(p => p.seq === state.pinned);
-    traces.push(trace(pinned, {name: "pinned", marker: {color: "rgba(0,0,0,0)", size: 18, line: {color: "#000", width: 2}}}));
-    const layout = {
-      title: {text: `${esc(ob.name)} vs ${esc(oa.name)} (${pts.length} sub-networks)`},
-      xaxis: {title: {text: esc(oa.label)}}, yaxis: {title: {text: esc(ob.label)}},
-      hovermode: "closest", uirevision: `${a},${b}`, margin: {t: 50, r: 20}, legend: {orientation: "h", y: -0.2},
-      hoverlabel: {align: "left"},
-    };
-    Plotly.react(pareto, traces, layout, PLOT_CONFIG);
+    drawParetoChart(pareto, d, state.x, state.y, {pinned: state.pinned});
     if (!clickBound) {
       pareto.on("plotly_click", ev => { if (ev.points.length) pin(ev.points[0].customdata); });
       clickBound = true;
@@ -156,19 +205,6 @@ function sliverStudyPage(name) {
       stateEl.textContent = "copy failed (" + err.message + "): select the command and copy it";
     }
   };
-
-  function drawHypervolume(d) {
-    Plotly.react("hypervolume", [{
-      x: d.hypervolume.evaluations, y: d.hypervolume.values, customdata: d.hypervolume.seqs,
-      mode: d.hypervolume.values.length <= 30 ? "lines+markers" : "lines", type: "scatter",
-      hovertemplate: "after %{x} evaluations (trial %{customdata}): %{y:.4f}<extra></extra>",
-    }], {
-      title: {text: "normalised hypervolume over the search"},
-      xaxis: countAxis("evaluations (unique sub-networks)", d.hypervolume.evaluations.length),
-      yaxis: {title: {text: "hypervolume (objectives scaled to [0, 1], ref 1.1)"}, rangemode: "tozero"},
-      margin: {t: 50, r: 20}, uirevision: "hv",
-    }, PLOT_CONFIG);
-  }
 
   function trialColumns(d) {
     return [
@@ -224,7 +260,7 @@ function sliverStudyPage(name) {
     drawSummary(d);
     drawPareto(d);
     drawPinned(d);
-    drawHypervolume(d);
+    drawHypervolume("hypervolume", d.hypervolume);
     drawTrials(d);
   }, document.getElementById("summary"));
 }
