@@ -1,8 +1,10 @@
 """A study as pictures: Pareto plots, hypervolume over evaluations, the front table, one HTML file.
 
 :func:`write_report` reads a study from the :class:`~sliver.store.ResultStore`
-and writes PNGs plus a single self-contained ``report.html`` (images embedded
-as data URIs), so it can be mailed or opened anywhere.
+and writes PNGs plus a single self-contained ``report.html``, so it can be
+mailed or opened anywhere: the dashboard's interactive charts (plotly.js and the
+dashboard's JS inlined, the study as embedded JSON), and the PNGs as data URIs,
+shown when printed or when scripts do not run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import html
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -142,12 +145,14 @@ def write_report(
     if history is None:
         history = predictor_quality(store, study)
     tau_rows = [h for h in history if h.get("kendall_tau")]
+    quality_images = []  # no interactive twin: shown as an image on screen too
     if len(tau_rows) >= MIN_QUALITY_ROUNDS:
         _save(predictor_figure(tau_rows), out / "predictor_quality.png")
-        images.append(("predictor quality over the search", out / "predictor_quality.png"))
+        quality_images.append(("predictor quality over the search", out / "predictor_quality.png"))
 
     html_path = out / "report.html"
-    html_path.write_text(_html(study, points, images, pick_idx, study_hypervolume(points), fingerprint, tau_rows))
+    html_path.write_text(_html(study, points, images, quality_images, pick_idx, study_hypervolume(points), fingerprint, tau_rows,
+                               _interactive(store, study, pick_idx)))
     return html_path
 
 
@@ -237,12 +242,39 @@ def predictor_figure(rows: Sequence[dict]):
     return fig
 
 
+def _interactive(store: Any, study: Any, picks: dict[str, int | None]) -> str:
+    """The dashboard's study charts for the report: plotly.js, the dashboard's JS and the study view, inline.
+
+    The data is the dashboard's own (:func:`~sliver.dashboard.data.study_view`)
+    and the drawing its JS, so the report and the dashboard show the same charts.
+    """
+    from sliver.dashboard import data  # imports this module: imported here, not at the top
+    from sliver.dashboard.assets import STATIC, plotly_js
+
+    view = {**data.study_view(store, study), "picks": picks}
+    # "<" as \\u003c (still JSON, as Jinja's tojson does): no config text can end the script element
+    view_json = json.dumps(view, allow_nan=False).replace("<", "\\u003c")
+    scripts = [_script_text(plotly_js().read_text(encoding="utf-8")),
+               _script_text((STATIC / "dashboard.js").read_text(encoding="utf-8")),
+               f"sliverReportPage({view_json});"]
+    return "".join(f"<script>{text}</script>\n" for text in scripts)
+
+
+def _script_text(text: str) -> str:
+    """JS ``text`` safe inside ``<script>``: a ``</script`` or ``<!--`` in it would end the element early.
+
+    ``<\\/`` and ``<\\!`` mean the same in a JS string (plotly.js has them in strings only).
+    """
+    return re.sub(r"<(/script|!--)", r"<\\\1", text, flags=re.IGNORECASE)
+
+
 def _config_text(config: dict) -> str:
     """A config as ``name=value`` pairs, lists without spaces: short enough to wrap in a table cell."""
     return "  ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in config.items())
 
 
-def _html(study, points: StudyPoints, images, picks, hv: float, fingerprint, tau_rows: Sequence[dict]) -> str:
+def _html(study, points: StudyPoints, images, quality_images, picks, hv: float, fingerprint, tau_rows: Sequence[dict],
+          scripts: str) -> str:
     esc = html.escape
     names = [o.label for o in points.objectives]
     front = np.flatnonzero(points.front)
@@ -256,11 +288,12 @@ def _html(study, points: StudyPoints, images, picks, hv: float, fingerprint, tau
         + f"<td>{esc(pick_of.get(i, ''))}</td><td class=\"config\">{esc(_config_text(points.configs[i]))}</td></tr>"
         for i in front
     )
-    figures = "".join(
-        f'<figure><img alt="{esc(title)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-        f"<figcaption>{esc(title)}</figcaption></figure>"
-        for title, p in images
-    )
+    def figure(title: str, path: Path) -> str:
+        data_uri = f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"
+        return f'<figure><img alt="{esc(title)}" src="{data_uri}"><figcaption>{esc(title)}</figcaption></figure>'
+
+    figures = "".join(figure(title, p) for title, p in images)
+    quality = "".join(figure(title, p) for title, p in quality_images)
     if not tau_rows:
         tau_note = "<p>Too few evaluations to score predictors over the search.</p>"
     elif len(tau_rows) < MIN_QUALITY_ROUNDS:
@@ -279,6 +312,11 @@ def _html(study, points: StudyPoints, images, picks, hv: float, fingerprint, tau
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 520px; border: 1px solid #ddd; }}
+.chart {{ height: 460px; }} .chart.small {{ height: 360px; }}
+/* the interactive charts replace the images once drawn; printed, the images stand in for them */
+.static-figures {{ display: block; }} .interactive-figures {{ display: none; }}
+html.interactive .static-figures {{ display: none; }} html.interactive .interactive-figures {{ display: block; }}
+@media print {{ html.interactive .static-figures {{ display: block; }} html.interactive .interactive-figures {{ display: none; }} }}
 table {{ border-collapse: collapse; font-size: 0.9em; }} td, th {{ border: 1px solid #ccc; padding: 3px 6px; }}
 .summary td:first-child {{ font-weight: bold; }}
 td.config {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 1em; max-width: 40em; overflow-wrap: anywhere; }}
@@ -292,9 +330,12 @@ td.config {{ font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 1
 <tr><td>normalised hypervolume</td><td>{hv:.4f} (feasible points, objectives scaled to [0, 1] over this study, reference {NORMALISED_REFERENCE})</td></tr>
 <tr><td>super-network</td><td><code>{esc(study.supernet_hash)}</code></td></tr>
 </table>
-<h2>Trade-offs</h2>{figures}{tau_note}
+<h2>Trade-offs</h2>
+<div class="interactive-figures"><p>Hover a point for its config and values.</p>
+<div id="interactive-pareto"></div><div id="interactive-hypervolume" class="chart small"></div></div>
+<div class="static-figures">{figures}</div>{quality}{tau_note}
 <h2>Pareto front</h2>
 <table><tr><th>#</th>{"".join(f"<th>{esc(n)}</th>" for n in names)}<th>exported as</th><th>config</th></tr>{rows}</table>
 <h2>Hardware target</h2><pre>{fp}</pre>
-</body></html>
+{scripts}</body></html>
 """

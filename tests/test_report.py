@@ -56,7 +56,7 @@ def test_write_report(tmp_path):
     history = [{"evaluations": 5 * k, "kendall_tau": {"accuracy": 0.2 * k}} for k in (1, 2, 3)]
     html = write_report(store, "demo", tmp_path / "out", picks={"fastest": {"w": 0}}, history=history, fingerprint={"cpu": "x"})
     text = html.read_text()
-    assert text.count("data:image/png;base64,") == 5  # 3 pairs + hypervolume + predictor quality
+    assert _image_count(text) == 5  # 3 pairs + hypervolume + predictor quality
     assert "fastest" in text and "latency_ms (ms)" in text
     assert '<td class="config">w=0</td>' in text  # configs as short name=value text, in a readable font
     assert "td.config { font-family: ui-monospace" in text and "font-size: 1em" in text
@@ -64,11 +64,61 @@ def test_write_report(tmp_path):
         assert (tmp_path / "out" / name).stat().st_size > 1000
 
 
+
+def _image_count(text):
+    """The report's embedded PNGs (plotly.js has a data URI of its own, so not every one is an image)."""
+    return len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', text))
+
+
+def _embedded_view(text):
+    """The study view that the report hands to the dashboard's JS."""
+    m = re.search(r"<script>sliverReportPage\((.*)\);</script>", text)
+    assert m, "the report draws no interactive charts"
+    return json.loads(m.group(1))
+
+
+def test_report_is_interactive_offline_and_keeps_static_images(tmp_path):
+    from sliver.dashboard.assets import STATIC, plotly_js
+
+    store, study = _study(tmp_path)
+    history = [{"evaluations": 5 * k, "kendall_tau": {"accuracy": 0.2 * k}} for k in (1, 2, 3)]
+    text = write_report(store, "demo", tmp_path / "out", picks={"fastest": {"w": 0}}, history=history).read_text()
+    # plotly.js and the dashboard's chart code inlined; nothing loaded from the network
+    assert plotly_js().read_text(encoding="utf-8")[:2000] in text
+    assert "function drawParetoChart(" in text and (STATIC / "dashboard.js").read_text()[:500] in text
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", text, re.IGNORECASE)
+    assert text.count("<script") == text.count("</script>") == 3  # a string inside did not end an element early
+    # the embedded data is the study's points: every config and value
+    points = study_points(store, study)
+    view = _embedded_view(text)
+    assert [p["config"] for p in view["points"]] == points.configs
+    assert [p["seq"] for p in view["points"]] == points.seqs
+    for p, row in zip(view["points"], points.values):
+        assert [p["values"][o.name] for o in points.objectives] == pytest.approx(row.tolist())
+    assert [p["front"] for p in view["points"]] == points.front.tolist()
+    assert view["picks"] == {"fastest": points.configs.index({"w": 0})}
+    assert view["hypervolume"]["values"] == pytest.approx(hypervolume_history(points)[1].tolist())
+    # the images stay: shown when printed or without scripts, the predictor's always
+    assert _image_count(text) == 5
+    assert '<div class="static-figures">' in text and "@media print" in text
+
+
+def test_report_script_survives_a_config_that_closes_the_script(tmp_path):
+    space = SearchSpace([Dimension("name", ("</script><b>x", "<!--y"))])
+    store = ResultStore(f"sqlite:///{tmp_path / 'r.db'}")
+    study = store.get_or_create_study("s", space, [get_objective("accuracy"), get_objective("latency_ms")], "h", "fp", {})
+    for i, cfg in enumerate([{"name": "</script><b>x"}, {"name": "<!--y"}]):
+        store.add_trial(study.id, space.key(cfg), cfg, {"accuracy": 80.0 + i, "latency_ms": 1.0 + i}, {}, cached=False)
+    text = write_report(store, "s", tmp_path / "out", history=[]).read_text()
+    assert text.count("<script") == text.count("</script>") == 3
+    assert {p["config"]["name"] for p in _embedded_view(text)["points"]} == {"</script><b>x", "<!--y"}
+
+
 def test_too_few_predictor_rounds_are_listed_not_plotted(tmp_path):
     store, study = _study(tmp_path)
     history = [{"evaluations": 10, "kendall_tau": {"accuracy": 0.5}}, {"evaluations": 20, "kendall_tau": {"accuracy": 0.8}}]
     text = write_report(store, "demo", tmp_path / "out", history=history).read_text()
-    assert text.count("data:image/png;base64,") == 4
+    assert _image_count(text) == 4
     assert not (tmp_path / "out" / "predictor_quality.png").exists()
     assert "too few search rounds to plot a trend (2 scored)" in text
     assert "after 10 evaluations: accuracy 0.50; after 20 evaluations: accuracy 0.80" in text
