@@ -128,8 +128,27 @@ def test_report_renders_in_a_headless_browser(demo_run, artifacts_dir):
         page.wait_for_load_state("load")
         sizes = page.evaluate("[...document.images].map(i => [i.naturalWidth, i.naturalHeight])")
         config_px = page.evaluate("[...document.querySelectorAll('td.config')].map(c => parseFloat(getComputedStyle(c).fontSize))")
+        # the dashboard's charts, drawn from the inlined plotly.js: they replace the Pareto images on screen
+        page.wait_for_selector("html.interactive")
+        charts = page.evaluate("document.querySelectorAll('#interactive-pareto .js-plotly-plot').length")
+        static_shown = page.is_visible(".static-figures")
+        # hover a front point of the first chart: the tooltip shows its trial, values and config
+        chart = page.locator("#interactive-pareto .js-plotly-plot").first
+        chart.scroll_into_view_if_needed()
+        target = chart.evaluate("""gd => {
+            const t = gd.data.find(t => t.name === 'Pareto front'), L = gd._fullLayout, box = gd.getBoundingClientRect();
+            return {x: box.left + L._size.l + L.xaxis.l2p(t.x[0]), y: box.top + L._size.t + L.yaxis.l2p(t.y[0]),
+                    seq: t.customdata[0]};
+        }""")
+        page.mouse.move(target["x"], target["y"])
+        tip = page.wait_for_selector(".hoverlayer .hovertext").text_content()
         page.screenshot(path=str(artifacts_dir / "demo_report.png"), full_page=True)
+        page.emulate_media(media="print")  # printed, the static images stand in for the charts
+        printed = page.is_visible(".static-figures"), page.is_visible(".interactive-figures")
         browser.close()
+    assert charts == len(list(report.parent.glob("pareto_*.png"))) >= 1 and not static_shown  # one per image
+    assert f"trial {target['seq']}" in tip and "config" in tip and "latency_ms (ms)" in tip
+    assert printed == (True, False)
     assert errors == []
     assert config_px and min(config_px) >= 12  # the front's configs are readable text
     assert len(sizes) >= 4 and all(w > 0 and h > 0 for w, h in sizes)
