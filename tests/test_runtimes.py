@@ -156,6 +156,24 @@ def digits_checkpoint(tmp_path_factory):
     return path, net.space.sample(0)
 
 
+@pytest.mark.slow
+def test_an_operator_table_builds_on_openvino_and_stays_its_own(openvino, tmp_path):
+    from sliver.elastic.mobilenet import ElasticMobileNet
+    from sliver.predict.lut import OperatorLUT, build_lut, enumerate_operators
+
+    net = ElasticMobileNet.from_preset("tiny")
+    ov = HardwareTarget.preset("cpu-ov-b1", **FAST)
+    lut = build_lut(net, ov, tmp_path / "ov.yaml", copies=2)
+    assert set(lut.entries) == set(enumerate_operators(net))
+    assert all(math.isfinite(v) and v > 0 for v in lut.entries.values())
+    arch = net.arch_config(net.space.sample(0))
+    assert lut.predict(arch) > 0
+    assert OperatorLUT.load(tmp_path / "ov.yaml", ov).fingerprint_hash == ov.fingerprint_hash()
+    # a table timed on OpenVINO never stands in for ONNX Runtime's (and the other way round)
+    with pytest.raises(UserError, match="build a table on this target"):
+        OperatorLUT.load(tmp_path / "ov.yaml", HardwareTarget.preset("cpu-ort-b1", **FAST))
+
+
 def test_list_targets_says_what_this_machine_runs():
     res = CliRunner().invoke(app, ["measure", "--list-targets"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
