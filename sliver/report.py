@@ -152,7 +152,7 @@ def write_report(
 
     html_path = out / "report.html"
     html_path.write_text(_html(study, points, images, quality_images, pick_idx, study_hypervolume(points), fingerprint, tau_rows,
-                               _interactive(store, study, pick_idx)))
+                               _interactive(store, study, pick_idx, points, (evals, hv))))
     return html_path
 
 
@@ -242,7 +242,8 @@ def predictor_figure(rows: Sequence[dict]):
     return fig
 
 
-def _interactive(store: Any, study: Any, picks: dict[str, int | None]) -> str:
+def _interactive(store: Any, study: Any, picks: dict[str, int | None], points: StudyPoints,
+                 hypervolume: tuple[np.ndarray, np.ndarray]) -> str:
     """The dashboard's study charts for the report: plotly.js, the dashboard's JS and the study view, inline.
 
     The data is the dashboard's own (:func:`~sliver.dashboard.data.study_view`)
@@ -251,7 +252,7 @@ def _interactive(store: Any, study: Any, picks: dict[str, int | None]) -> str:
     from sliver.dashboard import data  # imports this module: imported here, not at the top
     from sliver.dashboard.assets import STATIC, plotly_js
 
-    view = {**data.study_view(store, study), "picks": picks}
+    view = {**data.study_view(store, study, points=points, hypervolume=hypervolume), "picks": picks}
     # "<" as \\u003c (still JSON, as Jinja's tojson does): no config text can end the script element
     view_json = json.dumps(view, allow_nan=False).replace("<", "\\u003c")
     scripts = [_script_text(plotly_js().read_text(encoding="utf-8")),

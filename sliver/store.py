@@ -57,7 +57,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, Operati
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sliver.core import Objective
-from sliver.errors import UserError
+from sliver.errors import UserError, one_line
 from sliver.space import Config, SearchSpace, jsonable
 
 #: version of the table layout below: the number of the newest Alembic revision in ``sliver/migrations``,
@@ -226,11 +226,6 @@ class Trial:
 
 
 # --------------------------------------------------------------------------- the store
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (database drivers write several)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 #: query parameters that carry a secret (libpq takes ``?password=``; drivers have tokens and passphrases)
 _SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
 
@@ -265,7 +260,7 @@ class ResultStore:
         except (ArgumentError, ValueError, ImportError) as exc:
             # a typo'd URL (a port that is no number is a ValueError) or a database driver that is not installed:
             # the user's to fix, not a traceback
-            raise UserError(f"result store URL '{hide_password(self.url)}' cannot be opened ({_first_line(exc)}); "
+            raise UserError(f"result store URL '{hide_password(self.url)}' cannot be opened ({one_line(exc)}); "
                              f"use a SQLAlchemy URL such as {DEFAULT_URL} or postgresql+psycopg2://user@host/db") from None
         if self.is_sqlite:
             _configure_sqlite(self.engine, busy_timeout_s)
@@ -275,10 +270,10 @@ class ResultStore:
         except OperationalError as exc:
             if "locked" in str(exc).lower():  # busy, not unreachable: _retry already waited
                 raise
-            raise UserError(f"result store '{hide_password(self.url)}': cannot connect ({_first_line(exc.orig or exc)}); "
+            raise UserError(f"result store '{hide_password(self.url)}': cannot connect ({one_line(exc.orig or exc)}); "
                              "check the host, database and credentials in the URL") from None
         except DatabaseError as exc:  # e.g. a damaged or truncated SQLite file, or another kind of file
-            raise UserError(f"result store '{hide_password(self.url)}' cannot be read ({_first_line(exc.orig or exc)}); "
+            raise UserError(f"result store '{hide_password(self.url)}' cannot be read ({one_line(exc.orig or exc)}); "
                              "it is damaged or not a sliver store: restore it from a copy or pass another --db") from None
 
     # ---------------------------------------------------------------- plumbing

@@ -51,16 +51,21 @@ def studies_overview(store: ResultStore) -> list[dict[str, Any]]:
     return rows
 
 
-def study_view(store: ResultStore, study: Study, cache: dict | None = None) -> dict[str, Any]:
+def study_view(store: ResultStore, study: Study, cache: dict | None = None, points: StudyPoints | None = None,
+               hypervolume: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Everything the study page draws: points, the front of every pair of objectives, hypervolume, trials.
 
     ``cache`` (a dict the caller keeps) holds the last hypervolume curve per
-    study, so a page polling an unchanged study does not recompute it.
+    study, so a page polling an unchanged study does not recompute it. A caller
+    that has the study's ``points`` and ``hypervolume`` history already (the
+    report) passes them, so they are not computed twice.
     """
     trials = store.trials(study.id)
-    points = study_points(store, study)
+    if points is None:
+        points = study_points(store, study)
     names = [o.name for o in study.objectives]
-    hv = _hypervolume_curve(points, study.id, cache)
+    hv = (_curve(*hypervolume, points) if hypervolume is not None
+          else _hypervolume_curve(points, study.id, cache))
     return {
         "name": study.name,
         "objectives": [_objective(o) for o in study.objectives],
@@ -158,13 +163,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _curve(evals: np.ndarray, hv: np.ndarray, points: StudyPoints) -> dict[str, list]:
+    return {"evaluations": [int(e) for e in evals], "values": [float(h) for h in hv], "seqs": list(points.seqs)}
+
+
 def _hypervolume_curve(points: StudyPoints, study_id: int, cache: dict | None) -> dict[str, list]:
     key = (len(points.seqs), points.seqs[-1] if points.seqs else None, tuple(points.feasible))
     if cache is not None and study_id in cache and cache[study_id][0] == key:
         return cache[study_id][1]
-    evals, hv = hypervolume_history(points)
-    curve = {"evaluations": [int(e) for e in evals], "values": [float(h) for h in hv],
-             "seqs": list(points.seqs)}
+    curve = _curve(*hypervolume_history(points), points)
     if cache is not None:
         cache[study_id] = (key, curve)
     return curve
