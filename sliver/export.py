@@ -159,7 +159,8 @@ def export_subnetwork(
     """
     import torch
 
-    from sliver.measure.latency import export_onnx, ort_session
+    from sliver.measure.latency import export_onnx
+    from sliver.measure.timing import ort_session
 
     supernet = evaluator.supernet
     config = supernet.space.validate(config)

@@ -47,7 +47,7 @@ def test_own_model_from_yaml_trains_searches_and_exports(tmp_path, monkeypatch):
     model = sliver.load_model(tmp_path / "exports" / "small")
     assert type(model).__module__.startswith("torch.fx")
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
-    from sliver.measure.latency import ort_session
+    from sliver.measure.timing import ort_session
 
     session = ort_session((tmp_path / "exports" / "small" / "model.onnx").read_bytes())
     for batch in (1, 16):

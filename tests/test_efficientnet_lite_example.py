@@ -122,7 +122,8 @@ def test_elastified_real_model_sampled_configs_extract_cost_and_export_exactly(l
     from torch.utils.flop_counter import FlopCounterMode
 
     from sliver import elastify
-    from sliver.measure.latency import export_onnx, ort_session
+    from sliver.measure.latency import export_onnx
+    from sliver.measure.timing import ort_session
 
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     net = elastify(lite.efficientnet_lite0(), x[:1]).eval()

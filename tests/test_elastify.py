@@ -15,7 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import byom_models as bm
 from sliver import elastify
 from sliver.elastic.auto import AutoSupernet, ElastifyError
-from sliver.measure.latency import export_onnx, ort_session
+from sliver.measure.latency import export_onnx
+from sliver.measure.timing import ort_session
 
 TINY = ["tiny_resnet18", "tiny_resnet50", "resnext_tiny", "tiny_mobilenet_v2", "tiny_se_resnet", "tiny_densenet",
         "tiny_inception", "kernel_net"]

@@ -73,7 +73,7 @@ def test_export_writes_a_verified_standalone_model(evaluator, tmp_path):
 
 
 def test_exported_onnx_takes_any_batch_size(evaluator, tmp_path):
-    from sliver.measure.latency import ort_session
+    from sliver.measure.timing import ort_session
 
     config = evaluator.space.sample(5)
     result = export_subnetwork(evaluator, config, tmp_path / "pick")
@@ -107,7 +107,7 @@ def test_load_model_errors(tmp_path):
 
 def test_exported_vit_takes_any_batch_size(tmp_path):
     from sliver.elastic.vit import ElasticViT
-    from sliver.measure.latency import ort_session
+    from sliver.measure.timing import ort_session
 
     net = ElasticViT(hidden=16, num_layers=2, num_heads=2, ffn=32, head_choices=[1, 2], ffn_choices=[16, 32]).eval()
     config = net.space.sample(1)

@@ -74,7 +74,8 @@ from sliver.config import ConfigError
 from sliver.measure import timing as timing_mod
 from sliver.measure.evaluator import evaluate
 from sliver.measure.hardware import HardwareTarget
-from sliver.measure.latency import export_onnx, measure_latency, ort_session, time_runs
+from sliver.measure.latency import export_onnx, measure_latency
+from sliver.measure.timing import ort_session, time_runs
 from sliver.measure.model import ModelEvaluator, model_size_bytes, peak_memory_bytes
 from sliver.store import ResultStore
 

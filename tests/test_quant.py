@@ -10,7 +10,7 @@ import torch
 from sliver.data import load_dataset
 from sliver.elastic.mobilenet import ElasticMobileNet
 from sliver.measure.evaluator import evaluate
-from sliver.measure.latency import ort_session
+from sliver.measure.timing import ort_session
 from sliver.quant import (
     QuantError,
     QuantEvaluator,

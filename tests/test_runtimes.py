@@ -13,7 +13,8 @@ from sliver.cli import app
 from sliver.config import ConfigError
 from sliver.errors import UserError
 from sliver.measure.hardware import PRESET_EXAMPLES, HardwareTarget
-from sliver.measure.latency import export_onnx, measure_latency, ort_session, time_runs, torch_latency
+from sliver.measure.latency import export_onnx, measure_latency, torch_latency
+from sliver.measure.timing import ort_session, time_runs
 from sliver.measure.model import ModelEvaluator
 from test_measure_model import FAST, ToySupernet
 
@@ -106,7 +107,7 @@ def test_openvino_latency_is_positive_and_its_fingerprint_its_own(openvino):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_openvino_outputs_equal_onnxruntime_and_pytorch(openvino, seed):
-    from sliver.measure.latency import openvino_model
+    from sliver.measure.timing import openvino_model
 
     net = ToySupernet(seed)
     cfg = net.space.sample(seed)

@@ -10,7 +10,8 @@ import torch
 
 from sliver.elastic.bert import ElasticBert
 from sliver.measure.hardware import HardwareTarget
-from sliver.measure.latency import export_onnx, ort_session
+from sliver.measure.latency import export_onnx
+from sliver.measure.timing import ort_session
 from sliver.measure.model import ModelEvaluator
 
 pytest.importorskip("onnxruntime")

@@ -21,9 +21,7 @@ import torch
 from torch import nn
 
 from sliver.measure.hardware import HardwareTarget
-
-# re-exported: these lived here before the torch-free half moved to timing.py
-from sliver.measure.timing import LatencyResult, openvino_model, ort_session, protocol, time_onnx, time_runs, wall_ns  # noqa: F401
+from sliver.measure.timing import LatencyResult, protocol, time_onnx, time_runs, wall_ns
 
 
 def cuda_ns(fn) -> int:

@@ -236,7 +236,7 @@ class QuantEvaluator:
         """
         from torch.utils.data import DataLoader
 
-        from sliver.measure.latency import ort_session
+        from sliver.measure.timing import ort_session
         from sliver.train.accuracy import subset
 
         arch, _ = split_config(self.supernet, config)
