@@ -271,7 +271,8 @@ class Search:
         """Measure through the executor until the budget is spent; returns why the search stopped.
 
         The strategy is asked for as many configs as there is room for: free
-        slots of the executor and budget neither spent nor in flight. Each result
+        slots of the executor and budget of the study neither spent nor in
+        flight (by any search of it: see :meth:`~sliver.store.ResultStore.spent`). Each result
         is written to the store as it arrives, and the strategy is told every
         result since it was last asked just before it is asked again; so the
         default executor (a batch of slots, measured in turn) works in batches,
@@ -286,7 +287,8 @@ class Search:
             while True:
                 self._sync()
                 outstanding = len(self._jobs) + len(self._waiting) + len(self._queue)
-                room = min(ex.slots - outstanding, self.budget - self.n_eval - len(self._jobs))
+                # the study's budget, less what every search of it has measured or has in flight
+                room = min(ex.slots - outstanding, self.budget - self.store.spent(self._study_id))
                 if (asked or self._told) and (room > 0 or not outstanding):
                     self._tell()
                     idle = idle + asked if self.n_eval == before else 0
@@ -434,16 +436,17 @@ class Search:
         return [n for n in self._measure if n not in found]
 
     def _acquire(self, job: "_Job") -> str:
-        """Claim ``job``'s config: "measure" it, "wait" for the search that holds it, or "settled" (from the
-        store, or not at all: this study has it or has spent its budget)."""
-        if not self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s):
+        """Claim ``job``'s config: "measure" it, "wait" (another search holds it, or the study's budget is all
+        spent or in flight), or "settled" (from the store, or not at all: this study has it)."""
+        if not self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s,
+                                study_id=self._study_id, budget=self.budget):
             return "wait"
         # the holder writes its results before releasing, so a config it finished between our look at
         # the store and our claim is found now, instead of being measured a second time
         job.missing = self._missing(job.key)
-        # and a search of this study that measured it, or spent the budget, shows now
+        # and a search of this study that measured it shows now
         self._sync()
-        if job.missing and job.key not in self._seen and self.n_eval < self.budget:
+        if job.missing and job.key not in self._seen:
             return "measure"
         self.store.release(self._scope, job.key, self._owner)
         if not job.missing:
@@ -488,8 +491,8 @@ class Search:
             if not self._missing(job.key):  # the other search has measured it
                 self._waiting.remove(job)
                 self._stored(job)
-            elif self.n_eval + len(self._jobs) < self.budget:
-                state = self._acquire(job)  # "measure" when the other search died
+            else:
+                state = self._acquire(job)  # "measure" when the other search died (or budget it held came free)
                 if state != "wait":
                     self._waiting.remove(job)
                 if state == "measure":
