@@ -362,8 +362,12 @@ class Search:
         return batch
 
     def _stored_point(self, t, batch: int) -> Point:
-        """A point for a trial of the study read from the store, counted as the study counted it."""
-        p = self._point(t.config, t.config_key, t.values, t.errors, t.origin, batch)
+        """A point for a trial of the study read from the store, the point the search that wrote it reported,
+        counted as it counted it."""
+        # a search stores its cache hit as a "search" trial served from the store, and reports it as a CACHE point
+        origin = Origin.CACHE if t.origin == Origin.SEARCH and t.cached else t.origin
+        p = self._point(t.config, t.config_key, t.values, t.errors, origin, batch)
+        self.n_failed += bool(t.errors)
         if t.origin == Origin.SEARCH and not t.cached:
             self.n_eval += 1  # the budget is the study's: a real evaluation counts whichever search paid for it
         elif t.origin == Origin.FILTERED:
