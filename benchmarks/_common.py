@@ -40,15 +40,20 @@ def fingerprint() -> dict:
     return out
 
 
-def write_result(name: str, figure, target: str, met: bool, table, **extra) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with the fields every benchmark reports."""
+def write_result(name: str, figure, target: str, met: bool, table, argv: list[str] | None = None, **extra) -> Path:
+    """Write ``benchmarks/results/<name>.json`` with the fields every benchmark reports.
+
+    ``argv`` is the command line to record (default ``sys.argv``): a benchmark given a secret, such as a
+    store URL with its password, passes its arguments with the secret hidden.
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
+    argv = list(sys.argv if argv is None else argv)
     record = {
         "name": name,
         "figure": figure,
         "target": target,
         "met": bool(met),
-        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
+        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(argv[0], REPO), *argv[1:]]),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": fingerprint(),
         **extra,

@@ -9,18 +9,21 @@ trials (paid twice). A measurement the kill cut short before its trial was
 written is lost work, not a stored result; the log of every measurement shows
 how many there were ("re-measured after a kill").
 
-Part 2: 4 searches at once on one SQLite file (and on PostgreSQL when
-``SLIVER_TEST_POSTGRES_URL`` is set), all with one seed so they propose the same
-configs: two share a study (budget 100 between them), two have a study each
-(budget 50): 200 evaluations in all. Duplicate measurements (the log), lost
-trials, tracebacks on stderr, and whether each search's printed front is its
-study's front in the store.
+Part 2: 4 searches at once on one store, all with one seed so they propose the
+same configs: two share a study (budget 100 between them), two have a study
+each (budget 50): 200 evaluations in all. Duplicate measurements (the log),
+lost trials, real trials beyond the budgets, tracebacks on stderr, and whether
+each search's printed front is its study's front in the store.
 
-    python benchmarks/store_faults.py [--kills 20] [--budget 24]
+    python benchmarks/store_faults.py [--kills 20] [--budget 24]          # SQLite: results/store_faults.json
+    SLIVER_TEST_POSTGRES_URL=$(bash .ci/postgres start) python benchmarks/store_faults.py
+                                                    # PostgreSQL: results/store_faults_postgresql.json
 
-Each run uses a fresh super-network hash, so a PostgreSQL store's earlier
-results are never cache hits. The evaluator sleeps ``--delay`` seconds per
-measurement (a stand-in for a real one) and needs no data.
+Both parts run on a fresh SQLite file, or on the store at ``--url`` (default
+``$SLIVER_TEST_POSTGRES_URL``), e.g. a PostgreSQL server; its password is
+never printed or recorded. Each run uses a fresh super-network hash, so a
+shared store's earlier results are never cache hits. The evaluator sleeps
+``--delay`` seconds per measurement (a stand-in for a real one) and needs no data.
 """
 
 from __future__ import annotations
@@ -150,9 +153,11 @@ def concurrent(url: str, delay: float, tmp: Path, tag: str) -> dict:
     equal = sum(f == a["fronts"][s] for f, (s, _) in zip(printed, runs))
     tracebacks = sum(e.read_text().count("Traceback") for e in errs)
     a.pop("fronts")
-    a.update(searches=len(runs), budget_in_all=sum(b for _, b in {s: b for s, b in runs}.items()),
+    budget = sum(b for _, b in {s: b for s, b in runs}.items())
+    a.update(searches=len(runs), budget_in_all=budget,
              fronts_equal=equal, tracebacks=tracebacks, return_codes=[p.returncode for p in procs], wall_s=round(wall, 1),
-             met=a["measured_twice"] == a["lost"] == a["paid_twice"] == tracebacks == 0 and equal == len(runs))
+             met=a["measured_twice"] == a["lost"] == a["paid_twice"] == tracebacks == 0 and equal == len(runs)
+             and a["real_trials"] == budget)
     return a
 
 
@@ -162,26 +167,38 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=24)
     ap.add_argument("--delay", type=float, default=0.05, help="seconds per synthetic measurement")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--url", default=os.environ.get("SLIVER_TEST_POSTGRES_URL"),
+                    help="the store to run on, e.g. a PostgreSQL server (default: $SLIVER_TEST_POSTGRES_URL, "
+                         "else a fresh SQLite file)")
     args = ap.parse_args()
+    from sqlalchemy.engine import make_url
+
+    from sliver.store import hide_password
+
     rng = random.Random(args.seed)
-    table = {}
+    backend = make_url(args.url).get_backend_name() if args.url else "sqlite"
+    shown = hide_password(args.url) if args.url else "a temporary SQLite file"
+    print(f"store: {shown}")
+    table: dict = {"store": shown}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        table["kills_sqlite"] = kills(f"sqlite:///{tmp / 'kills.db'}", args.kills, args.budget, args.delay, tmp, rng)
-        table["concurrent_sqlite"] = concurrent(f"sqlite:///{tmp / 'shared.db'}", args.delay, tmp, "sqlite")
-        if os.environ.get("SLIVER_TEST_POSTGRES_URL"):
-            table["concurrent_postgres"] = concurrent(os.environ["SLIVER_TEST_POSTGRES_URL"], args.delay, tmp, "postgres")
-    for name, row in table.items():
-        print(name, json.dumps(row))
-    k, c = table["kills_sqlite"], table["concurrent_sqlite"]
-    met = all(row["met"] for row in table.values())
-    figure = (f"{k['kills']} kills: measured {k['measured_configs']} = trials {k['real_trials']} = budget {k['budget']}, "
-              f"{k['lost']} lost, {k['paid_twice']} paid twice ({k['measured_twice']} re-measured after a kill); "
-              f"4 concurrent searches, {c['real_trials']} evaluations: {c['measured_twice']} duplicate measurements, "
-              f"{c['lost']} lost, {c['tracebacks']} tracebacks, fronts {c['fronts_equal']}/4 equal the store's"
-              + ("" if "concurrent_postgres" not in table else f"; PostgreSQL met: {table['concurrent_postgres']['met']}"))
-    write_result("store_faults", figure, "0 lost, 0 paid twice, 0 duplicates, 0 tracebacks, fronts equal", met, table)
+        table["kills"] = kills(args.url or f"sqlite:///{tmp / 'kills.db'}", args.kills, args.budget, args.delay, tmp, rng)
+        table["concurrent"] = concurrent(args.url or f"sqlite:///{tmp / 'shared.db'}", args.delay, tmp, backend)
+    for name in ("kills", "concurrent"):
+        print(name, json.dumps(table[name]))
+    k, c = table["kills"], table["concurrent"]
+    met = k["met"] and c["met"]
+    figure = (f"{backend}: {k['kills']} kills: measured {k['measured_configs']} = trials {k['real_trials']} = budget "
+              f"{k['budget']}, {k['lost']} lost, {k['paid_twice']} paid twice ({k['measured_twice']} re-measured after a "
+              f"kill); 4 concurrent searches, budgets of {c['budget_in_all']} in all: {c['real_trials']} evaluations, "
+              f"{c['measured_twice']} duplicate measurements, {c['lost']} lost, {c['tracebacks']} tracebacks, "
+              f"fronts {c['fronts_equal']}/4 equal the store's")
+    argv = [a.replace(args.url, hide_password(args.url)) if args.url else a for a in sys.argv]
+    name = "store_faults" if backend == "sqlite" else f"store_faults_{backend}"
+    target = "0 lost, 0 paid twice, 0 duplicates, evaluations = budgets, 0 tracebacks, fronts equal"
+    path = write_result(name, figure, target, met, table, argv=argv)
     print(figure)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
