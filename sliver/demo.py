@@ -141,7 +141,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     search_yaml = _write_once(out / "search.yaml", search_config(recipe, checkpoint, db))
     cfg = load(SearchConfig, search_yaml)
     search, store = build_search(cfg, progress=progress,
-                                 log=(lambda line: console.print(line, highlight=False)) if progress else None)
+                                 log=(lambda line: console.print(line, highlight=False)) if progress else None,
+                                 path=search_yaml)
     result = search.run()
     print_front(result, cfg, console)
     timings["search_s"] = time.perf_counter() - t0
