@@ -334,6 +334,12 @@ def test_live_pages_in_a_headless_browser(tmp_path, screenshots):
             assert shapes[0]["y1"] > 9 and shapes[0]["name"] == "violates latency_ms <= 9"
             assert page.locator("#pareto .shapelayer path").count() >= 1
             assert "violates latency_ms <= 9" in page.text_content("#pareto .legend")
+            # a bound past every point (a cheap constraint: the search never measured beyond it) is still shown;
+            # one farther away than the points' own spread is not (it would squash them)
+            bands = page.evaluate("""() => [12, 100].map(bound => constraintShapes(
+                {points: [1, 5, 10].map(v => ({values: {m: v}})), constraints: [{metric: 'm', op: '<=', bound, text: ''}]},
+                {name: 'm'}, 'x').map(s => [s.x0, s.x1]))""")
+            assert bands[0] == [[12, pytest.approx(13.1)]] and bands[1] == []
 
             # an export recorded now (as `sliver export` records it) is marked without a reload
             points = study_points(store, study)

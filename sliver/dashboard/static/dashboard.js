@@ -66,17 +66,18 @@ function hoverText(p, objectives) {
 }
 
 // The violated side of each constraint on objective `o` shown on `axis` ("x" or "y"): a shaded band from the
-// bound to just past the farthest point there (so the axes are not stretched to infinity); none when no point
-// can lie on that side.
+// bound to a little past the points, so the bound shows even when no point lies beyond it (a search never
+// measures what a cheap constraint rules out). A bound farther from the points than their own spread is left
+// out: drawing it would squash them into a corner.
 function constraintShapes(d, o, axis) {
   const values = d.points.map(p => p.values[o.name]).filter(v => v !== null && v !== undefined);
   if (!values.length) return [];
-  const lo = Math.min(...values), hi = Math.max(...values);
-  const pad = 0.05 * ((hi - lo) || Math.abs(hi) || 1);
+  const lo = Math.min(...values), hi = Math.max(...values), spread = (hi - lo) || Math.abs(hi) || 1;
   const other = axis === "x" ? "y" : "x";
   return (d.constraints || []).filter(c => c.metric === o.name).flatMap(c => {
-    const [from, to] = c.op === "<=" ? [Math.max(c.bound, lo - pad), hi + pad] : [lo - pad, Math.min(c.bound, hi + pad)];
-    if (from >= to) return [];
+    if (c.bound < lo - spread || c.bound > hi + spread) return [];
+    const pad = 0.1 * (Math.max(hi, c.bound) - Math.min(lo, c.bound) || spread);
+    const [from, to] = c.op === "<=" ? [c.bound, Math.max(hi, c.bound) + pad] : [Math.min(lo, c.bound) - pad, c.bound];
     return [{
       type: "rect", layer: "below", [axis + "ref"]: axis, [axis + "0"]: from, [axis + "1"]: to,
       [other + "ref"]: "paper", [other + "0"]: 0, [other + "1"]: 1,
@@ -233,7 +234,8 @@ function sliverStudyPage(name) {
     document.getElementById("pinned-seq").textContent = String(p.seq);
     document.getElementById("pinned-values").innerHTML = d.objectives
       .map(o => `<tr><th>${esc(o.label)}</th><td>${esc(fmt(p.values[o.name]))}</td></tr>`).join("");
-    document.getElementById("pinned-config").textContent = JSON.stringify(p.config, null, 1);
+    document.getElementById("pinned-config").textContent =
+      Object.entries(p.config).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n");
     const exported = Object.entries(d.picks).filter(([, i]) => i !== null && d.points[i] === p).map(([label]) => label);
     document.getElementById("pinned-exported").textContent = exported.length ? `exported as ${exported.join(", ")}` : "";
     document.getElementById("export-note").textContent = d.export_note || "";
