@@ -29,7 +29,7 @@ import numpy as np
 from sliver.core import Constraint, Objective
 from sliver.errors import UserError, one_line
 from sliver.search.hv import nondominated
-from sliver.space import Config
+from sliver.space import Config, SearchSpace
 
 TORCH_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
@@ -69,6 +69,7 @@ def pick(
     points: Sequence[tuple[Config, dict[str, float]]],
     objectives: Sequence[Objective],
     rule: str,
+    space: SearchSpace | None = None,
 ) -> Choice:
     """Choose one measured point by a rule.
 
@@ -78,11 +79,17 @@ def pick(
       objective to [0, 1] over the front (a balanced compromise);
     - ``"<constraints> max|min <metric>"``, e.g. ``"latency_ms<=2 max accuracy"``
       or ``"accuracy>=98, params<=1e5 min latency_ms"`` (constraints comma-separated,
-      optional): the best point by ``metric`` among those meeting every constraint.
+      optional): the best point by ``metric`` among those meeting every constraint;
+    - a config as JSON, e.g. ``'{"k": [3, 5], "w": 1}'``: exactly that sub-network,
+      checked against ``space`` (which this rule needs), with its stored values
+      when it is among ``points`` (none otherwise). The dashboard's export
+      command uses this rule, so it selects the pinned point and no other.
 
     Raises :class:`ExportError` listing the front's ranges when nothing matches.
     """
     rule = rule.strip()
+    if rule.startswith("{"):
+        return _pick_config(points, rule, space)
     if not points:
         raise ExportError("there are no measured sub-networks to pick from")
     front = front_points(points, objectives)
@@ -113,6 +120,19 @@ def pick(
     # ties broken by the other objectives' sum, so equal-accuracy points prefer the cheaper one
     best = min(ok, key=lambda i: (sign * points[i][1][metric], _tiebreak(points[i][1], objectives, metric)))
     return Choice(points[best][0], points[best][1], rule)
+
+
+def _pick_config(points: Sequence[tuple[Config, dict[str, float]]], rule: str, space: SearchSpace | None) -> Choice:
+    if space is None:
+        raise ValueError("pick: a config as the rule needs the search space to check it against (pass space=)")
+    try:
+        config = space.validate(json.loads(rule))
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"pick rule {rule!r}: not valid JSON ({exc.msg}); write a config as JSON, "
+                          "e.g. '{\"w\": 2}', or a rule such as 'latency_ms<=2 max accuracy'") from None
+    key = space.key(config)
+    stored = next((v for c, v in points if space.key(c) == key), {})
+    return Choice(config, dict(stored), "explicit config")
 
 
 def _tiebreak(values: dict[str, float], objectives: Sequence[Objective], metric: str) -> float:

@@ -242,10 +242,14 @@ class SearchConfig(StrictModel):
                              "for a super-network use latency_model.lut")
 
 
-def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], None] | None = None):
+def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], None] | None = None,
+                 path: str | Path | None = None):
     """The :class:`~sliver.search.Search` a validated config describes (and its store, or None).
 
     ``log`` receives the line that says which latency model stands in (when the config has one).
+    ``path``, the YAML file ``cfg`` was read from, is recorded with the study
+    (absolute, as ``search_yaml``, with the problem kind as ``problem``), so the
+    dashboard's export command names the file that ``sliver export`` needs.
     """
     from sliver.search import Search
 
@@ -291,5 +295,6 @@ def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str],
         progress=progress, strategy_options=options,
         executor=cfg.executor.kind if cfg.executor else None, executor_options=cfg.executor.options() if cfg.executor else None,
         evaluator_factory=factory,
+        study_settings={"problem": cfg.problem.kind, **({"search_yaml": str(Path(path).resolve())} if path else {})},
     )
     return search, store
