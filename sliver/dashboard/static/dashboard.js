@@ -316,7 +316,7 @@ function sliverStudyPage(name) {
 }
 
 // ------------------------------------------------------------------ training page
-const ACCURACY_NAMES = {acc_max: "largest", acc_mid: "middle", acc_min: "smallest"};
+const SIZE_NAMES = {max: "largest", mid: "middle", min: "smallest"};
 
 function sliverTrainingPage(name) {
   function line(records, key, label) {
@@ -335,10 +335,14 @@ function sliverTrainingPage(name) {
 
   poll(`/api/training/${encodeURIComponent(name)}`, d => {
     const records = d.records;
-    const accKeys = [...new Set(records.flatMap(r => Object.keys(r).filter(k => k.startsWith("acc_"))))];
+    // a classifier's run records accuracy (acc_*), a language model's perplexity (ppl_*)
+    const lm = records.some(r => Object.keys(r).some(k => k.startsWith("ppl_")));
+    const prefix = lm ? "ppl_" : "acc_";
+    const keys = [...new Set(records.flatMap(r => Object.keys(r).filter(k => k.startsWith(prefix))))];
     chart("loss", [line(records, "loss", "loss")], "training loss", "loss");
-    chart("accuracy", accKeys.map(k => line(records, k, ACCURACY_NAMES[k] || k)),
-          "validation accuracy of the largest / middle / smallest sub-networks", "accuracy (%)");
+    chart("accuracy", keys.map(k => line(records, k, SIZE_NAMES[k.slice(4)] || k)),
+          `validation ${lm ? "perplexity" : "accuracy"} of the largest / middle / smallest sub-networks`,
+          lm ? "perplexity" : "accuracy (%)");
     chart("lr", [line(records, "lr", "learning rate")], "learning rate", "lr");
     const last = records[records.length - 1];
     document.getElementById("summary").textContent = last
