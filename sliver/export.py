@@ -12,7 +12,9 @@ An export folder holds:
 :func:`export_subnetwork` refuses to write a model that does not reproduce the
 super-network: PyTorch outputs must match to 1e-5, ONNX to 1e-4 (at batch 1
 and at a larger batch: the ONNX batch axis is dynamic, and so is the sequence
-axis of text models), and the re-measured accuracy must match the stored one.
+axis of text models), and the re-measured accuracy (a language model's
+perplexity) must match the stored one. :mod:`sliver.export_hf` writes a
+language model as a Hugging Face model folder instead.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ TORCH_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
 #: accuracy is re-measured with the same seeded procedure, so it must agree to rounding
 ACCURACY_TOLERANCE = 1e-6
+#: perplexity, relative: the exp of a float sum over many tokens, re-measured on the same rows, agrees to rounding
+PERPLEXITY_TOLERANCE = 1e-5
 
 
 class ExportError(UserError):
@@ -187,19 +191,21 @@ def export_subnetwork(
     stored = dict(stored or {})
     checks: dict[str, float] = {}
 
-    # re-measure accuracy (this also recalibrates BN for the config, as the stored run did)
+    # re-measure the quality metric: accuracy (this also recalibrates BN for the config, as the stored run did),
+    # or a language model's perplexity
     if evaluator.data is not None:
-        measured = evaluator.measure(config, ["accuracy"])
-        if "accuracy" in measured.errors:
-            raise ExportError(f"could not re-measure accuracy: {measured.errors['accuracy']}")
-        remeasured = measured.values["accuracy"]
-        checks["accuracy"] = float(remeasured)
-        if "accuracy" in stored and abs(stored["accuracy"] - remeasured) > ACCURACY_TOLERANCE:
+        quality = getattr(evaluator, "quality", "accuracy")
+        measured = evaluator.measure(config, [quality])
+        if quality in measured.errors:
+            raise ExportError(f"could not re-measure {quality}: {measured.errors[quality]}")
+        remeasured = float(measured.values[quality])
+        checks[quality] = remeasured
+        if quality in stored and not _agrees(quality, stored[quality], remeasured):
             raise ExportError(
-                f"re-measured accuracy {remeasured:.4f} differs from the stored {stored['accuracy']:.4f}: "
+                f"re-measured {quality} {remeasured:.4f} differs from the stored {stored[quality]:.4f}: "
                 "the checkpoint or data changed since the search"
             )
-        stored.setdefault("accuracy", float(remeasured))
+        stored.setdefault(quality, remeasured)
 
     supernet.eval()
     supernet.activate(config)
@@ -251,6 +257,12 @@ def export_subnetwork(
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "card.md").write_text(_card_markdown(card))
     return ExportResult(out, config, stored, checks)
+
+
+def _agrees(quality: str, stored: float, remeasured: float) -> bool:
+    if quality == "perplexity":
+        return abs(stored - remeasured) <= PERPLEXITY_TOLERANCE * abs(stored)
+    return abs(stored - remeasured) <= ACCURACY_TOLERANCE
 
 
 def _calibration_batch(evaluator: Any, config: Config, n: int):
