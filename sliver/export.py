@@ -191,21 +191,8 @@ def export_subnetwork(
     stored = dict(stored or {})
     checks: dict[str, float] = {}
 
-    # re-measure the quality metric: accuracy (this also recalibrates BN for the config, as the stored run did),
-    # or a language model's perplexity
     if evaluator.data is not None:
-        quality = getattr(evaluator, "quality", "accuracy")
-        measured = evaluator.measure(config, [quality])
-        if quality in measured.errors:
-            raise ExportError(f"could not re-measure {quality}: {measured.errors[quality]}")
-        remeasured = float(measured.values[quality])
-        checks[quality] = remeasured
-        if quality in stored and not _agrees(quality, stored[quality], remeasured):
-            raise ExportError(
-                f"re-measured {quality} {remeasured:.4f} differs from the stored {stored[quality]:.4f}: "
-                "the checkpoint or data changed since the search"
-            )
-        stored.setdefault(quality, remeasured)
+        stored.setdefault(evaluator.quality, remeasure_quality(evaluator, config, stored, checks))
 
     supernet.eval()
     supernet.activate(config)
@@ -257,6 +244,22 @@ def export_subnetwork(
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "card.md").write_text(_card_markdown(card))
     return ExportResult(out, config, stored, checks)
+
+
+def remeasure_quality(evaluator: Any, config: Config, stored: dict[str, float], checks: dict[str, float]) -> float:
+    """Re-measure the evaluator's quality metric of ``config`` (accuracy, which also recalibrates BN as the stored
+    run did, or a language model's perplexity), record it in ``checks`` and return it; an :class:`ExportError`
+    if it differs from the ``stored`` value (the checkpoint or data changed since the search)."""
+    quality = evaluator.quality
+    measured = evaluator.measure(config, [quality])
+    if quality in measured.errors:
+        raise ExportError(f"could not re-measure {quality}: {measured.errors[quality]}")
+    remeasured = float(measured.values[quality])
+    checks[quality] = remeasured
+    if quality in stored and not _agrees(quality, stored[quality], remeasured):
+        raise ExportError(f"re-measured {quality} {remeasured:.4f} differs from the stored {stored[quality]:.4f}: "
+                          "the checkpoint or data changed since the search")
+    return remeasured
 
 
 def _agrees(quality: str, stored: float, remeasured: float) -> bool:

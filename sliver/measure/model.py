@@ -94,6 +94,8 @@ class ModelEvaluator:
         self._recalibrate = recalibrate
         #: how many times each objective was really measured, failures included (cache hits do not count)
         self.runs: Counter[str] = Counter()
+        #: what :meth:`from_checkpoint` read besides the weights (path, hash, training YAML, data spec), else None
+        self.checkpoint: dict[str, Any] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, target: HardwareTarget | str = "cpu-torch-b1",
@@ -107,7 +109,9 @@ class ModelEvaluator:
             data = checkpoint_data(info)
             if data is None and objectives is not None:
                 raise UserError(f"checkpoint {path} records no data set; pass data= to measure {quality}")
-        return cls(supernet, target, objectives, data=data, supernet_hash=info.get("hash"), **kwargs)
+        evaluator = cls(supernet, target, objectives, data=data, supernet_hash=info.get("hash"), **kwargs)
+        evaluator.checkpoint = info
+        return evaluator
 
     # ------------------------------------------------------------------ protocol
     def fingerprint_for(self, objective: str) -> str:
