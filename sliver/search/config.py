@@ -35,6 +35,7 @@ class SupernetProblem(StrictModel):
     kind: Literal["supernet"]
     checkpoint: str
     target: str = "cpu-torch-b1"
+    #: the seeded fraction of the validation split that accuracy (a language model's perplexity) is measured on
     accuracy_subset: float | None = Field(None, gt=0, le=1)
     #: ``{search: true}`` searches the per-layer int8/fp32 policy with the architecture (SimQ-NAS)
     quantization: QuantizationSection | None = None
