@@ -4,6 +4,7 @@ verified export of a Llama sub-network."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -89,7 +90,8 @@ def test_decode_step_repeats_the_same_position():
 
 
 # --- ModelEvaluator ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("runtime", ["cpu-torch-b1", "cpu-ort-b1", "cpu-torch-b2"])
+@pytest.mark.parametrize("runtime", ["cpu-torch-b1", "cpu-ort-b1", "cpu-torch-b2", pytest.param("cpu-ov-b1", marks=pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"))])
 def test_evaluator_measures_every_language_model_objective(net, runtime):
     data = lm_bundle()
     names = ["perplexity", "prefill_ms", "decode_ms", "params", "params_no_embed", "kv_bytes_per_token", "macs"]
