@@ -60,6 +60,12 @@ def is_language_model(supernet: nn.Module) -> bool:
     return isinstance(supernet, ElasticLlama)
 
 
+def quality_objective(supernet: nn.Module) -> str:
+    """The objective that says how good a sub-network is, measured on the data set: ``perplexity`` for a
+    language model, ``accuracy`` for the rest (what an export re-measures)."""
+    return "perplexity" if is_language_model(supernet) else "accuracy"
+
+
 def check_objectives(supernet: nn.Module, names: Sequence[str]) -> None:
     """A one-line :class:`UserError` for an objective the super-network's kind cannot have."""
     if is_language_model(supernet):

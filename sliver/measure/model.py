@@ -71,7 +71,7 @@ class ModelEvaluator:
     ) -> None:
         self.supernet = supernet.eval()
         self.target = HardwareTarget.parse(target)
-        self.quality = "perplexity" if language.is_language_model(supernet) else "accuracy"
+        self.quality = language.quality_objective(supernet)
         defaults = language.DEFAULT_LM_OBJECTIVES if self.quality == "perplexity" else DEFAULT_OBJECTIVES
         names = list(objectives) if objectives is not None else [
             n for n in defaults if n != self.quality or data is not None
@@ -104,7 +104,7 @@ class ModelEvaluator:
         from sliver.train.checkpoint import checkpoint_data, load_supernet
 
         supernet, info = load_supernet(path)
-        quality = "perplexity" if language.is_language_model(supernet) else "accuracy"
+        quality = language.quality_objective(supernet)
         if data is None and (objectives is None or quality in objectives):
             data = checkpoint_data(info)
             if data is None and objectives is not None:
