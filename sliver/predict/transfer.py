@@ -124,24 +124,25 @@ class DeviceTransfer:
         self.devices = list(devices) if devices is not None else [f"column {j}" for j in range(source.shape[1])]
         if len(self.devices) != source.shape[1]:
             raise ValueError(f"devices: {len(self.devices)} names for {source.shape[1]} source columns")
-        log = log_latency(source)
-        self._prior = log.mean(1)
-        views = [log]
+        self._n_devices = source.shape[1]
+        self._floor = latency_floor(source)
+        self._prior = np.log(np.maximum(source, self._floor)).mean(1)
+        self._additive = None
         if features is not None:
             features = np.asarray(features, dtype=np.float64)
             if features.ndim != 2 or features.shape[0] != source.shape[0]:
                 raise ValueError(f"features: expected one row per architecture ({source.shape[0]}), got shape {features.shape}")
             from sklearn.linear_model import Ridge
 
-            # reshaped: for a single source device, scikit-learn returns a flat vector
-            additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source).predict(features).reshape(source.shape)
-            views.append(np.log(np.maximum(additive, _FLOOR_OF_MEDIAN * np.median(source, axis=0))))
-        z = np.concatenate(views, axis=1)
-        std = z.std(0)
-        std[std == 0] = 1.0  # a constant device column carries no ranking information
-        self._z = (z - z.mean(0)) / std
-        self._n_devices = source.shape[1]
+            self._additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source)
+            self._additive_floor = _FLOOR_OF_MEDIAN * np.median(source, axis=0)
+        z = self._views(source, features)
+        # kept, so that an architecture outside the table is standardised as the table was (predict_new)
+        self._z_mean, self._z_std = z.mean(0), z.std(0)
+        self._z_std[self._z_std == 0] = 1.0  # a constant device column carries no ranking information
+        self._z = (z - self._z_mean) / self._z_std
         self._fitted: np.ndarray | None = None
+        self._state: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
         self._shift = 0.0
         self._noise = float("nan")
         self._nearest = ""
@@ -153,6 +154,15 @@ class DeviceTransfer:
     @property
     def n_architectures(self) -> int:
         return self._z.shape[0]
+
+    def _views(self, source: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """The log-latency view of rows of source latencies, and their additive view when the table has features."""
+        views = [np.log(np.maximum(source, self._floor))]
+        if self._additive is not None:
+            # reshaped: for a single source device, scikit-learn returns a flat vector
+            additive = self._additive.predict(features).reshape(len(source), self._n_devices)
+            views.append(np.log(np.maximum(additive, self._additive_floor)))
+        return np.concatenate(views, axis=1)
 
     def suggest(self, k: int, measured: np.ndarray | Sequence[int] = (), candidates: np.ndarray | list[int] | None = None) -> np.ndarray:
         """Rows of ``k`` architectures to measure on the new device next, most informative first.
@@ -245,7 +255,8 @@ class DeviceTransfer:
         w /= w.sum()
         mean = z @ w
         feats = (z - mean[:, None]) * np.sqrt(w)
-        feats /= np.sqrt(np.mean(np.sum(feats ** 2, axis=1))) or 1.0  # prior variance 1 per architecture, on average
+        norm = float(np.sqrt(np.mean(np.sum(feats ** 2, axis=1)))) or 1.0  # prior variance 1 per architecture, on average
+        feats /= norm
         top = list(dict.fromkeys(int(j) % self._n_devices for j in np.argsort(-w)))[:3]
         self._nearest = ", ".join(str(self.devices[j]) for j in top)
         # whiten by the per-sample noise: K = Fk Fk^T + noise * diag(spread) becomes Fk Fk^T + noise I
@@ -283,12 +294,20 @@ class DeviceTransfer:
         KA = (A - FI @ FA) / noise
         p_diag = np.maximum(kinv_diag - np.sum((KA @ np.linalg.pinv(A.T @ KA)) * KA, axis=1), 1e-300)
         py = (resid - Fk @ coef) / noise
-        fitted = beta[0] + beta[1] * mean + feats @ coef
+        self._state = (w, norm, beta, coef)
+        fitted = self._posterior_at(z)
         loo = py / p_diag * np.sqrt(spread)  # back from the whitened scale to log-latency
         if dof < 3:  # too few samples to judge any of them
             return fitted, np.zeros(k), loo
         scale_without = np.maximum(quad - py ** 2 / p_diag, 1e-12 * quad) / (dof - 1)
         return fitted, py / np.sqrt(p_diag * scale_without), loo
+
+    def _posterior_at(self, z: np.ndarray) -> np.ndarray:
+        """The fitted posterior mean of the new device's log-latency at standardised source rows ``z``."""
+        assert self._state is not None
+        w, norm, beta, coef = self._state
+        mean = z @ w
+        return beta[0] + beta[1] * mean + ((z - mean[:, None]) * np.sqrt(w) / norm) @ coef
 
     @property
     def loo_error_pct(self) -> float | None:
@@ -305,6 +324,26 @@ class DeviceTransfer:
         if self._fitted is None:
             return np.exp(self._prior + self._shift)
         return np.exp(self._fitted)
+
+    def predict_new(self, source: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Predicted latency (ms) on the new device of architectures outside the table.
+
+        ``source``: their latencies (ms) on the source devices, one row each, the
+        columns as in the table; ``features``: their feature rows, when the table
+        was built with features. The fit (weights, level, scale, posterior) is the
+        one :meth:`fit` made; the rows only have to be described as the table's are.
+        """
+        source = np.asarray(source, dtype=np.float64)
+        if source.ndim != 2 or source.shape[1] != self._n_devices:
+            raise ValueError(f"source: expected one column per source device ({self._n_devices}), got shape {source.shape}")
+        if (features is None) != (self._additive is None):
+            raise ValueError("features: give them exactly when the table was built with features")
+        if features is not None:
+            features = np.asarray(features, dtype=np.float64).reshape(len(source), -1)
+        if self._fitted is None:
+            return np.exp(np.log(np.maximum(source, self._floor)).mean(1) + self._shift)
+        z = (self._views(source, features) - self._z_mean) / self._z_std
+        return np.exp(self._posterior_at(z))
 
     def describe(self) -> str:
         """One line saying which model made the predictions."""
@@ -418,8 +457,13 @@ def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]
     return cols
 
 
-def log_latency(latency_ms: np.ndarray) -> np.ndarray:
-    """Log latency, each device's column floored at a share of its median first (near-zero timings of degenerate cells must not dominate the log scale)."""
+def latency_floor(latency_ms: np.ndarray) -> np.ndarray:
+    """Per device column, the latency below which a timing is raised before the log: a share of the column's median
+    (near-zero timings of degenerate cells must not dominate the log scale)."""
     floor = _FLOOR_OF_MEDIAN * np.median(latency_ms, axis=0)
-    floor = np.where(floor > 0, floor, latency_ms[latency_ms > 0].min())
-    return np.log(np.maximum(latency_ms, floor))
+    return np.where(floor > 0, floor, latency_ms[latency_ms > 0].min())
+
+
+def log_latency(latency_ms: np.ndarray) -> np.ndarray:
+    """Log latency, each device's column floored first (see :func:`latency_floor`)."""
+    return np.log(np.maximum(latency_ms, latency_floor(latency_ms)))
