@@ -178,3 +178,22 @@ def test_remote_latencies_rank_like_local_ones(worker):
     # loose on purpose: this machine is shared; the benchmark asks tau >= 0.9 on a quiet one
     assert kendalltau(remote_ms, local_ms).statistic > 0.5, (remote_ms, local_ms)
     assert np.all(np.isfinite(remote_ms))
+
+
+def test_quantised_models_are_timed_on_the_worker_only_under_the_study_fingerprint(worker, tmp_path):
+    from sliver.data import load_dataset
+    from sliver.elastic.mobilenet import ElasticMobileNet
+    from sliver.quant import QuantEvaluator
+
+    torch.manual_seed(0)
+    net = ElasticMobileNet.from_preset("tiny")
+    evaluator = QuantEvaluator(net, load_dataset("digits", seed=0), target=remote_target(worker), objectives=["latency_ms"],
+                               calib_samples=32, workdir=tmp_path)
+    config = evaluator.space.sample(0)
+    ok = evaluator.measure(config, ["latency_ms"])
+    assert ok.values["latency_ms"] > 0, ok.errors
+    assert ok.stats["latency_ms"]["fingerprint"] == evaluator.fingerprint  # timed by the worker
+    evaluator.fingerprint = "0" * 16  # a study begun on another machine
+    refused = evaluator.measure(config, ["latency_ms"])
+    assert "latency_ms" not in refused.values
+    assert "not the study's 0000000000000000" in str(refused.errors["latency_ms"])
