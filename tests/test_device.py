@@ -235,3 +235,11 @@ def test_quantised_models_are_timed_on_the_worker_only_under_the_study_fingerpri
     refused = evaluator.measure(config, ["latency_ms"])
     assert "latency_ms" not in refused.values
     assert "not the study's 0000000000000000" in str(refused.errors["latency_ms"])
+
+
+def test_readme_installs_exactly_the_device_extras():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    lines = (ROOT / "README.md").read_text().splitlines()
+    # the packages of each pinned `pip install a==1 b==2  # comment` line
+    pinned = {tuple(line.split("#")[0].split()[2:]) for line in lines if line.startswith("pip install ") and "==" in line}
+    assert tuple(extras["device"]) in pinned and tuple(extras["openvino"]) in pinned, pinned

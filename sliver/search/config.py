@@ -196,6 +196,15 @@ def transfer_latency_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
                       f"before the search: {stand_in.describe()}")
 
 
+def cost_features(supernet, configs: list):
+    """Feature rows of sub-networks for latency models: the one-hot genes, then the exact MACs and parameters
+    (resolution and width scale every layer's time, which one-hot genes alone say only through many samples)."""
+    import numpy as np
+
+    costs = [supernet.costs(c) for c in configs]
+    return np.c_[supernet.space.features(configs), [[c["macs"], c["params"]] for c in costs]]
+
+
 def runtime_transfer_model(spec: TransferStandIn, evaluator, store=None, seed: int = 0,
                            log: Callable[[str], None] | None = None) -> tuple[Any, str]:
     """Few-shot transfer from the runtimes in ``spec.sources`` to ``evaluator``'s target, and a line saying so.
@@ -248,14 +257,8 @@ def runtime_transfer_model(spec: TransferStandIn, evaluator, store=None, seed: i
     samples = []
     if store is not None:
         samples = [(c, v["latency_ms"]) for c, v in store.compatible_results(h, {"latency_ms": evaluator.fingerprint})]
-
-    def features(batch: list) -> np.ndarray:
-        # one-hot genes and the exact MACs and parameters: resolution and width scale every layer's time
-        costs = [supernet.costs(c) for c in batch]
-        return np.c_[space.features(batch), [[c["macs"], c["params"]] for c in costs]]
-
     model = RuntimeTransfer(space, list(configs.values()), np.array(list(latency.values())), spec.sources,
-                            features=features, samples=samples, seed=seed)
+                            features=partial(cost_features, supernet), samples=samples, seed=seed)
     return model, (f"latency model: transfer to {evaluator.target.name}, refitted on every latency the search measures; "
                    f"before the search: {model.describe()}")
 
