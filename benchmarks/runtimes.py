@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -57,7 +56,7 @@ from sliver.elastic.mobilenet import ElasticMobileNet  # noqa: E402
 from sliver.measure.hardware import HardwareTarget  # noqa: E402
 from sliver.measure.latency import export_onnx, onnx_latency, torch_latency  # noqa: E402
 from sliver.predict.latency import LatencyPredictor  # noqa: E402
-from sliver.predict.transfer import DeviceTransfer, RuntimeTransfer  # noqa: E402
+from sliver.predict.transfer import MIN_SOURCE_NETWORKS, DeviceTransfer, RuntimeTransfer  # noqa: E402
 from sliver.search.config import cost_features  # noqa: E402
 from sliver.search.hv import nondominated  # noqa: E402
 
@@ -243,7 +242,11 @@ def main() -> None:
         fronts = {}
         for t in threads:
             fronts.update(front_change(macs, lat, [target_name(r, t) for r in RUNTIMES]))
-        transfer = transfer_figures(net, configs, lat, ks, args.draws, args.seed) if 1 in threads and len(threads) > 1 else []
+        transfer = []
+        if 1 in threads and len(threads) > 1 and args.n >= MIN_SOURCE_NETWORKS:
+            transfer = transfer_figures(net, configs, lat, ks, args.draws, args.seed)
+        else:
+            print(f"{name}: no transfer figure (needs --threads 1,2 and --n >= {MIN_SOURCE_NETWORKS})")
         report[name] = {
             "median_cv": cv, "kendall_tau": taus, "front_dominated_share": fronts, "transfer": transfer,
             "tau_macs": {t: float(kendalltau(macs, lat[t]).statistic) for t in lat},

@@ -221,11 +221,12 @@ def runtime_transfer_model(spec: TransferStandIn, evaluator, store=None, seed: i
     from sliver.predict.transfer import RuntimeTransfer
 
     space, supernet, h = evaluator.space, evaluator.supernet, evaluator.supernet_hash
+    names = spec.sources or []  # SearchConfig's check requires them for a supernet problem
     try:
-        sources = [ModelEvaluator(supernet, name, ["latency_ms"], supernet_hash=h) for name in spec.sources]
+        sources = [ModelEvaluator(supernet, name, ["latency_ms"], supernet_hash=h) for name in names]
     except UserError as exc:  # a target name that is no preset or file
         raise UserError(f"latency_model.transfer.sources: {exc}") from None
-    for name, source in zip(spec.sources, sources):
+    for name, source in zip(names, sources):
         reason = source.target.unavailable_reason()
         if reason:
             raise UserError(f"latency_model.transfer.sources: '{name}': {reason}")
@@ -242,7 +243,7 @@ def runtime_transfer_model(spec: TransferStandIn, evaluator, store=None, seed: i
     rng = np.random.default_rng(seed)
     todo = spec.networks - len(configs)
     if todo and log is not None:
-        log(f"latency model: measuring {todo} sub-networks on {', '.join(spec.sources)} for the transfer "
+        log(f"latency model: measuring {todo} sub-networks on {', '.join(names)} for the transfer "
             f"({len(configs)} found in the store)")
     for _ in range(20 * spec.networks):  # a bound: a small space runs out of new networks
         if len(configs) >= spec.networks:
@@ -257,7 +258,7 @@ def runtime_transfer_model(spec: TransferStandIn, evaluator, store=None, seed: i
     samples = []
     if store is not None:
         samples = [(c, v["latency_ms"]) for c, v in store.compatible_results(h, {"latency_ms": evaluator.fingerprint})]
-    model = RuntimeTransfer(space, list(configs.values()), np.array(list(latency.values())), spec.sources,
+    model = RuntimeTransfer(space, list(configs.values()), np.array(list(latency.values())), names,
                             features=partial(cost_features, supernet), samples=samples, seed=seed)
     return model, (f"latency model: transfer to {evaluator.target.name}, refitted on every latency the search measures; "
                    f"before the search: {model.describe()}")
