@@ -1,13 +1,15 @@
 """Where evaluations run: in this process, in local worker processes, or on a Dask cluster.
 
-An :class:`Executor` measures configs of one evaluator asynchronously. The
-search loop (:class:`sliver.search.Search` with ``executor=``) keeps every
-slot busy: it asks the strategy for a new candidate as soon as a worker frees
-up, with no barrier per generation, and records each result in the store the
-moment it arrives. Workers only measure; the search process alone writes the
+An :class:`Executor` measures configs of one evaluator. Every search runs
+through one (:class:`sliver.search.Search`, ``executor=``; the in-process
+``local`` one when none is given) and records each result in the store the
+moment it arrives. The search asks the strategy for one config per free
+slot, so with several workers it keeps every one busy, asking for a new
+candidate as soon as a worker frees up, with no barrier per generation; the
+default in-process executor takes a whole batch and measures it in turn. Workers only measure; the search process alone writes the
 store, so a worker needs nothing but the evaluator.
 
-* ``local``: in this process, one evaluation at a time (the reference);
+* ``local``: in this process, one evaluation at a time (the default, and the reference);
 * ``processes``: ``workers`` local processes (:class:`concurrent.futures.ProcessPoolExecutor`);
 * ``dask``: a ``dask.distributed`` cluster: the scheduler at ``address``, or
   a :class:`~distributed.LocalCluster` of ``workers`` on 127.0.0.1.
@@ -177,7 +179,7 @@ class Executor(abc.ABC):
 
     @property
     def slots(self) -> int:
-        """How many evaluations to keep in flight."""
+        """How many evaluations to keep in flight: the search asks the strategy for one config per free slot."""
         return self.workers
 
     def start(self, evaluator: Evaluator, factory: Callable[[], Evaluator] | None = None) -> None:
@@ -191,11 +193,15 @@ class Executor(abc.ABC):
         if self.evaluator is not None:
             raise RuntimeError(f"this {self.name} executor already runs another evaluator; use one executor per evaluator")
         self.evaluator = evaluator
-        self._start(_factory(factory or evaluator))
+        self._start(factory)
 
     @abc.abstractmethod
-    def _start(self, factory: Callable[[], Evaluator]) -> None:
-        """Bring the workers up with ``factory``'s evaluator loaded."""
+    def _start(self, factory: Callable[[], Evaluator] | None) -> None:
+        """Bring the workers up, each loading ``factory``'s evaluator (without one, a copy of ``self.evaluator``)."""
+
+    def _worker_factory(self, factory: Callable[[], Evaluator] | None) -> Callable[[], Evaluator]:
+        """What a worker calls to load the evaluator: ``factory``, or one unpickling a copy of ``self.evaluator``."""
+        return _factory(factory or self.evaluator)  # type: ignore[arg-type]
 
     @abc.abstractmethod
     def submit(self, config: Config, objectives: list[str]) -> Any:
@@ -228,19 +234,39 @@ class Executor(abc.ABC):
 
 
 class LocalExecutor(Executor):
-    """Measures in this process, one config at a time, when it is submitted."""
+    """Measures in this process, each config when it is submitted, one after the other.
+
+    ``slots`` configs are taken per ask of the strategy: one for ``local`` by
+    name, which then streams exactly as a pool of one worker (the reference the
+    parallel executors are compared with); the search's batch size for the
+    default executor of a :class:`~sliver.search.Search`, so that a strategy
+    proposes a batch at once and is told after it. ``timeout_s`` cannot
+    interrupt a measurement in this thread, so it is never reached.
+    """
 
     name = "local"
 
-    def __init__(self, retries: int = 2, timeout_s: float = 1800.0) -> None:
+    def __init__(self, retries: int = 2, timeout_s: float = 1800.0, slots: int = 1) -> None:
         super().__init__(1, retries, timeout_s)
+        if slots < 1:
+            raise UserError(f"executor slots must be at least 1, got {slots}")
+        self._slots = int(slots)
 
-    def _start(self, factory: Callable[[], Evaluator]) -> None:
-        return None  # the search's own evaluator is used as it is
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def _start(self, factory: Callable[[], Evaluator] | None) -> None:
+        return None  # the search's own evaluator is used as it is: nothing is pickled
 
     def submit(self, config: Config, objectives: list[str]) -> cf.Future:
+        from sliver.measure.evaluator import measure_once
+
+        # no hardware check (measure_on): the evaluator's fingerprint was taken on this machine
+        m = measure_once(self.evaluator, config, objectives)  # type: ignore[arg-type]
+        m.worker = "local"
         f: cf.Future = cf.Future()
-        f.set_result(measure_on(self.evaluator, config, objectives, "local"))  # type: ignore[arg-type]
+        f.set_result(m)
         return f
 
     def wait(self, futures: list[Any], timeout: float) -> list[Any]:
@@ -273,8 +299,8 @@ class ProcessExecutor(Executor):
         self._pool: cf.ProcessPoolExecutor | None = None
         self._token = uuid.uuid4().hex
 
-    def _start(self, factory: Callable[[], Evaluator]) -> None:
-        self._factory = factory
+    def _start(self, factory: Callable[[], Evaluator] | None) -> None:
+        self._factory = self._worker_factory(factory)
         self._new_pool()
 
     def _new_pool(self) -> None:
@@ -370,7 +396,7 @@ class DaskExecutor(Executor):
         # a connected cluster may have more (or fewer) workers than asked for
         return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
 
-    def _start(self, factory: Callable[[], Evaluator]) -> None:
+    def _start(self, factory: Callable[[], Evaluator] | None) -> None:
         import dask
         from distributed import Client, LocalCluster
 
@@ -394,7 +420,7 @@ class DaskExecutor(Executor):
                     dashboard_address=None, resources={self._resource: 1}, silence_logs=40, **where,
                 )
             self.client = Client(self._cluster)
-        self.client.register_plugin(_LoadEvaluator(self._token, factory, self.threads))
+        self.client.register_plugin(_LoadEvaluator(self._token, self._worker_factory(factory), self.threads))
 
     def _check_resource(self) -> None:
         """Fail in one line, instead of queueing for ever, when no worker can measure on the study's hardware."""
@@ -415,7 +441,7 @@ class DaskExecutor(Executor):
     def wait(self, futures: list[Any], timeout: float) -> list[Any]:
         from distributed import wait
 
-        if futures:
+        if futures and timeout > 0:
             try:
                 wait(futures, timeout=timeout, return_when="FIRST_COMPLETED")
             except TimeoutError:

@@ -63,7 +63,7 @@ from sliver.space import Config, SearchSpace, jsonable
 
 #: version of the table layout below: the number of the newest Alembic revision in ``sliver/migrations``,
 #: to which a store is upgraded when it opens. A change to the tables is a new revision and a bump here.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: key of the PostgreSQL advisory lock that lets one process at a time migrate a store
 _MIGRATION_LOCK = 0x51_1E_E5
 DEFAULT_URL = "sqlite:///sliver.db"
@@ -159,6 +159,8 @@ class _Claim(_Base):
     owner: Mapped[str] = mapped_column(String(255))
     #: Unix time after which another owner may take the claim over (epoch seconds: no time-zone pitfalls on SQLite)
     expires: Mapped[float] = mapped_column(Float)
+    #: the study the config is measured for: until its trial is written, the claim counts against that study's budget
+    study_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 # --------------------------------------------------------------------------- records
@@ -602,29 +604,41 @@ class ResultStore:
         return self.get_table(EXPORTS, study.fingerprint, study.name) or {}
 
     # ---------------------------------------------------------------- claims
-    def claim(self, scope: str, config_key: str, owner: str, ttl_s: float = 600.0) -> bool:
-        """Claim ``config_key`` in ``scope`` for ``owner`` for ``ttl_s`` seconds; False if another owner holds it.
+    def claim(self, scope: str, config_key: str, owner: str, ttl_s: float = 600.0, *,
+              study_id: int | None = None, budget: int | None = None) -> bool:
+        """Claim ``config_key`` in ``scope`` for ``owner`` for ``ttl_s`` seconds; False if another owner holds it,
+        or if the claim would take study ``study_id`` past ``budget`` real evaluations (see :meth:`spent`).
 
         Claiming again as the same owner refreshes the claim; an expired claim of
         another owner is taken over. The take-over is a conditional UPDATE, so of
-        two processes racing for one expired claim exactly one wins.
+        two processes racing for one expired claim exactly one wins. With a
+        budget the study row is locked first, as :meth:`add_trial` locks it, so
+        the searches of one study take their last claims in turn and never
+        together overshoot it.
         """
         if ttl_s <= 0:
             raise ValueError(f"claim ttl_s must be positive, got {ttl_s}")
+        if budget is not None and study_id is None:
+            raise ValueError("claim: a budget needs the study_id it is the budget of")
 
         def txn() -> bool:
             now = time.time()
             with self._session.begin() as s:
+                if budget is not None:
+                    s.execute(select(_Study.id).where(_Study.id == study_id).with_for_update())
                 row = s.scalars(select(_Claim).filter_by(scope=scope, config_key=config_key)).first()
-                if row is None:
-                    s.add(_Claim(scope=scope, config_key=config_key, owner=owner, expires=now + ttl_s))
-                    return True
-                if row.owner != owner and row.expires > now:
+                if row is not None and row.owner != owner and row.expires > now:
                     return False
+                refresh = row is not None and row.owner == owner
+                if budget is not None and not refresh and _spent(s, study_id, now) >= budget:  # type: ignore[arg-type]
+                    return False
+                if row is None:
+                    s.add(_Claim(scope=scope, config_key=config_key, owner=owner, expires=now + ttl_s, study_id=study_id))
+                    return True
                 done = s.execute(
                     update(_Claim)
                     .where(_Claim.id == row.id, _Claim.owner == row.owner, _Claim.expires == row.expires)
-                    .values(owner=owner, expires=now + ttl_s)
+                    .values(owner=owner, expires=now + ttl_s, study_id=study_id)
                     .execution_options(synchronize_session=False)
                 )
                 return done.rowcount == 1  # type: ignore[attr-defined]  # an UPDATE returns a CursorResult
@@ -633,6 +647,12 @@ class ResultStore:
             return self._retry(txn)
         except IntegrityError:  # another process inserted the claim between our read and write
             return False
+
+    def spent(self, study_id: int) -> int:
+        """The study's real evaluations: its trials measured for it (by any search) and the configs claimed for
+        it whose trial is not written yet (expired claims, of dead searches, do not count)."""
+        with self._session() as s:
+            return _spent(s, study_id, time.time())
 
     def release(self, scope: str, config_key: str, owner: str) -> None:
         """Drop ``owner``'s claim on ``config_key`` (a claim held by someone else is left alone)."""
@@ -755,6 +775,17 @@ def _write_measurement(s: Session, config_key: str, config: Config, supernet_has
         for k, v in fields.items():
             setattr(row, k, v)
         row.created = _now()
+
+
+def _spent(s: Session, study_id: int, now: float) -> int:
+    """Real evaluations of a study in session ``s``: measured trials plus live claims without a trial yet."""
+    # "" was a search's origin before origins were named (see ``ResultStore.trials``)
+    measured = select(func.count()).select_from(_Trial).where(
+        _Trial.study_id == study_id, _Trial.cached.is_(False), _Trial.origin.in_([str(Origin.SEARCH), ""]))
+    written = select(_Trial.id).where(_Trial.study_id == study_id, _Trial.config_key == _Claim.config_key)
+    in_flight = select(func.count()).select_from(_Claim).where(
+        _Claim.study_id == study_id, _Claim.expires > now, ~written.exists())
+    return int(s.scalar(measured) or 0) + int(s.scalar(in_flight) or 0)
 
 
 def _stored_version(conn: Connection) -> int:

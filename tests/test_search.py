@@ -162,6 +162,30 @@ def test_build_search_records_the_yaml_and_problem_with_the_study(tmp_path, monk
     store.close()
 
 
+class FailsOnW2(ToyEvaluator):
+    def measure(self, config, objectives):
+        if config["w"] == 2:
+            raise RuntimeError("out of memory")
+        return super().measure(config, objectives)
+
+
+def test_a_cache_hit_is_the_same_point_when_its_study_resumes(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    run("random", budget=6, store=ResultStore(url), study_name="a", evaluator=FailsOnW2())
+    first, _ = run("random", budget=9, store=ResultStore(url), study_name="b")  # same seed: study a's 6 come free
+    hits = [p for p in first.points if p.origin == "cache"]
+    assert (first.n_evaluations, first.n_cache_hits, len(hits)) == (9, 6, 6)
+    assert 0 < sum(not p.ok for p in hits) == first.n_failed  # study a's failures, served as they were stored
+    store = ResultStore(url)
+    trials = {t.config_key: t for t in store.trials(store.get_study("b").id)}
+    assert all(trials[p.key].origin == "search" and trials[p.key].cached for p in hits)
+    ev = ToyEvaluator()
+    resumed, _ = run("random", budget=9, store=store, study_name="b", evaluator=ev)
+    # replayed from the store, each trial is the point the search reported: a cache hit stays one
+    assert ev.measured == [] and (resumed.n_evaluations, resumed.n_cache_hits, resumed.n_failed) == (9, 6, first.n_failed)
+    assert [(p.key, p.origin, p.batch) for p in resumed.points] == [(p.key, p.origin, p.batch) for p in first.points]
+
+
 def test_bad_arguments_are_clear():
     ev = ToyEvaluator()
     with pytest.raises(ValueError, match="budget"):

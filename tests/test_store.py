@@ -162,13 +162,63 @@ def test_a_version_1_store_from_before_alembic_opens_and_upgrades(tmp_path, drop
         assert again.schema_version == SCHEMA_VERSION and len(again.trials(study.id)) == 3
 
 
+V2_SQL = Path(__file__).resolve().parent / "data" / "store_v2.sql"
+
+
+def v2_store(path: Path) -> str:
+    """A SQLite file holding a version-2 store (Alembic revision 0002), as sliver made it before claims named a study."""
+    con = sqlite3.connect(path)
+    con.executescript(V2_SQL.read_text())
+    con.commit()
+    con.close()
+    return f"sqlite:///{path}"
+
+
+def test_a_version_2_store_opens_and_upgrades(tmp_path):
+    with ResultStore(v2_store(tmp_path / "v2.db")) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        study = store.get_study("v2")
+        trials = store.trials(study.id)
+        assert [(t.seq, t.config, t.values, t.cached) for t in trials] == [
+            (1, {"w": 1}, {"accuracy": 80.0}, False), (2, {"w": 3}, {"accuracy": 90.0}, False)]
+        # the dead owner's claim (taken before claims named a study) expired long ago and counts for nothing
+        assert store.spent(study.id) == 2
+        key = study.space.key({"w": 2})
+        assert store.claim("net:fp", key, "me", study_id=study.id, budget=3) and store.spent(study.id) == 3
+        assert store.add_trial(study.id, key, {"w": 2}, {"accuracy": 85.0}, {}, cached=False) == 3
+        assert store.spent(study.id) == 3 and store.get_table("lut", "fp", "ops") == {"conv": 1.5}
+    with ResultStore(f"sqlite:///{tmp_path / 'v2.db'}") as again:  # opening an upgraded store changes nothing
+        assert again.schema_version == SCHEMA_VERSION and len(again.trials(study.id)) == 3
+
+
+def test_a_claim_counts_against_its_study_budget_until_its_trial_is_written(store):
+    study = store.get_or_create_study("b", SPACE, OBJS, "net", "fp")
+    other = store.get_or_create_study("other", SPACE, OBJS, "net", "fp")
+    store.add_trial(study.id, "done", {"i": 0}, {"accuracy": 1.0}, {}, cached=False)
+    store.add_trial(study.id, "free", {"i": 1}, {"accuracy": 1.0}, {}, cached=True)  # a cache hit costs nothing
+    assert store.claim("net:fp", "a", "one", study_id=study.id, budget=3)
+    assert store.claim("net:fp", "x", "one", study_id=other.id, budget=3)  # another study's budget
+    assert store.spent(study.id) == 2
+    assert store.claim("net:fp", "b", "two", study_id=study.id, budget=3)
+    assert not store.claim("net:fp", "c", "two", study_id=study.id, budget=3)  # 1 measured + 2 in flight
+    assert store.claim("net:fp", "a", "one", study_id=study.id, budget=3)  # its owner refreshes a claim
+    store.add_trial(study.id, "a", {"i": 2}, {"accuracy": 1.0}, {}, cached=False)
+    assert store.spent(study.id) == 3  # the trial counts, the claim no longer does
+    store.release("net:fp", "a", "one")
+    store.release("net:fp", "b", "two")  # a search that measured nothing gives its budget back
+    assert store.spent(study.id) == 2 and store.claim("net:fp", "c", "two", study_id=study.id, budget=3)
+    assert not store.claim("net:fp", "d", "three", study_id=other.id, budget=1)  # its one evaluation is "x", in flight
+    with pytest.raises(ValueError, match="a budget needs the study_id"):
+        store.claim("net:fp", "e", "one", budget=3)
+
+
 def test_the_migrations_build_exactly_the_tables_the_code_uses(tmp_path):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
     from sliver.store import _Base
 
-    for url in (f"sqlite:///{tmp_path / 'new.db'}", v1_store(tmp_path / "v1.db")):
+    for url in (f"sqlite:///{tmp_path / 'new.db'}", v1_store(tmp_path / "v1.db"), v2_store(tmp_path / "v2.db")):
         with ResultStore(url) as store, store.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), _Base.metadata) == []
 

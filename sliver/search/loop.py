@@ -1,9 +1,11 @@
 """The search loop: spend a budget of unique real evaluations, record everything, resume after a kill.
 
-``Search.run`` asks the strategy for a batch, evaluates each config through
-the store-aware :func:`sliver.measure.evaluator.evaluate` (so each result is
-in the store the moment it is measured and a stored one is never paid for
-again), tells the strategy, and records the hypervolume after the batch. On
+``Search.run`` has one loop whatever measures: it asks the strategy for as
+many configs as the executor has free slots (:mod:`sliver.parallel`; the
+default, in this process, takes a batch and measures it in turn), settles each from the store when
+it can (a cache hit is never paid for again), otherwise claims it and has the
+executor measure it, writes each result to the store with its trial the moment
+it arrives, and tells the strategy the results just before asking again. On
 restart with the same study name, the study's trials are replayed into the
 strategy first, so the budget accounting continues where it stopped.
 """
@@ -15,13 +17,13 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from sliver.core import BUILTIN, Constraint, Objective
 from sliver.errors import UserError
-from sliver.measure.base import EvalResult, Evaluator, Measured
+from sliver.measure.base import Evaluator, Measured
 from sliver.measure.evaluator import evaluate
 from sliver.search.base import Outcome, Strategy, make_strategy
 from sliver.search.hv import hypervolume, nondominated
@@ -132,8 +134,10 @@ class Search:
     so the dashboard can offer a ``sliver export`` command that runs as shown.
 
     ``executor`` (a name of :data:`sliver.parallel.EXECUTORS` with
-    ``executor_options``, or an :class:`~sliver.parallel.Executor`) makes the
-    loop stream evaluations to workers; ``evaluator_factory`` (a picklable
+    ``executor_options``, or an :class:`~sliver.parallel.Executor`; None: a
+    :class:`~sliver.parallel.LocalExecutor` that measures each batch in this
+    process) is where configs are measured; the loop asks the strategy for one
+    config per free slot, so with several workers it streams, one per freed slot. ``evaluator_factory`` (a picklable
     zero-argument callable) lets workers build the evaluator themselves instead
     of receiving a pickled copy. A named executor is closed when ``run`` ends,
     a given one is left to its owner. ``claim_ttl_s``: a claim on a config in the
@@ -203,7 +207,11 @@ class Search:
         self._measure = list(dict.fromkeys(names + self._extra))
         self._cheap_cache: dict[str, dict[str, float]] = {}
         self.executor, self._own_executor = executor, False
-        if isinstance(executor, str):
+        if executor is None:  # serial, in this process: ask a batch, measure it in turn, then tell it
+            from sliver.parallel import LocalExecutor
+
+            self.executor, self._own_executor = LocalExecutor(slots=self.batch_size), True
+        elif isinstance(executor, str):
             from sliver.parallel import make_executor
 
             self.executor, self._own_executor = make_executor(executor, **(executor_options or {})), True
@@ -235,9 +243,16 @@ class Search:
         )
         self.strategy.setup(problem)
         self._problem = problem
-        study_id = self._open_study()
+        self._study_id = self._open_study()
         self.points: list[Point] = []
         self._seen: set[str] = set()
+        #: results not yet told to the strategy (it is told just before it is asked again)
+        self._told: list[Point] = []
+        #: configs being measured, by the executor's future; configs another search holds; configs asked and not
+        #: yet taken (taken in the order asked: one that another search holds is waited for before those after it)
+        self._jobs: dict[Any, _Job] = {}
+        self._waiting: list[_Job] = []
+        self._queue: list[Config] = []
         self.hv_history: list[tuple[int, float, int]] = []
         self._ref: np.ndarray | None = None
         self.n_eval = self.n_cache = self.n_warm = self.n_filtered = self.n_failed = 0
@@ -246,47 +261,69 @@ class Search:
         self._scope = f"{self.evaluator.supernet_hash}:{self.evaluator.fingerprint}"
         self._fp_for = {n: self.evaluator.fingerprint_for(n) for n in self._measure}
         self._last_seq = 0
-        batch = self._replay(study_id)
-        stopped = "budget spent"
-        idle = 0
+        self._batch = self._replay()
         # the heartbeat keeps this search's claims alive, however long a measurement or an ask takes
         with self._progress() as bar, self.store.heartbeat(self._owner, self.claim_ttl_s):
             self._bar = bar
-            if self.executor is not None:
-                stopped = self._stream(study_id, batch)
-            while self.executor is None and self.n_eval < self.budget:
-                configs = self.strategy.ask(min(self.batch_size, self.budget - self.n_eval))
-                if not configs:
-                    stopped = "the strategy has nothing new to propose"
-                    break
-                told_c, told_o, before = [], [], self.n_eval
-                for config in configs:
-                    if self.n_eval >= self.budget:
-                        break
-                    point = self._evaluate(config, study_id, batch)
-                    if point is None:
-                        continue
-                    told_c.append(point.config)
-                    told_o.append(self._outcome(point))
-                    bar(self)
-                self.strategy.tell(told_c, told_o)
-                self._record_hv()
-                bar(self)
-                batch += 1
-                idle = idle + 1 if self.n_eval == before else 0
-                if idle >= 100:
-                    stopped = "100 batches in a row brought nothing new"
-                    break
-                if self.on_batch is not None and self.on_batch(self.points):
-                    stopped = "stopped by callback"
-                    break
-        self._join_others(study_id)
+            stopped = self._loop()
+        self._join_others()
         total = time.perf_counter() - t_start
         return SearchResult(
             self.objectives, self.points, self.hv_history, self._ref if self._ref is not None else np.zeros(0),
             self.n_eval, self.n_cache, self.n_warm, self.n_filtered, self.n_failed,
             self.eval_seconds, max(total - self.eval_seconds, 0.0), stopped, list(self.strategy.log),
         )
+
+    def _loop(self) -> str:
+        """Measure through the executor until the budget is spent; returns why the search stopped.
+
+        The strategy is asked for as many configs as there is room for: free
+        slots of the executor and budget of the study neither spent nor in
+        flight (by any search of it: see :meth:`~sliver.store.ResultStore.spent`). Each result
+        is written to the store as it arrives, and the strategy is told every
+        result since it was last asked just before it is asked again; so the
+        default executor (a batch of slots, measured in turn) works in batches,
+        telling the strategy after each, and a parallel one streams, one config
+        per freed slot.
+        """
+        ex = self.executor
+        asked = idle = 0  # configs of the last ask; proposals in a row that brought no new evaluation
+        before, halt = self.n_eval, False
+        try:
+            ex.start(self.evaluator, self.evaluator_factory)  # inside: a failed start still closes the workers
+            while True:
+                self._sync()
+                outstanding = len(self._jobs) + len(self._waiting) + len(self._queue)
+                # the study's budget, less what every search of it has measured or has in flight
+                room = min(ex.slots - outstanding, self.budget - self.store.spent(self._study_id))
+                if (asked or self._told) and (room > 0 or not outstanding):
+                    self._tell()
+                    idle = idle + asked if self.n_eval == before else 0
+                    asked = 0
+                    if idle >= 100 * self.batch_size:
+                        return f"{idle} proposals in a row brought nothing new"
+                    halt = halt or (self.on_batch is not None and bool(self.on_batch(self.points)))
+                if not self._jobs:
+                    if halt:
+                        return "stopped by callback"
+                    if self.n_eval >= self.budget:
+                        return "budget spent"
+                if room > 0 and not halt:
+                    configs = self.strategy.ask(room)
+                    if configs:
+                        asked, before = len(configs), self.n_eval
+                        self._queue.extend(configs)
+                        self._take_queued()
+                        continue
+                    if not outstanding:
+                        return "the strategy has nothing new to propose"
+                self._collect()
+        finally:
+            for future, job in self._jobs.items():
+                ex.cancel(future)
+                self.store.release(self._scope, job.key, self._owner)
+            if self._own_executor:
+                ex.close()
 
     # ------------------------------------------------------------- internals
     def _open_study(self) -> int:
@@ -298,11 +335,11 @@ class Search:
         )
         return study.id
 
-    def _replay(self, study_id: int) -> int:
+    def _replay(self) -> int:
         """Tell the strategy the study's earlier trials (resume) and, if asked, the store's (warm start)."""
         batch = 0
         by_batch: dict[int, list] = {}
-        for t in self.store.trials(study_id):
+        for t in self.store.trials(self._study_id):
             by_batch.setdefault(t.batch, []).append(t)
             self._last_seq = max(self._last_seq, t.seq)
         for b in sorted(by_batch):
@@ -322,7 +359,7 @@ class Search:
                 if key in self._seen:
                     continue
                 p = self._point(config, key, values, {}, Origin.WARM, batch)
-                self.store.add_trial(study_id, key, p.config, values, {}, cached=True, origin=Origin.WARM, batch=batch)
+                self.store.add_trial(self._study_id, key, p.config, values, {}, cached=True, origin=Origin.WARM, batch=batch)
                 self.n_warm += 1
                 cs.append(p.config)
                 os_.append(self._outcome(p))
@@ -333,8 +370,12 @@ class Search:
         return batch
 
     def _stored_point(self, t, batch: int) -> Point:
-        """A point for a trial of the study read from the store, counted as the study counted it."""
-        p = self._point(t.config, t.config_key, t.values, t.errors, t.origin, batch)
+        """A point for a trial of the study read from the store, the point the search that wrote it reported,
+        counted as it counted it."""
+        # a search stores its cache hit as a "search" trial served from the store, and reports it as a CACHE point
+        origin = Origin.CACHE if t.origin == Origin.SEARCH and t.cached else t.origin
+        p = self._point(t.config, t.config_key, t.values, t.errors, origin, batch)
+        self.n_failed += bool(t.errors)
         if t.origin == Origin.SEARCH and not t.cached:
             self.n_eval += 1  # the budget is the study's: a real evaluation counts whichever search paid for it
         elif t.origin == Origin.FILTERED:
@@ -345,10 +386,10 @@ class Search:
             self.n_cache += 1
         return p
 
-    def _sync(self, study_id: int) -> None:
+    def _sync(self) -> None:
         """Tell the strategy the trials other searches of this study have added since the last look."""
         cs, os_ = [], []
-        for t in self.store.trials(study_id, after=self._last_seq):
+        for t in self.store.trials(self._study_id, after=self._last_seq):
             self._last_seq = max(self._last_seq, t.seq)
             if t.config_key not in self._seen:
                 p = self._stored_point(t, t.batch)
@@ -357,17 +398,7 @@ class Search:
         if cs:
             self.strategy.tell(cs, os_)
 
-    def _hold(self, key: str) -> bool:
-        """Claim ``key`` before measuring it: True once claimed, False when the store has all of it (nothing to
-        measure). While another search holds the claim this waits for its result, or for the claim to lapse
-        when that search died."""
-        while self._missing(key):
-            if self.store.claim(self._scope, key, self._owner, self.claim_ttl_s):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def _join_others(self, study_id: int) -> None:
+    def _join_others(self) -> None:
         """Wait for the measurements other searches have in flight, then take in this study's new trials.
 
         A search of this study that claims a config after this look also looks
@@ -377,7 +408,7 @@ class Search:
         others = {k: o for k, o in self.store.claims(self._scope).items() if o != self._owner}
         while any(self.store.claim_owner(self._scope, k) == o for k, o in others.items()):
             time.sleep(0.05)
-        self._sync(study_id)
+        self._sync()
 
     def _point(self, config, key, values, errors, origin: Origin, batch) -> Point:
         p = Point(self.space.canonical(config), key, dict(values), dict(errors),
@@ -386,161 +417,123 @@ class Search:
         self.points.append(p)
         return p
 
-    def _evaluate(self, config: Config, study_id: int, batch: int) -> Point | None:
+    def _take_queued(self) -> None:
+        """Take the asked configs in order, until one waits for another search (as a serial search would)."""
+        while self._queue and not self._waiting:
+            self._take(self._queue.pop(0))
+
+    def _take(self, config: Config) -> None:
+        """Settle a proposed config at once (filtered, or from the store), or claim and measure it, or wait for
+        the search that holds it."""
         key = self.space.key(config)
         if key in self._seen:  # the loop itself never measures a canonical duplicate
-            return None
+            return
+        config = self.space.canonical(config)
         if self._cheap_metrics and not self._problem.passes_cheap(config):
-            cheap = self._cheap(config)
-            self.store.add_trial(study_id, key, self.space.canonical(config), cheap, {}, cached=True, origin=Origin.FILTERED, batch=batch)
-            self.n_filtered += 1
-            p = self._point(config, key, cheap, {}, Origin.FILTERED, batch)
-            p.feasible = False
-            return p
-        held = self._hold(key)
-        try:
-            # after the claim: a search of this study that measured this config (or spent the budget) shows now
-            self._sync(study_id)
-            if key in self._seen or self.n_eval >= self.budget:
-                return None
-            r: EvalResult = evaluate(self.evaluator, config, self.store, study_id, objectives=self._measure,
-                                     origin=Origin.SEARCH, batch=batch)
-        finally:
-            if held:
-                self.store.release(self._scope, key, self._owner)
-        self.eval_seconds += r.wall
-        if r.cached:
-            self.n_cache += 1
-        else:
-            self.n_eval += 1
-        if r.errors:
-            self.n_failed += 1
-        return self._point(r.config, r.key, r.values, r.errors, Origin.CACHE if r.cached else Origin.SEARCH, batch)
-
-    # ------------------------------------------------------------- streaming
-    def _stream(self, study_id: int, batch: int) -> str:
-        """Keep the executor's workers busy until the budget is spent; returns why it stopped."""
-        from sliver.parallel import WorkerLost
-
-        ex = self.executor
-        self._batch, self._halt = batch, False
-        jobs: dict = {}  # future -> _Job in flight
-        waiting: list[_Job] = []  # configs another process has claimed
-        idle = 0
-        poll = min(1.0, ex.timeout_s)
-        try:
-            ex.start(self.evaluator, self.evaluator_factory)  # inside: a failed start still closes the workers
-            while True:
-                self._sync(study_id)
-                room = min(ex.slots - len(jobs), self.budget - self.n_eval - len(jobs))
-                if room > 0 and not self._halt:
-                    configs = self.strategy.ask(room)
-                    if not configs and not jobs and not waiting:
-                        return "the strategy has nothing new to propose"
-                    for config in configs:
-                        job = self._begin(config, study_id)
-                        state = "settled" if job is None else self._acquire(job, study_id)
-                        if state == "measure":
-                            jobs[ex.submit(job.config, job.missing)] = job  # type: ignore[union-attr]  # a job to measure
-                            idle = 0
-                        elif state == "wait":
-                            waiting.append(job)  # type: ignore[arg-type]  # a job to wait for
-                        else:
-                            idle += 1
-                    if idle >= 100 * self.batch_size:
-                        return f"{idle} proposals in a row brought nothing new"
-                    if configs and not self._halt and len(jobs) < ex.slots and self.n_eval + len(jobs) < self.budget:
-                        continue  # more slots to fill before waiting
-                if not jobs:
-                    if self.n_eval >= self.budget:
-                        return "budget spent"
-                    if self._halt:
-                        return "stopped by callback"
-                    if not waiting:
-                        continue
-                now = time.monotonic()
-                if jobs:
-                    first_deadline = min(j.started + ex.timeout_s for j in jobs.values())
-                    done = ex.wait(list(jobs), timeout=max(0.0, min(poll, first_deadline - now)))
-                else:
-                    time.sleep(poll)
-                    done = []
-                for future in done:
-                    job = jobs.pop(future)
-                    try:
-                        measured = ex.result(future)
-                    except WorkerLost as exc:
-                        job.attempts += 1
-                        if job.attempts <= ex.retries:
-                            self.strategy.log.append(f"{ex.name}: retrying {job.key[:12]} (attempt {job.attempts + 1}): {exc}")
-                            job.started = time.monotonic()
-                            jobs[ex.submit(job.config, job.missing)] = job
-                            continue
-                        reason = f"worker lost {job.attempts} times: {exc}"
-                        measured = Measured(errors={n: reason for n in job.missing})
-                    self._finish(job, measured, study_id)
-                now = time.monotonic()
-                for future, job in list(jobs.items()):
-                    if now - job.started > ex.timeout_s:
-                        ex.cancel(future)
-                        del jobs[future]
-                        reason = f"TimeoutError: no result within {ex.timeout_s:g} s on the {ex.name} executor"
-                        self._finish(job, Measured(errors={n: reason for n in job.missing}, wall=now - job.started), study_id)
-                for job in list(waiting):
-                    if not self._missing(job.key):  # the other process has measured it
-                        waiting.remove(job)
-                        self._settle(self._evaluate(job.config, study_id, self._batch))
-                    elif self.n_eval + len(jobs) < self.budget:
-                        state = self._acquire(job, study_id)  # "measure" when the other process died
-                        if state != "wait":
-                            waiting.remove(job)
-                        if state == "measure":
-                            job.started = time.monotonic()
-                            jobs[ex.submit(job.config, job.missing)] = job
-        finally:
-            for future, job in jobs.items():
-                ex.cancel(future)
-                self.store.release(self._scope, job.key, self._owner)
-            if self._own_executor:
-                ex.close()
+            self._filtered(config, key)
+            return
+        job = _Job(config, key, self._missing(key))
+        if not job.missing:
+            self._stored(job)
+            return
+        state = self._acquire(job)
+        if state == "measure":
+            self._submit(job)
+        elif state == "wait":
+            self._waiting.append(job)
 
     def _missing(self, key: str) -> list[str]:
         """The objectives of ``key`` the store holds no result of."""
         found = self.store.get_measurements(key, self.evaluator.supernet_hash, self._fp_for)
         return [n for n in self._measure if n not in found]
 
-    def _acquire(self, job: "_Job", study_id: int) -> str:
-        """Claim ``job``'s config: "measure" it, "wait" for the process that holds it, or "settled" from the store."""
-        if not self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s):
+    def _acquire(self, job: "_Job") -> str:
+        """Claim ``job``'s config: "measure" it, "wait" (another search holds it, or the study's budget is all
+        spent or in flight), or "settled" (from the store, or not at all: this study has it)."""
+        if not self.store.claim(self._scope, job.key, self._owner, self.claim_ttl_s,
+                                study_id=self._study_id, budget=self.budget):
             return "wait"
         # the holder writes its results before releasing, so a config it finished between our look at
         # the store and our claim is found now, instead of being measured a second time
         job.missing = self._missing(job.key)
-        # and a search of this study that measured it, or spent the budget, shows now
-        self._sync(study_id)
-        if not job.missing or job.key in self._seen or self.n_eval >= self.budget:
+        # and a search of this study that measured it shows now
+        self._sync()
+        if job.missing and job.key not in self._seen:
+            return "measure"
+        self.store.release(self._scope, job.key, self._owner)
+        if not job.missing:
+            self._stored(job)
+        return "settled"
+
+    def _submit(self, job: "_Job") -> None:
+        """Hand ``job`` to the executor; a result that is ready at once (the in-process executor's) is recorded now."""
+        job.started = time.monotonic()
+        try:
+            future = self.executor.submit(job.config, job.missing)
+        except BaseException:  # raised through the in-process executor (a kill): nothing would release the claim
             self.store.release(self._scope, job.key, self._owner)
-            self._settle(self._evaluate(job.config, study_id, self._batch))
-            return "settled"
-        return "measure"
+            raise
+        self._jobs[future] = job
+        for done in self.executor.wait([future], 0.0):
+            self._done(done)
 
-    def _begin(self, config: Config, study_id: int) -> "_Job | None":
-        """A job to measure ``config``, or None when it is settled at once (filtered, or all in the store)."""
-        key = self.space.key(config)
-        if key in self._seen:
-            return None
-        config = self.space.canonical(config)
-        missing = self._missing(key)
-        if not missing or (self._cheap_metrics and not self._problem.passes_cheap(config)):
-            self._settle(self._evaluate(config, study_id, self._batch))
-            return None
-        return _Job(config, key, missing, started=time.monotonic())
+    def _collect(self) -> None:
+        """Wait for a result (a moment, with nothing in flight) and record what came in: results, lost and
+        timed-out evaluations, and the configs other searches held."""
+        ex = self.executor
+        now = time.monotonic()
+        done = []
+        if self._jobs:
+            first_deadline = min(j.started + ex.timeout_s for j in self._jobs.values())
+            done = ex.wait(list(self._jobs), timeout=max(0.0, min(1.0, first_deadline - now)))
+        else:
+            time.sleep(0.05)  # only the store to watch: another search's result, or its claim lapsing
+        if done:
+            # one result per turn, the others next turn: the strategy hears of each before it is asked again,
+            # as from one worker, whatever arrived together
+            self._done(done[0])
+        now = time.monotonic()
+        for future, job in list(self._jobs.items()):
+            if future not in done and now - job.started > ex.timeout_s:
+                ex.cancel(future)
+                del self._jobs[future]
+                reason = f"TimeoutError: no result within {ex.timeout_s:g} s on the {ex.name} executor"
+                self._finish(job, Measured(errors={n: reason for n in job.missing}, wall=now - job.started))
+        for job in list(self._waiting):
+            if not self._missing(job.key):  # the other search has measured it
+                self._waiting.remove(job)
+                self._stored(job)
+            else:
+                state = self._acquire(job)  # "measure" when the other search died (or budget it held came free)
+                if state != "wait":
+                    self._waiting.remove(job)
+                if state == "measure":
+                    self._submit(job)
+        self._take_queued()
 
-    def _finish(self, job: "_Job", measured: Measured, study_id: int) -> None:
-        """Record a worker's measurement in the store (and the study's trials) and tell the strategy."""
+    def _done(self, future: Any) -> None:
+        """Record the result of a finished ``future``, or resubmit it (bounded) when its worker was lost."""
+        from sliver.parallel import WorkerLost
+
+        ex = self.executor
+        job = self._jobs.pop(future)
+        try:
+            measured = ex.result(future)
+        except WorkerLost as exc:
+            job.attempts += 1
+            if job.attempts <= ex.retries:
+                self.strategy.log.append(f"{ex.name}: retrying {job.key[:12]} (attempt {job.attempts + 1}): {exc}")
+                self._submit(job)
+                return
+            reason = f"worker lost {job.attempts} times: {exc}"
+            measured = Measured(errors={n: reason for n in job.missing})
+        self._finish(job, measured)
+
+    def _finish(self, job: "_Job", measured: Measured) -> None:
+        """Record a measurement in the store (with the study's trial that paid for it) and release the claim."""
         values, errors = dict(measured.values), dict(measured.errors)
         new = measured.measurements(job.missing, self._fp_for)
-        # the objectives measured earlier (by this or another process) come from the store
+        # the objectives measured earlier (by this or another search) come from the store
         found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
         for n, m in found.items():
             if n not in job.missing:
@@ -549,24 +542,46 @@ class Search:
                 else:
                     errors[n] = m.error or "failed"
         # one transaction: a kill leaves the measurements and the trial that paid for them, or neither
-        self.store.add_trial(study_id, job.key, job.config, values, errors, cached=False, origin=Origin.SEARCH,
+        self.store.add_trial(self._study_id, job.key, job.config, values, errors, cached=False, origin=Origin.SEARCH,
                              batch=self._batch, measurements=new, supernet_hash=self.evaluator.supernet_hash)
         self.store.release(self._scope, job.key, self._owner)
         self.n_eval += 1
         self.n_failed += bool(errors)
         self.eval_seconds += measured.wall
-        self._settle(self._point(job.config, job.key, values, errors, Origin.SEARCH, self._batch))
+        self._told.append(self._point(job.config, job.key, values, errors, Origin.SEARCH, self._batch))
+        self._bar(self)
 
-    def _settle(self, point: Point | None) -> None:
-        """Tell the strategy one result as soon as it is known (no batch barrier)."""
-        if point is None:
+    def _stored(self, job: "_Job") -> None:
+        """Take ``job``'s config from the store, measuring nothing: a cache hit, unless a search of this study
+        measured it (then it is that search's trial, and the study's evaluation)."""
+        self._sync()  # such a trial was committed with the measurements: it shows now
+        if job.key in self._seen:
             return
-        self.strategy.tell([point.config], [self._outcome(point)])
+        found = self.store.get_measurements(job.key, self.evaluator.supernet_hash, self._fp_for)
+        values = {n: float(m.value) for n, m in found.items() if m.status == Status.OK}  # type: ignore[arg-type]
+        errors = {n: m.error or "failed" for n, m in found.items() if m.status != Status.OK}
+        self.store.add_trial(self._study_id, job.key, job.config, values, errors, cached=True, origin=Origin.SEARCH,
+                             batch=self._batch)
+        self.n_cache += 1
+        self.n_failed += bool(errors)
+        self._told.append(self._point(job.config, job.key, values, errors, Origin.CACHE, self._batch))
+
+    def _filtered(self, config: Config, key: str) -> None:
+        """Record a config that fails a cheap constraint: its cheap metrics only, never measured further."""
+        cheap = self._cheap(config)
+        self.store.add_trial(self._study_id, key, config, cheap, {}, cached=True, origin=Origin.FILTERED, batch=self._batch)
+        self.n_filtered += 1
+        p = self._point(config, key, cheap, {}, Origin.FILTERED, self._batch)
+        p.feasible = False
+        self._told.append(p)
+
+    def _tell(self) -> None:
+        """Tell the strategy the results since it was last asked (one batch), and record the hypervolume."""
+        told, self._told = self._told, []
+        self.strategy.tell([p.config for p in told], [self._outcome(p) for p in told])
         self._record_hv()
         self._bar(self)
         self._batch += 1
-        if self.on_batch is not None and self.on_batch(self.points):
-            self._halt = True
 
     def _outcome(self, p: Point) -> Outcome:
         if p.origin == Origin.FILTERED:
@@ -596,7 +611,7 @@ class Search:
 
 @dataclass
 class _Job:
-    """A config being measured by a worker (or waiting for another process's claim on it)."""
+    """A config being measured by the executor (or waiting for another search's claim on it)."""
 
     config: Config
     key: str
