@@ -21,7 +21,12 @@ class DataError(UserError):
 
 @dataclass
 class DataBundle:
-    """Train / validation / calibration splits of one data set, normalised with train statistics."""
+    """Train / validation / calibration splits of one data set, normalised with train statistics.
+
+    ``task`` says what the splits hold: ``classification`` (inputs, labels) or ``causal_lm``
+    (token ids, next-token ids; ``num_classes`` is the vocabulary size). ``test``, when
+    present, is a held-out split that neither training nor search looks at.
+    """
 
     name: str
     train: TensorDataset
@@ -34,3 +39,5 @@ class DataBundle:
     classes: list[str] = field(default_factory=list)
     #: keyword arguments of :func:`load_dataset` that rebuild exactly these splits: ``load_dataset(**spec)``
     spec: dict[str, Any] = field(default_factory=dict)
+    test: TensorDataset | None = None
+    task: str = "classification"

@@ -77,6 +77,16 @@ BUILTIN: dict[str, Objective] = {
         Objective("params", "min", "", "cheap", "number of parameters of the extracted model"),
         Objective("model_size", "min", "bytes", "cheap", "bytes of the serialised fp32 extracted model"),
         Objective("peak_memory", "min", "bytes", "expensive", "peak memory allocated during one inference"),
+        # language models (sliver.measure.language)
+        Objective("perplexity", "min", "", "expensive", "exp of the mean next-token NLL on the validation split"),
+        Objective("prefill_ms", "min", "ms", "expensive",
+                  "median latency of a prompt of the super-network's sequence length at the target's batch, "
+                  "filling the KV cache", additive=True),
+        Objective("decode_ms", "min", "ms", "expensive",
+                  "median latency of one decoding step (one new token per row) with a KV cache after such a prompt",
+                  additive=True),
+        Objective("params_no_embed", "min", "", "cheap", "parameters without the token embedding and the LM head"),
+        Objective("kv_bytes_per_token", "min", "bytes", "cheap", "KV-cache bytes each token adds"),
     ]
 }
 

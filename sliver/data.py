@@ -48,10 +48,22 @@ def load_dataset(
     splits; the rest is the training split. ``num_classes``, when given, is
     checked against the labels. The bundled text sets (``rotten_tomatoes``,
     ``sms_spam``, ``trec``) are tokenised by :func:`sliver.text.load_text_dataset`,
-    which takes ``text_options`` (``tokenizer``, ``max_length``, ``max_examples``).
+    which takes ``text_options`` (``tokenizer``, ``max_length``, ``max_examples``); the corpora for
+    language models (``speeches``, ``editorials``) by :func:`sliver.corpus.load_corpus`
+    (``tokenizer``, ``max_length``, ``test_fraction``).
     """
-    from sliver.text import TEXT_SETS  # imported here: tokenizers and pandas load only for text
+    from sliver.corpus import CORPORA  # imported here: tokenizers and pandas load only for text
+    from sliver.text import TEXT_SETS
 
+    if str(name_or_path) in CORPORA:
+        from sliver.corpus import load_corpus
+
+        options = {k: v for k, v in text_options.items() if v is not None}
+        unknown = sorted(set(options) - {"tokenizer", "max_length", "test_fraction"})
+        if unknown:
+            raise DataError(f"data: {unknown} do not apply to the corpus {name_or_path!r}; remove them")
+        return load_corpus(str(name_or_path), seed=seed, val_fraction=val_fraction, calib_fraction=calib_fraction,
+                           **options)
     if str(name_or_path) in TEXT_SETS:
         from sliver.text import load_text_dataset
 

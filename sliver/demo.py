@@ -141,7 +141,8 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
     search_yaml = _write_once(out / "search.yaml", search_config(recipe, checkpoint, db))
     cfg = load(SearchConfig, search_yaml)
     search, store = build_search(cfg, progress=progress,
-                                 log=(lambda line: console.print(line, highlight=False)) if progress else None)
+                                 log=(lambda line: console.print(line, highlight=False)) if progress else None,
+                                 path=search_yaml)
     result = search.run()
     print_front(result, cfg, console)
     timings["search_s"] = time.perf_counter() - t0
@@ -173,6 +174,9 @@ def run_demo(out: str | Path = "runs/demo", quick: bool = False, budget: int | N
         exports[name] = res.path
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in choice.values.items())
         console.print(f"[bold]{name}[/] ({rules[name]}): {metrics} → {res.path}")
+    study = store.get_study(STUDY)
+    for name, choice in choices.items():  # in the store too, so the dashboard marks them (two rules, one folder: both)
+        store.record_export(study, name, choice.config, rules[name], str(exports[name].resolve()))
     picks = {name: c.config for name, c in choices.items()}
     pick_values = {name: dict(c.values) for name, c in choices.items()}
     # the largest network, measured the same way (kept in the store, outside the study), is the baseline

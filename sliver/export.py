@@ -12,7 +12,9 @@ An export folder holds:
 :func:`export_subnetwork` refuses to write a model that does not reproduce the
 super-network: PyTorch outputs must match to 1e-5, ONNX to 1e-4 (at batch 1
 and at a larger batch: the ONNX batch axis is dynamic, and so is the sequence
-axis of text models), and the re-measured accuracy must match the stored one.
+axis of text models), and the re-measured accuracy (a language model's
+perplexity) must match the stored one. :mod:`sliver.export_hf` writes a
+language model as a Hugging Face model folder instead.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ import numpy as np
 from sliver.core import Constraint, Objective
 from sliver.errors import UserError, one_line
 from sliver.search.hv import nondominated
-from sliver.space import Config
+from sliver.space import Config, SearchSpace
 
 TORCH_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
 #: accuracy is re-measured with the same seeded procedure, so it must agree to rounding
 ACCURACY_TOLERANCE = 1e-6
+#: perplexity, relative: the exp of a float sum over many tokens, re-measured on the same rows, agrees to rounding
+PERPLEXITY_TOLERANCE = 1e-5
 
 
 class ExportError(UserError):
@@ -69,6 +73,7 @@ def pick(
     points: Sequence[tuple[Config, dict[str, float]]],
     objectives: Sequence[Objective],
     rule: str,
+    space: SearchSpace | None = None,
 ) -> Choice:
     """Choose one measured point by a rule.
 
@@ -78,11 +83,17 @@ def pick(
       objective to [0, 1] over the front (a balanced compromise);
     - ``"<constraints> max|min <metric>"``, e.g. ``"latency_ms<=2 max accuracy"``
       or ``"accuracy>=98, params<=1e5 min latency_ms"`` (constraints comma-separated,
-      optional): the best point by ``metric`` among those meeting every constraint.
+      optional): the best point by ``metric`` among those meeting every constraint;
+    - a config as JSON, e.g. ``'{"k": [3, 5], "w": 1}'``: exactly that sub-network,
+      checked against ``space`` (which this rule needs), with its stored values
+      when it is among ``points`` (none otherwise). The dashboard's export
+      command uses this rule, so it selects the pinned point and no other.
 
     Raises :class:`ExportError` listing the front's ranges when nothing matches.
     """
     rule = rule.strip()
+    if rule.startswith("{"):
+        return _pick_config(points, rule, space)
     if not points:
         raise ExportError("there are no measured sub-networks to pick from")
     front = front_points(points, objectives)
@@ -113,6 +124,19 @@ def pick(
     # ties broken by the other objectives' sum, so equal-accuracy points prefer the cheaper one
     best = min(ok, key=lambda i: (sign * points[i][1][metric], _tiebreak(points[i][1], objectives, metric)))
     return Choice(points[best][0], points[best][1], rule)
+
+
+def _pick_config(points: Sequence[tuple[Config, dict[str, float]]], rule: str, space: SearchSpace | None) -> Choice:
+    if space is None:
+        raise ValueError("pick: a config as the rule needs the search space to check it against (pass space=)")
+    try:
+        config = space.validate(json.loads(rule))
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"pick rule {rule!r}: not valid JSON ({exc.msg}); write a config as JSON, "
+                          "e.g. '{\"w\": 2}', or a rule such as 'latency_ms<=2 max accuracy'") from None
+    key = space.key(config)
+    stored = next((v for c, v in points if space.key(c) == key), {})
+    return Choice(config, dict(stored), "explicit config")
 
 
 def _tiebreak(values: dict[str, float], objectives: Sequence[Objective], metric: str) -> float:
@@ -167,19 +191,8 @@ def export_subnetwork(
     stored = dict(stored or {})
     checks: dict[str, float] = {}
 
-    # re-measure accuracy (this also recalibrates BN for the config, as the stored run did)
     if evaluator.data is not None:
-        measured = evaluator.measure(config, ["accuracy"])
-        if "accuracy" in measured.errors:
-            raise ExportError(f"could not re-measure accuracy: {measured.errors['accuracy']}")
-        remeasured = measured.values["accuracy"]
-        checks["accuracy"] = float(remeasured)
-        if "accuracy" in stored and abs(stored["accuracy"] - remeasured) > ACCURACY_TOLERANCE:
-            raise ExportError(
-                f"re-measured accuracy {remeasured:.4f} differs from the stored {stored['accuracy']:.4f}: "
-                "the checkpoint or data changed since the search"
-            )
-        stored.setdefault("accuracy", float(remeasured))
+        stored.setdefault(evaluator.quality, remeasure_quality(evaluator, config, stored, checks))
 
     supernet.eval()
     supernet.activate(config)
@@ -231,6 +244,28 @@ def export_subnetwork(
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "card.md").write_text(_card_markdown(card))
     return ExportResult(out, config, stored, checks)
+
+
+def remeasure_quality(evaluator: Any, config: Config, stored: dict[str, float], checks: dict[str, float]) -> float:
+    """Re-measure the evaluator's quality metric of ``config`` (accuracy, which also recalibrates BN as the stored
+    run did, or a language model's perplexity), record it in ``checks`` and return it; an :class:`ExportError`
+    if it differs from the ``stored`` value (the checkpoint or data changed since the search)."""
+    quality = evaluator.quality
+    measured = evaluator.measure(config, [quality])
+    if quality in measured.errors:
+        raise ExportError(f"could not re-measure {quality}: {measured.errors[quality]}")
+    remeasured = float(measured.values[quality])
+    checks[quality] = remeasured
+    if quality in stored and not _agrees(quality, stored[quality], remeasured):
+        raise ExportError(f"re-measured {quality} {remeasured:.4f} differs from the stored {stored[quality]:.4f}: "
+                          "the checkpoint or data changed since the search")
+    return remeasured
+
+
+def _agrees(quality: str, stored: float, remeasured: float) -> bool:
+    if quality == "perplexity":
+        return abs(stored - remeasured) <= PERPLEXITY_TOLERANCE * abs(stored)
+    return abs(stored - remeasured) <= ACCURACY_TOLERANCE
 
 
 def _calibration_batch(evaluator: Any, config: Config, n: int):

@@ -152,7 +152,7 @@ def write_report(
 
     html_path = out / "report.html"
     html_path.write_text(_html(study, points, images, quality_images, pick_idx, study_hypervolume(points), fingerprint, tau_rows,
-                               _interactive(store, study, pick_idx, points, (evals, hv))))
+                               _interactive(store, study, pick_idx, points, (evals, hv), tau_rows)))
     return html_path
 
 
@@ -243,7 +243,7 @@ def predictor_figure(rows: Sequence[dict]):
 
 
 def _interactive(store: Any, study: Any, picks: dict[str, int | None], points: StudyPoints,
-                 hypervolume: tuple[np.ndarray, np.ndarray]) -> str:
+                 hypervolume: tuple[np.ndarray, np.ndarray], quality: list[dict]) -> str:
     """The dashboard's study charts for the report: plotly.js, the dashboard's JS and the study view, inline.
 
     The data is the dashboard's own (:func:`~sliver.dashboard.data.study_view`)
@@ -252,7 +252,8 @@ def _interactive(store: Any, study: Any, picks: dict[str, int | None], points: S
     from sliver.dashboard import data  # imports this module: imported here, not at the top
     from sliver.dashboard.assets import STATIC, plotly_js
 
-    view = {**data.study_view(store, study, points=points, hypervolume=hypervolume), "picks": picks}
+    # the report's own picks (what its images and front table label) replace the store's recorded exports
+    view = {**data.study_view(store, study, points=points, hypervolume=hypervolume, quality=quality), "picks": picks}
     # "<" as \\u003c (still JSON, as Jinja's tojson does): no config text can end the script element
     view_json = json.dumps(view, allow_nan=False).replace("<", "\\u003c")
     scripts = [_script_text(plotly_js().read_text(encoding="utf-8")),

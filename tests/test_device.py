@@ -1,12 +1,16 @@
 """The latency worker for another device (sliver.device): torch-free, refused on another fingerprint, used by a search.
 
-The worker runs as a separate process on 127.0.0.1 in which ``import torch``
-fails, as on a device that has only the ``sliver[device]`` extra.
+The worker runs as a separate process on 127.0.0.1 in which only the standard
+library, sliver and what the ``device`` and ``openvino`` extras install (with
+their own dependencies) can be imported, as on a device set up as the README
+says: ``pip install --no-deps sliver`` and the extra's packages; torch fails.
 """
 
+import importlib.metadata
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +41,43 @@ sys.meta_path.insert(0, _NoTorch())
 FAST = dict(warmup=2, warmup_s=0.05, min_repeats=10, max_repeats=60, max_seconds=1.0)
 
 
-def run_without_torch(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", NO_TORCH + code], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def device_modules() -> set[str]:
+    """Top-level modules of the distributions the ``device`` and ``openvino`` extras install, dependencies included."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    todo, seen = [Requirement(r) for r in extras["device"] + extras["openvino"]], set()
+    while todo:
+        name = canonicalize_name(todo.pop().name)
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in importlib.metadata.distribution(name).requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):  # not an optional extra of theirs
+                todo.append(req)
+    return {module for module, dists in importlib.metadata.packages_distributions().items()
+            if any(canonicalize_name(d) in seen for d in dists)} | {"sliver"}
+
+
+#: a meta-path hook that makes every import of an installed distribution's module fail, but sliver's and the device extras'
+DEVICE_ONLY = f"""
+import sys
+BLOCKED = {sorted(set(importlib.metadata.packages_distributions()) - device_modules())!r}
+class _DeviceOnly:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in BLOCKED:
+            raise ImportError(top + " is blocked here: a device has only sliver and the device extra")
+sys.meta_path.insert(0, _DeviceOnly())
+"""
+
+
+def run_without_torch(code: str, timeout: float = 120, hook: str = NO_TORCH) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", hook + code], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def remote_target(url: str, preset: str = "cpu-ort-b1") -> HardwareTarget:
@@ -47,11 +86,11 @@ def remote_target(url: str, preset: str = "cpu-ort-b1") -> HardwareTarget:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
-    """``python -m sliver.device serve --port 0`` without torch; yields its URL and stops it afterwards."""
+    """``python -m sliver.device serve --port 0`` with only the device extras; yields its URL and stops it afterwards."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     code = "import runpy\nsys.argv = ['sliver.device', 'serve', '--port', '0']\nrunpy.run_module('sliver.device', run_name='__main__')"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", NO_TORCH + code], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-c", DEVICE_ONLY + code], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while "worker on http://" not in log.read_text():
@@ -82,17 +121,16 @@ def test_worker_side_never_imports_torch():
     assert "--port" in proc.stdout
 
 
-def test_python_m_sliver_device_needs_no_store():
-    # the device extra installs no SQLAlchemy or Alembic: the worker's imports must not reach the store
-    code = ("class _NoStore:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] in ('sqlalchemy', 'alembic'):\n"
-            "            raise ImportError(name + ' is blocked here')\n"
-            "sys.meta_path.insert(0, _NoStore())\n"
-            "import sliver.device, sliver.measure.timing, sliver.measure.base\n"
-            "assert 'sqlalchemy' not in sys.modules\n")
-    proc = run_without_torch(code)
+def test_python_m_sliver_device_needs_only_the_device_extra():
+    # torch, SQLAlchemy, pandas, scikit-learn, typer ... are not on the device: the worker's imports must not reach them
+    assert {"torch", "sqlalchemy", "pandas", "sklearn", "typer"} < set(importlib.metadata.packages_distributions()) - device_modules()
+    code = ("import sliver.device, sliver.measure.timing, sliver.measure.base\n"
+            "from sliver.measure.hardware import HardwareTarget\n"
+            "print(HardwareTarget.preset('cpu-ov-b1').fingerprint())\n")
+    proc = run_without_torch(code, hook=DEVICE_ONLY)
     assert proc.returncode == 0, proc.stderr
+    blocked = run_without_torch("import sqlalchemy\n", hook=DEVICE_ONLY)  # the hook really blocks
+    assert "sqlalchemy is blocked here" in blocked.stderr
 
 
 def test_local_fingerprints_keep_their_torch_version():
@@ -178,3 +216,30 @@ def test_remote_latencies_rank_like_local_ones(worker):
     # loose on purpose: this machine is shared; the benchmark asks tau >= 0.9 on a quiet one
     assert kendalltau(remote_ms, local_ms).statistic > 0.5, (remote_ms, local_ms)
     assert np.all(np.isfinite(remote_ms))
+
+
+def test_quantised_models_are_timed_on_the_worker_only_under_the_study_fingerprint(worker, tmp_path):
+    from sliver.data import load_dataset
+    from sliver.elastic.mobilenet import ElasticMobileNet
+    from sliver.quant import QuantEvaluator
+
+    torch.manual_seed(0)
+    net = ElasticMobileNet.from_preset("tiny")
+    evaluator = QuantEvaluator(net, load_dataset("digits", seed=0), target=remote_target(worker), objectives=["latency_ms"],
+                               calib_samples=32, workdir=tmp_path)
+    config = evaluator.space.sample(0)
+    ok = evaluator.measure(config, ["latency_ms"])
+    assert ok.values["latency_ms"] > 0, ok.errors
+    assert ok.stats["latency_ms"]["fingerprint"] == evaluator.fingerprint  # timed by the worker
+    evaluator.fingerprint = "0" * 16  # a study begun on another machine
+    refused = evaluator.measure(config, ["latency_ms"])
+    assert "latency_ms" not in refused.values
+    assert "not the study's 0000000000000000" in str(refused.errors["latency_ms"])
+
+
+def test_readme_installs_exactly_the_device_extras():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    lines = (ROOT / "README.md").read_text().splitlines()
+    # the packages of each pinned `pip install a==1 b==2  # comment` line
+    pinned = {tuple(line.split("#")[0].split()[2:]) for line in lines if line.startswith("pip install ") and "==" in line}
+    assert tuple(extras["device"]) in pinned and tuple(extras["openvino"]) in pinned, pinned

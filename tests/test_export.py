@@ -34,6 +34,19 @@ def test_pick_rules():
     assert pick(POINTS, OBJECTIVES, "knee").config == {"id": 1}
 
 
+def test_pick_a_config_as_json_selects_exactly_it():
+    from sliver.space import Dimension, SearchSpace
+
+    space = SearchSpace([Dimension("id", (0, 1, 2, 3, 4, 5))])
+    choice = pick(POINTS, OBJECTIVES, ' {"id": 3}', space)
+    assert choice.config == {"id": 3} and choice.values == POINTS[3][1] and choice.rule == "explicit config"
+    assert pick(POINTS, OBJECTIVES, '{"id": 5}', space).values == {}  # never measured: no stored values
+    with pytest.raises(ExportError, match="not valid JSON"):
+        pick(POINTS, OBJECTIVES, '{"id": 3', space)
+    with pytest.raises(ValueError, match="'id'"):
+        pick(POINTS, OBJECTIVES, '{"id": 9}', space)  # not a value of the space
+
+
 def test_pick_that_matches_nothing_lists_the_front_ranges():
     with pytest.raises(ExportError, match=r"matches no measured sub-network; the front spans accuracy 90\.\.97 %, latency_ms 1\.\.4 ms"):
         pick(POINTS, OBJECTIVES, "latency_ms<=0.5 max accuracy")

@@ -81,9 +81,19 @@ def test_depth_config_keeps_the_most_influential_layers(calibrated):
     model, _ = calibrated
     config = model.depth_config(2)
     best = set(torch.argsort(model.layer_scores, descending=True)[:2].tolist())
-    assert {i for i, k in enumerate(config["keep"]) if k} == best
+    assert {pos for pos, _, _ in model.kept_layers(config)} == best
     with pytest.raises(UserError, match="layers"):
         model.depth_config(5)
+
+
+def test_depth_drops_the_last_layers_until_calibrated():
+    model = tiny_llama()
+    config = {"layers": 2, "heads": [6, 2, 4, 4], "ffn": [40, 8, 24, 24]}
+    assert model.kept_layers(config) == [(0, 6, 40), (1, 2, 8)]
+    model.layer_scores.copy_(torch.tensor([0.1, 0.4, 0.2, 0.3]))  # ranks: layers 1, 3, 2, 0
+    # the genes follow the rank: the most important layer (1) gets heads[0], the next (3) heads[1]
+    assert model.kept_layers(config) == [(1, 6, 40), (3, 2, 8)]
+    assert model.space.canonical(config) == model.space.canonical({**config, "heads": [6, 2, 6, 6]})
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -112,7 +122,9 @@ def test_sampled_configs_run_and_extract_exactly(calibrated, seed):
 @pytest.mark.parametrize("tie", [False, True])
 def test_kv_cache_decode_equals_the_full_sequence(tie):
     model = tiny_llama(seed=3, tie_embeddings=tie)
-    config = {"keep": [1, 0, 1, 1], "heads": [6, 6, 2, 4], "ffn": [40, 8, 24, 40]}
+    model.layer_scores.copy_(torch.tensor([0.4, 0.1, 0.3, 0.2]))  # layer 1 is dropped first
+    config = {"layers": 3, "heads": [6, 2, 4, 6], "ffn": [40, 24, 40, 8]}
+    assert [pos for pos, _, _ in model.kept_layers(config)] == [0, 2, 3]
     ids = token_ids(2, 11, seed=5)
     for net in (model, model.extract(config)):
         if net is model:
@@ -260,7 +272,7 @@ def test_logits_equal_transformers_llama(tie):
 
     model = tiny_llama(seed=6, tie_embeddings=tie)
     # a sub-network with the same widths in every kept layer: Hugging Face's config has one width for all
-    config = {"keep": [1, 0, 1, 1], "heads": [4] * 4, "ffn": [24] * 4}
+    config = {"layers": 3, "heads": [4] * 4, "ffn": [24] * 4}
     extracted = model.extract(config)
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         vocab_size=VOCAB, hidden_size=24, intermediate_size=24, num_hidden_layers=3, num_attention_heads=4,

@@ -133,6 +133,35 @@ def test_store_cache_hits_are_free(tmp_path):
     assert again.n_cache_hits == 15 and again.n_evaluations == 15 and len(ev.measured) == 15
 
 
+def test_the_study_records_its_constraints_and_given_settings(tmp_path):
+    store = ResultStore(f"sqlite:///{tmp_path}/s.db")
+    run("random", budget=5, store=store, study_name="s", constraints=["latency_ms <= 5"],
+        study_settings={"search_yaml": "/runs/a/search.yaml", "budget": 99})
+    settings = store.get_study("s").settings
+    assert settings["constraints"] == ["latency_ms <= 5"] and settings["search_yaml"] == "/runs/a/search.yaml"
+    assert settings["strategy"] == "random" and settings["budget"] == 5  # the search's own settings win
+
+
+def test_build_search_records_the_yaml_and_problem_with_the_study(tmp_path, monkeypatch):
+    from sliver.bench.nb201 import data_root
+    from sliver.config import load
+    from sliver.search.config import SearchConfig, build_search
+
+    if not (data_root() / "nb201" / "nb201_acc_latency.csv").is_file():
+        pytest.skip("the NB201 table (../shared/data) is not here")
+    (tmp_path / "search.yaml").write_text(
+        f"problem: {{kind: nb201, device: raspi4}}\nstore: sqlite:///{tmp_path / 's.db'}\nstudy: nb\n"
+        "objectives: [accuracy, latency_ms]\nconstraints: ['latency_ms <= 20']\nbudget: 3\nstrategy: {name: random}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # a relative path is recorded absolute: the dashboard runs elsewhere
+    search, store = build_search(load(SearchConfig, "search.yaml"), path="search.yaml")
+    search.run()
+    settings = store.get_study("nb").settings
+    assert settings["search_yaml"] == str(tmp_path.resolve() / "search.yaml")
+    assert settings["problem"] == "nb201" and settings["constraints"] == ["latency_ms <= 20"]
+    store.close()
+
+
 class FailsOnW2(ToyEvaluator):
     def measure(self, config, objectives):
         if config["w"] == 2:

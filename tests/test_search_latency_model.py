@@ -30,7 +30,13 @@ SUPERNET = {"problem": {"kind": "supernet", "checkpoint": "ckpt.pt", "target": "
         (dict(NB201, latency_model={"transfer": {}}, strategy={"name": "linas", "options": {"latency_model": "x"}}), "give the latency model once"),
         (dict(NB201, latency_model={"transfer": {}, "metric": "energy"}), "'energy' is neither an objective"),
         (dict(NB201, latency_model={"lut": "lut.yaml"}), "latency_model.lut: an operator table applies to a supernet"),
-        (dict(SUPERNET, latency_model={"transfer": {}}), "latency_model.transfer: transfer from the table's other devices"),
+        (dict(SUPERNET, latency_model={"transfer": {}}), "latency_model.transfer.sources: name the hardware targets"),
+        (dict(SUPERNET, latency_model={"transfer": {"sources": ["cpu-ort-b1"], "devices": ["pixel3"]}}),
+         "latency_model.transfer.devices: applies to an nb201 problem"),
+        (dict(SUPERNET, latency_model={"transfer": {"sources": ["cpu-ort-b1"], "networks": 3}}), "networks"),
+        (dict(SUPERNET, latency_model={"transfer": {"sources": ["cpu-ort-b1"]}},
+              problem=dict(SUPERNET["problem"], quantization={"search": True})), "source runtimes time float networks"),
+        (dict(NB201, latency_model={"transfer": {"sources": ["cpu-ort-b1"]}}), "latency_model.transfer.sources: source runtimes apply"),
         (dict(SUPERNET, latency_model={"lut": "l.yaml"}, problem=dict(SUPERNET["problem"], quantization={"search": True})),
          "cannot stand in for a quantisation search"),
         (dict(NB201, latency_model={"transfer": {"devices": []}}), "latency_model.transfer.devices"),
@@ -132,3 +138,38 @@ def test_supernet_lut_stand_in_checks_fingerprint_and_coverage(checkpoint, tmp_p
         build_search(validate(SearchConfig, dict(cfg, latency_model={"lut": str(tmp_path / "partial.yaml")})))
     with pytest.raises(FileNotFoundError, match="sliver latency build-lut"):
         build_search(validate(SearchConfig, dict(cfg, latency_model={"lut": str(tmp_path / "absent.yaml")})))
+
+
+@pytest.mark.slow
+def test_supernet_runtime_transfer_measures_the_sources_once_and_reaches_linas(checkpoint, tmp_path):
+    from sliver.predict.transfer import RuntimeTransfer
+
+    path, net = checkpoint
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    cfg = dict(SUPERNET, problem=dict(SUPERNET["problem"], checkpoint=str(path)), store=db, budget=10,
+               strategy={"name": "linas", "options": {"n_init": 6, "batch": 2}},
+               latency_model={"transfer": {"sources": ["cpu-ort-b1", "cpu-ov-b1"], "networks": 10}})
+    lines: list[str] = []
+    search, store = build_search(validate(SearchConfig, cfg), log=lines.append)
+    model = search.strategy.latency_model
+    assert isinstance(model, RuntimeTransfer) and model.runtimes == ["cpu-ort-b1", "cpu-ov-b1"]
+    assert "measuring 10 sub-networks on cpu-ort-b1, cpu-ov-b1 for the transfer (0 found in the store)" in lines[0]
+    assert "latency model: transfer to cpu-torch-b1" in lines[1] and "falling back to the prior" in lines[1]
+    assert store.count_measurements() == 20  # kept, keyed by each source's fingerprint
+    result = search.run()
+    assert result.n_evaluations == 10 and result.n_failed == 0
+    assert any("latency_ms from the given latency model, refitted on" in line for line in search.strategy.log)
+    predicted = model(net.space.sample(1, n=5))
+    assert len(predicted) == 5 and min(predicted) > 0
+    before = store.count_measurements()
+    store.close()
+
+    # again: the sources come from the store, and the target's own latencies are the first samples
+    lines.clear()
+    search, store = build_search(validate(SearchConfig, dict(cfg, study="again")), log=lines.append)
+    assert not any("measuring" in line for line in lines)
+    assert "from 10 samples" in lines[0]
+    assert store.count_measurements() == before
+    store.close()
+    with pytest.raises(ValueError, match="'cpu-torch-b1' is the searched target itself"):
+        build_search(validate(SearchConfig, dict(cfg, latency_model={"transfer": {"sources": ["cpu-torch-b1"], "networks": 10}})))

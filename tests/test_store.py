@@ -40,6 +40,20 @@ def test_study_round_trip_and_mismatch(store):
     assert store.get_study("s1").id == st.id
 
 
+def test_exports_are_recorded_per_study_and_a_label_is_replaced(store):
+    a = store.get_or_create_study("a", SPACE, OBJS, "net", "fp")
+    b = store.get_or_create_study("b", SPACE, OBJS, "net", "fp")
+    assert store.exports(a) == {}
+    small, large = {"d": 1, "k": [3, 3]}, {"d": 2, "k": [5, 5]}
+    store.record_export(a, "fast", small, "accuracy>=90 min latency_ms", "/runs/x/exports/fast")
+    store.record_export(a, "accurate", large, "latency_ms<=2 max accuracy", "/runs/x/exports/accurate")
+    store.record_export(a, "fast", large, "knee", "/runs/x/exports/fast")  # exported again to the same folder
+    got = store.exports(a)
+    assert sorted(got) == ["accurate", "fast"] and store.exports(b) == {}
+    assert got["fast"]["config"] == large and got["fast"]["rule"] == "knee" and got["fast"]["key"] == SPACE.key(large)
+    assert got["accurate"]["out"] == "/runs/x/exports/accurate" and got["accurate"]["exported"]
+
+
 def test_measurements_keyed_by_fingerprint_and_first_ok_kept(store):
     cfg = {"d": 2, "k": [3, 5]}
     key = SPACE.key(cfg)

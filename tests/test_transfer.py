@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import kendalltau, spearmanr
 from typer.testing import CliRunner
 
 from sliver.cli import app
-from sliver.predict.transfer import MIN_SAMPLES_FOR_FIT, DeviceTransfer, TransferLatencyModel, latency_columns, transfer
+from sliver.errors import UserError
+from sliver.predict.latency import LatencyPredictor
+from sliver.predict.transfer import MIN_SAMPLES_FOR_FIT, DeviceTransfer, RuntimeTransfer, TransferLatencyModel, latency_columns, transfer
+from sliver.space import DepthGate, Dimension, SearchSpace
 
 
 def _table(n_arch: int = 300, n_dev: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -271,3 +274,110 @@ def test_leave_one_out_error_tracks_the_error_on_unmeasured_architectures():
         assert f"leave-one-out error on the samples {errors[name]:.1f} %" in model.describe()
     assert errors["noisy"] > 3 * errors["clean"]
     assert model.fit(rows[:2], target[rows[:2]]).loo_error_pct is None  # the prior has no samples to check
+
+
+# ------------------------------------------------------------------ transfer to a new runtime, over a space
+#: a MobileNet-like space: kernel and expand per block, blocks per stage, input resolution
+RT_SPACE = SearchSpace([Dimension("ks", (3, 5, 7), 12), Dimension("e", (3, 4, 6), 12), Dimension("d", (2, 3, 4), 3),
+                        Dimension("r", tuple(range(128, 225, 16)))], [DepthGate("d", (4, 4, 4), ("ks", "e"))])
+RT_STAGE = (1.0, 0.75, 0.6)
+RT_OPS = [(s, k, e) for s in range(3) for k in (3, 5, 7) for e in (3, 4, 6)]
+
+
+def _runtimes(seed: int, n: int = 5) -> list[tuple[float, float, dict]]:
+    """Runtimes as a CPU's runtimes differ: each prices every (stage, kernel, expand) block its own way, along
+    three shared directions (depthwise vs pointwise efficiency, ...), with its own per-layer overhead and its
+    own growth with resolution (caches); pointwise work is compute-bound, depthwise mostly memory-bound."""
+    rng = np.random.default_rng(seed)
+    base = np.array([RT_STAGE[s] * (0.25 * e + 0.3 * e * (1 + 0.15 * (k - 3))) for s, k, e in RT_OPS])
+    factors = rng.normal(size=(3, len(RT_OPS)))
+    return [(rng.uniform(0.02, 0.15), rng.uniform(1.6, 2.0),
+             dict(zip(RT_OPS, base * np.exp(rng.normal(0, 0.15, 3) @ factors + rng.normal(0, 0.05, len(RT_OPS))))))
+            for _ in range(n)]
+
+
+def _blocks(config):
+    for s, depth in enumerate(config["d"]):
+        for b in range(depth):
+            yield s, config["ks"][4 * s + b], config["e"][4 * s + b]
+
+
+def _latency(config, runtime, rng=None) -> float:
+    """ms on ``runtime``; with ``rng``, as measured (2 % timing noise)."""
+    overhead, growth, cost = runtime
+    t = 0.5 + sum(overhead + (config["r"] / 224) ** growth * cost[op] for op in _blocks(config))
+    return t * (float(np.exp(rng.normal(0, 0.02))) if rng is not None else 1.0)
+
+
+def _rt_features(configs):
+    """One-hot genes plus MACs and params (which price depthwise kernels by k^2, unlike the runtimes)."""
+    costs = [(sum((c["r"] / 224) ** 2 * RT_STAGE[s] * (0.25 * e + 0.01 * e * k * k) for s, k, e in _blocks(c)),
+              sum((e + 0.02 * e * k * k) / RT_STAGE[s] for s, k, e in _blocks(c))) for c in configs]
+    return np.c_[RT_SPACE.features(configs), costs]
+
+
+def _runtime_problem(seed: int, n_source: int = 100, k: int = 8):
+    rng = np.random.default_rng(seed)
+    runtimes = _runtimes(seed)
+    measured, held_out = RT_SPACE.sample(rng, n_source), RT_SPACE.sample(rng, 300)
+    source = np.array([[_latency(c, r, rng) for r in runtimes[:4]] for c in measured])
+    new = runtimes[4]
+    samples = [(c, _latency(c, new, rng)) for c in measured[:k]]
+    return measured, source, new, samples, held_out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_runtime_transfer_ranks_unmeasured_networks_and_beats_the_k_samples_alone(seed):
+    measured, source, new, samples, held_out = _runtime_problem(seed)
+    model = RuntimeTransfer(RT_SPACE, measured, source, ["torch", "ort", "ov", "ort-t2"], features=_rt_features,
+                            samples=samples, seed=seed)
+    truth = [_latency(c, new) for c in held_out]
+    tau = kendalltau(model(held_out), truth).statistic
+    configs, y = [c for c, _ in samples], [v for _, v in samples]
+    alone = max(kendalltau(LatencyPredictor(kind).fit(_rt_features(configs), y).predict(_rt_features(held_out)), truth).statistic
+                for kind in ("ridge", "gp_additive"))
+    assert tau >= 0.75, tau
+    assert tau > alone + 0.2, (tau, alone)
+    assert "transfer from torch, ort, ov, ort-t2 (100 networks measured there" in model.describe()
+    assert "from 8 samples" in model.describe()
+    mape = np.mean(np.abs(np.asarray(model(held_out)) / truth - 1))
+    assert mape < 0.15  # milliseconds, not only a ranking
+
+
+def test_runtime_transfer_learns_from_the_search_and_suggests_unmeasured_networks():
+    measured, source, new, _, held_out = _runtime_problem(0)
+    model = RuntimeTransfer(RT_SPACE, measured, source, ["a", "b", "c", "d"], features=_rt_features)
+    assert model.model.fallback and "falling back to the prior" in model.describe()
+    picks = model.suggest(8)
+    keys = {RT_SPACE.key(c) for c in measured}
+    assert len(picks) == 8 and all(RT_SPACE.key(c) in keys for c in picks)
+    assert [RT_SPACE.key(c) for c in picks] == [RT_SPACE.key(c) for c in model.suggest(8)]  # deterministic
+    # the search measures networks outside the source table too: they join the fit
+    seen = picks + held_out[:12]
+    model.observe(seen, [_latency(c, new) for c in seen])
+    assert not model.model.fallback and "from 20 samples" in model.describe()
+    assert not {RT_SPACE.key(c) for c in model.suggest(5)} & {RT_SPACE.key(c) for c in seen}
+    rest = held_out[12:]
+    assert kendalltau(model(rest), [_latency(c, new) for c in rest]).statistic > 0.75
+
+
+def test_runtime_transfer_bad_inputs_are_one_line_errors():
+    measured, source, *_ = _runtime_problem(0, n_source=20)
+    with pytest.raises(UserError, match="need at least 10"):
+        RuntimeTransfer(RT_SPACE, measured[:5], source[:5])
+    with pytest.raises(UserError, match="one row per measured network"):
+        RuntimeTransfer(RT_SPACE, measured, source[:-1])
+    bad = source.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(UserError, match="positive finite numbers"):
+        RuntimeTransfer(RT_SPACE, measured, bad)
+
+
+def test_predict_new_reproduces_the_table_rows():
+    source, target = _table()
+    features = np.random.default_rng(0).integers(0, 2, size=(len(source), 6)).astype(float)
+    for feats in (None, features):
+        model = DeviceTransfer(source, features=feats).fit(np.arange(10), target[:10])
+        np.testing.assert_allclose(model.predict_new(source, feats), model.predict(), rtol=1e-12)
+    prior = DeviceTransfer(source).fit([0], [target[0]])  # the fallback rescales the prior the same way
+    np.testing.assert_allclose(prior.predict_new(source[:5]), prior.predict()[:5], rtol=1e-12)

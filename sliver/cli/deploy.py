@@ -8,6 +8,7 @@ re-checks an export is built exactly as the search built it.
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -53,11 +54,19 @@ def _open(search_yaml: Path, study: str | None):
     return cfg, store, store.get_study(name)
 
 
+class ExportFormat(str, Enum):
+    sliver = "sliver"
+    hf = "hf"
+
+
 def export(
     search_yaml: Path = typer.Argument(..., help="The search's YAML (problem kind 'supernet')."),
     pick_rule: str = typer.Option("knee", "--pick", "-p", help="'knee', a rule like 'latency_ms<=2 max accuracy', or a config as JSON."),
     out: Path = typer.Option(Path("export"), "--out", "-o", help="Folder to write model.pt, arch.json, model.onnx, card.md/json."),
     study: str = typer.Option(None, "--study", help="Study name (default: the YAML's)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.sliver, "--format", "-f",
+                                     help="sliver: model.pt + model.onnx + card; hf: a Hugging Face model folder "
+                                          "(config.json, model.safetensors, tokenizer, README.md) of a Llama sub-network."),
 ) -> None:
     """Cut a sub-network out of the super-network, verify it against the stored metrics, and write it."""
     from sliver.export import export_subnetwork, pick
@@ -72,28 +81,29 @@ def export(
         search, _ = build_search(cfg)
         evaluator = search.evaluator
         points = [(t.config, t.values) for t in store.trials(record.id) if not t.errors]
-        if pick_rule.lstrip().startswith("{"):
-            try:
-                config = evaluator.space.validate(json.loads(pick_rule))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"--pick: not valid JSON ({exc.msg})") from None
-            key = evaluator.space.key(config)
-            stored = next((v for c, v in points if evaluator.space.key(c) == key), None)
-            rule = "explicit config"
-        else:
-            choice = pick(points, record.objectives, pick_rule)
-            config, stored, rule = choice.config, choice.values, choice.rule
-        if cfg.problem.quantization is not None and cfg.problem.quantization.search:
+        choice = pick(points, record.objectives, pick_rule, evaluator.space)
+        config, rule = choice.config, choice.rule
+        stored = choice.values or None  # a config the search never measured: its metrics are measured now
+        quantized = cfg.problem.quantization is not None and cfg.problem.quantization.search
+        if quantized and fmt is ExportFormat.hf:
+            raise UserError(f"{search_yaml}: a joint quantisation search exports quantised ONNX; remove --format hf")
+        if quantized:
             from sliver.quant import export_quantized
 
             # a point of a joint architecture x quantisation search: its deployable form is the quantised ONNX
             card = export_quantized(evaluator, config, out / "model.int8.onnx", stored=stored)
+            store.record_export(record, out.name, config, rule, str(out.resolve()))
             console.print(f"exported ({rule}): accuracy {card['accuracy']:.4g}, {card['model_size']} bytes, "
                           f"fp32 layers {len(card['fp32_nodes'])}\n→ {out / 'model.int8.onnx'}")
             return
-        result = export_subnetwork(evaluator, config, out, stored=stored,
-                                   provenance={"study": record.name, "rule": rule, "checkpoint": cfg.problem.checkpoint,
-                                               "store": hide_password(cfg.store)})
+        provenance = {"study": record.name, "rule": rule, "checkpoint": cfg.problem.checkpoint, "store": hide_password(cfg.store)}
+        if fmt is ExportFormat.hf:
+            from sliver.export_hf import export_subnetwork_hf
+
+            result = export_subnetwork_hf(evaluator, config, out, stored=stored, provenance=provenance)
+        else:
+            result = export_subnetwork(evaluator, config, out, stored=stored, provenance=provenance)
+        store.record_export(record, out.name, config, rule, str(result.path.resolve()))
     except USER_ERRORS as exc:
         fail(str(exc))
     except ExportError as exc:  # the exported model does not reproduce the super-network or the stored metrics
@@ -119,7 +129,9 @@ def report(
             fingerprint = HardwareTarget.parse(cfg.problem.target).fingerprint()
         else:
             fingerprint = cfg.problem.model_dump()
-        picks = {}
+        # what `sliver export` recorded in the store, and the model cards beside the YAML (exports made before
+        # the store recorded them): the same label, the folder's name, in both
+        picks = {label: e["config"] for label, e in store.exports(record).items()}
         for card in sorted(search_yaml.parent.glob("exports/*/card.json")):
             try:
                 picks[card.parent.name] = json.loads(card.read_text())["config"]

@@ -21,7 +21,7 @@ def measure(
     config_file: Path = typer.Option(None, "--config-file", help="JSON file with one config or a list of configs."),
     objectives: str = typer.Option(None, "--objectives", "-o", help="Comma-separated objectives (default: all)."),
     db: str = typer.Option("sqlite:///sliver.db", "--db", envvar="SLIVER_DB", help=DB_HELP),
-    accuracy_subset: float = typer.Option(None, "--accuracy-subset", help="Measure accuracy on this seeded fraction of the validation split."),
+    accuracy_subset: float = typer.Option(None, "--accuracy-subset", help="Measure accuracy (a language model's perplexity) on this seeded fraction of the validation split."),
     study: str = typer.Option(None, "--study", help="Also record the configs as trials of this study (created if new)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON lines instead of tables."),
     list_targets: bool = typer.Option(False, "--list-targets", help="List the target presets, which of them this machine can run and why not the others, then exit."),

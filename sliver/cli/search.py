@@ -17,7 +17,8 @@ def search(config: Path = typer.Argument(..., help="Search config (YAML): proble
     """Search the Pareto front of a super-network or a benchmark table; prints the measured front."""
     try:
         cfg = load(SearchConfig, config)
-        runner, store = build_search(cfg, progress=True, log=lambda line: console.print(line, highlight=False))
+        runner, store = build_search(cfg, progress=True, log=lambda line: console.print(line, highlight=False),
+                                     path=config)
         result = runner.run()
     except USER_ERRORS as exc:
         fail(str(exc))

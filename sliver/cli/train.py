@@ -46,5 +46,8 @@ def train(
     except USER_ERRORS as exc:
         fail(str(exc))
     last = summary.get("metrics")
-    accs = f"; accuracy max {last['acc_max']:.2f}, mid {last['acc_mid']:.2f}, min {last['acc_min']:.2f}" if last else ""
+    accs = ""
+    if last:
+        metric, label = ("ppl", "perplexity") if "ppl_max" in last else ("acc", "accuracy")
+        accs = f"; {label} max {last[f'{metric}_max']:.2f}, mid {last[f'{metric}_mid']:.2f}, min {last[f'{metric}_min']:.2f}"
     console.print(f"done: {summary['step']} steps, checkpoint {summary['checkpoint']} (hash {summary.get('hash')}){accs}")

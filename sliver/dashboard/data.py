@@ -2,7 +2,10 @@
 
 The numbers come from the same functions as ``sliver report`` and ``sliver results``
 (:func:`~sliver.report.study_points`, :func:`~sliver.report.hypervolume_history`,
-:func:`~sliver.search.hv.nondominated`), so the dashboard never disagrees with them.
+:func:`~sliver.report.predictor_quality`, :func:`~sliver.search.hv.nondominated`),
+so the dashboard never disagrees with them. What a study records besides its
+trials is read from the store too: its constraints and YAML path (the study's
+settings, written by the search) and its exports (:meth:`~sliver.store.ResultStore.exports`).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from sliver.report import StudyPoints, hypervolume_history, study_points
+from sliver.core import Constraint
+from sliver.report import StudyPoints, hypervolume_history, predictor_quality, study_points
 from sliver.search.hv import nondominated
 from sliver.store import ResultStore, Status, Study
 
-#: stands in for the search's YAML in the export command: the store does not know where that file is
-SEARCH_YAML = "search.yaml"
+#: stands in for the search's YAML in the export command of a study that did not record it
+#: (one made before studies recorded it, or a search run from Python)
+SEARCH_YAML = "path/to/search.yaml"
 
 
 def find_study(store: ResultStore, name: str) -> Study | None:
@@ -52,20 +57,22 @@ def studies_overview(store: ResultStore) -> list[dict[str, Any]]:
 
 
 def study_view(store: ResultStore, study: Study, cache: dict | None = None, points: StudyPoints | None = None,
-               hypervolume: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
-    """Everything the study page draws: points, the front of every pair of objectives, hypervolume, trials.
+               hypervolume: tuple[np.ndarray, np.ndarray] | None = None,
+               quality: list[dict] | None = None) -> dict[str, Any]:
+    """Everything the study page draws: points, the front of every pair of objectives, constraints, exported
+    picks, hypervolume, predictor quality per round, trials, and each point's export command.
 
-    ``cache`` (a dict the caller keeps) holds the last hypervolume curve per
-    study, so a page polling an unchanged study does not recompute it. A caller
-    that has the study's ``points`` and ``hypervolume`` history already (the
-    report) passes them, so they are not computed twice.
+    ``cache`` (a dict the caller keeps) holds the last hypervolume curve and
+    predictor quality per study, so a page polling an unchanged study does not
+    recompute them. A caller that has the study's ``points``, ``hypervolume``
+    history and predictor ``quality`` already (the report) passes them, so
+    they are not computed twice.
     """
     trials = store.trials(study.id)
     if points is None:
         points = study_points(store, study)
     names = [o.name for o in study.objectives]
-    hv = (_curve(*hypervolume, points) if hypervolume is not None
-          else _hypervolume_curve(points, study.id, cache))
+    hv, quality = _history(store, study, points, cache, hypervolume, quality)
     return {
         "name": study.name,
         "objectives": [_objective(o) for o in study.objectives],
@@ -77,6 +84,10 @@ def study_view(store: ResultStore, study: Study, cache: dict | None = None, poin
         "failed_count": sum(1 for t in trials if t.errors),
         "front_size": int(points.front.sum()),
         "last_activity": _iso(max((t.created for t in trials if t.created), default=study.created)),
+        "constraints": [{"metric": c.metric, "op": c.op, "bound": c.bound, "text": str(c)}
+                        for c in map(Constraint.parse, study.settings.get("constraints", []))],
+        "search_yaml": study.settings.get("search_yaml"),
+        "export_note": export_note(study),
         "points": [
             {
                 "seq": points.seqs[i],
@@ -85,12 +96,14 @@ def study_view(store: ResultStore, study: Study, cache: dict | None = None, poin
                 "feasible": bool(points.feasible[i]),
                 "front": bool(points.front[i]),
                 "cached": points.cached[i],
-                "export": export_command(study.name, points.configs[i]),
+                "export": export_command(study, points.configs[i], points.seqs[i]),
             }
             for i in range(len(points.seqs))
         ],
         "pair_fronts": pair_fronts(points),
+        "picks": picks(store, study, points),
         "hypervolume": hv,
+        "predictor_quality": _jsonable(quality),
         "trials": [
             {
                 "seq": t.seq,
@@ -126,10 +139,43 @@ def pair_fronts(points: StudyPoints) -> dict[str, list[int]]:
     return out
 
 
-def export_command(study_name: str, config: dict) -> str:
-    """The shell command that exports ``config`` of ``study_name`` (with :data:`SEARCH_YAML` for the search's YAML)."""
+def picks(store: ResultStore, study: Study, points: StudyPoints) -> dict[str, int | None]:
+    """The study's recorded exports (:meth:`~sliver.store.ResultStore.exports`): label -> index of the exported
+    point (None when the export is of a config the study never measured)."""
+    index = {study.space.key(c): i for i, c in enumerate(points.configs)}
+    return {label: index.get(e.get("key")) for label, e in store.exports(study).items()}
+
+
+def exportable(study: Study) -> bool:
+    """Whether ``sliver export`` can cut models out of this study: a super-network's (or one that does not say)."""
+    return study.settings.get("problem", "supernet") == "supernet"
+
+
+def export_command(study: Study, config: dict, seq: int) -> str | None:
+    """The shell command that exports trial ``seq`` (``config``) of ``study``, or None when it has no models.
+
+    It names the search's YAML the study recorded (else :data:`SEARCH_YAML`);
+    the pick is the config as JSON, the rule that selects exactly this
+    sub-network (see :func:`~sliver.export.pick`); the model goes to
+    ``exports/trial-<seq>`` beside the YAML, where ``sliver report`` finds it.
+    """
+    if not exportable(study):
+        return None
+    yaml_path = study.settings.get("search_yaml")
+    out = Path(yaml_path).parent / "exports" if yaml_path else Path("exports")
     pick = json.dumps(config, separators=(",", ":"))
-    return shlex.join(["sliver", "export", SEARCH_YAML, "--study", study_name, "--pick", pick])
+    return shlex.join(["sliver", "export", yaml_path or SEARCH_YAML, "--study", study.name, "--pick", pick,
+                       "--out", str(out / f"trial-{seq}")])
+
+
+def export_note(study: Study) -> str | None:
+    """What the page says above the export command when it cannot be run as shown (None when it can)."""
+    if not exportable(study):
+        return f"this study's problem ('{study.settings['problem']}') has no models to export"
+    if not study.settings.get("search_yaml"):
+        return (f"the store does not record this search's YAML (the search predates that, or ran from Python): "
+                f"replace {SEARCH_YAML} with it")
+    return None
 
 
 def training_view(run_dir: Path) -> dict[str, Any]:
@@ -167,14 +213,18 @@ def _curve(evals: np.ndarray, hv: np.ndarray, points: StudyPoints) -> dict[str, 
     return {"evaluations": [int(e) for e in evals], "values": [float(h) for h in hv], "seqs": list(points.seqs)}
 
 
-def _hypervolume_curve(points: StudyPoints, study_id: int, cache: dict | None) -> dict[str, list]:
+def _history(store: ResultStore, study: Study, points: StudyPoints, cache: dict | None,
+             hypervolume: tuple[np.ndarray, np.ndarray] | None, quality: list[dict] | None) -> tuple[dict, list[dict]]:
+    """The hypervolume curve and predictor quality per round: as given, from ``cache`` while the study is unchanged,
+    else computed (a new trial changes the key)."""
     key = (len(points.seqs), points.seqs[-1] if points.seqs else None, tuple(points.feasible))
-    if cache is not None and study_id in cache and cache[study_id][0] == key:
-        return cache[study_id][1]
-    curve = _curve(*hypervolume_history(points), points)
+    if hypervolume is None and quality is None and cache is not None and cache.get(study.id, (None,))[0] == key:
+        return cache[study.id][1]
+    curve = _curve(*(hypervolume if hypervolume is not None else hypervolume_history(points)), points)
+    rows = quality if quality is not None else predictor_quality(store, study)
     if cache is not None:
-        cache[study_id] = (key, curve)
-    return curve
+        cache[study.id] = (key, (curve, rows))
+    return curve, rows
 
 
 def _objective(o) -> dict[str, str]:

@@ -53,11 +53,12 @@ def smollm2_path() -> Path:
 
 
 def read_gguf(path: str | Path, seq_len: int = 256, head_choices: Sequence[int] | None = None,
-              ffn_choices: Sequence[int] | None = None) -> tuple[ElasticLlama, Tokenizer]:
+              ffn_choices: Sequence[int] | None = None,
+              depth_choices: Sequence[int] | None = None) -> tuple[ElasticLlama, Tokenizer]:
     """A Llama-family GGUF file -> (super-network in eval mode at the file's size, tokenizer).
 
-    ``head_choices`` / ``ffn_choices`` are :class:`ElasticLlama`'s (default: every
-    whole-KV-group head count, full FFN width only); call :meth:`ElasticLlama.calibrate`
+    ``head_choices`` / ``ffn_choices`` / ``depth_choices`` are :class:`ElasticLlama`'s (default: every
+    whole-KV-group head count, full FFN width only, every depth); call :meth:`ElasticLlama.calibrate`
     before cutting sub-networks so that the kept units are the important ones.
     """
     gguf = _gguf()
@@ -90,7 +91,7 @@ def read_gguf(path: str | Path, seq_len: int = 256, head_choices: Sequence[int] 
                          eps=float(key("attention.layer_norm_rms_epsilon")),
                          rope_base=float(meta.get("llama.rope.freq_base", 10000.0)),
                          tie_embeddings="output.weight" not in tensors, seq_len=seq_len,
-                         head_choices=head_choices, ffn_choices=ffn_choices)
+                         head_choices=head_choices, ffn_choices=ffn_choices, depth_choices=depth_choices)
 
     def weight(name: str) -> torch.Tensor:
         if name not in tensors:
@@ -126,6 +127,14 @@ def permute_rotary(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     """llama.cpp's converter permutation (the inverse of :func:`unpermute_rotary`), for writing GGUF files."""
     rows = w.shape[0]
     return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def read_gguf_tokenizer(path: str | Path) -> Tokenizer:
+    """The tokenizer stored in a GGUF file, without dequantising its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"GGUF file {path} does not exist")
+    return gguf_tokenizer(_gguf().GGUFReader(str(path)))
 
 
 def gguf_tokenizer(reader) -> Tokenizer:

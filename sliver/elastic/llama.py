@@ -4,12 +4,21 @@
 positions, grouped-query attention and a SwiGLU FFN (Llama, SmolLM2, Qwen-style
 without biases), with a tied or separate LM head. A sub-network config says:
 
-* ``keep`` — one 0/1 flag per layer: which layers run (any subset, not only a
-  prefix; :meth:`ElasticLlama.depth_config` keeps the most important ones);
-* ``heads`` — query heads per layer, a multiple of the query heads sharing one
-  KV head, so whole KV groups are kept (the first ``heads`` query heads and the
-  first ``heads / group`` KV heads);
-* ``ffn`` — FFN neurons per layer (the first ``ffn``).
+* ``layers`` — how many layers run: the most important ones by their block
+  influence on calibration text (ShortGPT), in their original order, so depth
+  drops the least important layers wherever they are, not only the last ones
+  (before :meth:`ElasticLlama.calibrate` the order is the layers' own, and depth
+  drops the last layers);
+* ``heads`` — query heads of each layer, listed by importance rank (gene ``r``
+  belongs to the ``r``-th most important layer, so the genes of dropped layers
+  are the inactive tail), a multiple of the query heads sharing one KV head, so
+  whole KV groups are kept (the first ``heads`` query heads and the first
+  ``heads / group`` KV heads);
+* ``ffn`` — FFN neurons of each layer, by rank too (the first ``ffn``).
+
+Ranked depth makes the sub-networks nested the way training needs: a random
+draw of ``layers`` keeps the layers every larger draw keeps, where independent
+per-layer flags would train random subsets that no search would pick.
 
 The hidden width stays fixed. Every forward slices the full weights, so after
 :meth:`ElasticLlama.calibrate` has sorted KV groups and neurons by their mean
@@ -236,11 +245,14 @@ class ElasticLlama(Supernet):
 
     family = "llama"
     onnx_dynamic_axes = {0: "batch", 1: "sequence"}
+    #: the original model predicts the same next tokens, so it can teach every sub-network (Minitron)
+    teacher_knows_task = True
 
     def __init__(self, *, vocab_size: int, hidden: int, num_layers: int, num_heads: int, num_kv_heads: int,
                  ffn: int, head_dim: int | None = None, eps: float = 1e-5, rope_base: float = 10000.0,
                  tie_embeddings: bool = True, seq_len: int = 256,
-                 head_choices: Sequence[int] | None = None, ffn_choices: Sequence[int] | None = None) -> None:
+                 head_choices: Sequence[int] | None = None, ffn_choices: Sequence[int] | None = None,
+                 depth_choices: Sequence[int] | None = None) -> None:
         super().__init__()
         if num_kv_heads < 1 or num_heads % num_kv_heads:
             raise UserError(f"num_heads ({num_heads}) must be a positive multiple of num_kv_heads ({num_kv_heads})")
@@ -255,6 +267,8 @@ class ElasticLlama(Supernet):
             raise UserError(f"head_choices must be multiples of {self.group} (query heads per KV head) "
                             f"so that whole KV groups are kept, got {self.head_choices}")
         self.ffn_choices = size_choices("ffn_choices", ffn_choices, ffn, default=[ffn])
+        self.depth_choices = size_choices("depth_choices", depth_choices, num_layers, default=range(1, num_layers + 1))
+        self._teacher: list[nn.Module] = []  # a list, so the copy is no submodule and stays out of checkpoints
         self.embed = nn.Embedding(vocab_size, hidden)
         self.layers = nn.ModuleList(ElasticDecoderLayer(hidden, num_heads, num_kv_heads, self.head_dim, ffn, eps)
                                     for _ in range(num_layers))
@@ -264,21 +278,32 @@ class ElasticLlama(Supernet):
         self.register_buffer("layer_scores", torch.zeros(num_layers))
         self.space = SearchSpace(
             [
-                Dimension("keep", (0, 1), num_layers),
+                Dimension("layers", tuple(self.depth_choices)),
                 Dimension("heads", tuple(self.head_choices), num_layers),
                 Dimension("ffn", tuple(self.ffn_choices), num_layers),
             ],
-            # each layer is a group of one block whose heads/ffn genes are inactive when it is dropped
-            [DepthGate("keep", (1,) * num_layers, ("heads", "ffn"))],
+            # one group of ranked layers: the genes of ranks beyond ``layers`` are inactive
+            [DepthGate("layers", (num_layers,), ("heads", "ffn"))],
         )
 
     # --- running a sub-network ---------------------------------------------------------------
+    def layer_ranks(self) -> list[int]:
+        """Layer positions from most to least important (:meth:`calibrate`'s block influence; ties, and an
+        uncalibrated model, keep the earlier layer first)."""
+        return torch.argsort(-self.layer_scores, stable=True).tolist()
+
+    def kept_layers(self, config: Config) -> list[tuple[int, int, int]]:
+        """(position, heads, ffn) of every layer ``config`` runs, in execution order."""
+        ranked = self.layer_ranks()[:config["layers"]]
+        return sorted((pos, config["heads"][r], config["ffn"][r]) for r, pos in enumerate(ranked))
+
     def _set_active(self, config: Config) -> None:
-        self._kept = [i for i, k in enumerate(config["keep"]) if k]
+        self._kept = self.kept_layers(config)
 
     def _blocks(self) -> list[tuple[dict[str, torch.Tensor], int, int]]:
-        cfg = self.active_config
-        return [self.layers[i].sliced(cfg["heads"][i], cfg["ffn"][i]) for i in self._kept]
+        if self._active is None:
+            self.activate(self.max_config())
+        return [self.layers[pos].sliced(heads, ffn) for pos, heads, ffn in self._kept]
 
     def _lm_head(self) -> torch.Tensor:
         return self.embed.weight if self.lm_head is None else self.lm_head.weight
@@ -296,36 +321,39 @@ class ElasticLlama(Supernet):
         return torch.randint(0, self.vocab_size, self.input_shape(config, batch_size), generator=gen)
 
     def depth_config(self, layers: int, config: Config | None = None) -> Config:
-        """``config`` (default: the largest) keeping only the ``layers`` most important layers
-        by :meth:`calibrate`'s block influence (the last ones when uncalibrated)."""
-        config = self.space.validate(self.max_config() if config is None else config)
-        if not 0 <= layers <= self.num_layers:
-            raise UserError(f"layers must be between 0 and {self.num_layers}, got {layers}")
-        # stable sort on -score: ties (uncalibrated zeros) keep the earliest layers
-        order = torch.argsort(-self.layer_scores, stable=True)[:layers].tolist()
-        return {**config, "keep": [int(i in order) for i in range(self.num_layers)]}
+        """``config`` (default: the largest) running only the ``layers`` most important layers."""
+        config = self.max_config() if config is None else config
+        if layers not in self.depth_choices:
+            raise UserError(f"layers must be one of depth_choices {self.depth_choices}, got {layers}")
+        return self.space.validate({**config, "layers": layers})
 
     # --- cutting out --------------------------------------------------------------------------
     def arch_config(self, config: Config) -> dict[str, Any]:
-        config = self.space.validate(config)
-        kept = [i for i, k in enumerate(config["keep"]) if k]
+        kept = self.kept_layers(self.space.validate(config))
         return {"kind": "llama", "vocab_size": self.vocab_size, "hidden": self.hidden, "head_dim": self.head_dim,
-                "group": self.group, "heads": [config["heads"][i] for i in kept],
-                "ffn": [config["ffn"][i] for i in kept], "eps": self.eps, "rope_base": self.rope_base,
-                "tie_embeddings": self.tie_embeddings}
+                "group": self.group, "heads": [h for _, h, _ in kept], "ffn": [f for _, _, f in kept],
+                "eps": self.eps, "rope_base": self.rope_base, "tie_embeddings": self.tie_embeddings}
 
     def extract(self, config: Config) -> nn.Module:
         config = self.space.validate(config)
         model = build_extracted(self.arch_config(config))
-        kept = [i for i, k in enumerate(config["keep"]) if k]
-        return load_leading_slices(model, self.state_dict(), kept)
+        return load_leading_slices(model, self.state_dict(), [pos for pos, _, _ in self.kept_layers(config)])
 
     def supernet_config(self) -> dict[str, Any]:
         return {"family": "llama", "vocab_size": self.vocab_size, "hidden": self.hidden,
                 "num_layers": self.num_layers, "num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads,
                 "ffn": self.ffn, "head_dim": self.head_dim, "eps": self.eps, "rope_base": self.rope_base,
                 "tie_embeddings": self.tie_embeddings, "seq_len": self.default_seq_len,
-                "head_choices": self.head_choices, "ffn_choices": self.ffn_choices}
+                "head_choices": self.head_choices, "ffn_choices": self.ffn_choices, "depth_choices": self.depth_choices}
+
+    def teacher_model(self) -> nn.Module:
+        """A frozen copy of the largest network as it was at the first call: the teacher that training distils
+        from. The trainer asks before it loads a checkpoint, so this is the original pre-trained model (its
+        units possibly sorted by :meth:`calibrate`, which keeps its logits), never the weights being trained."""
+        if not self._teacher:
+            teacher = self.extract(self.max_config()).requires_grad_(False)
+            self._teacher.append(teacher)
+        return self._teacher[0]
 
     # --- costs ----------------------------------------------------------------------------------
     def costs(self, config: Config, seq_len: int | None = None) -> dict[str, float]:
@@ -337,9 +365,7 @@ class ElasticLlama(Supernet):
         d, hd = self.hidden, self.head_dim
         embed = self.vocab_size * d * (1 if self.tie_embeddings else 2)
         body, kv, macs = d, 0, s * d * self.vocab_size  # final norm; the LM head
-        for keep, heads, ffn in zip(config["keep"], config["heads"], config["ffn"]):
-            if not keep:
-                continue
+        for _, heads, ffn in self.kept_layers(config):
             kv_heads = heads // self.group
             linear = 2 * d * heads * hd + 2 * d * kv_heads * hd + 3 * d * ffn
             body += linear + 2 * d  # two RMSNorm weights
@@ -356,8 +382,9 @@ class ElasticLlama(Supernet):
         Runs the largest network on ``batches`` of token ids (B, S). A neuron's score is
         its mean |SwiGLU activation|, a KV group's the mean |attention context| of its
         query heads (Minitron); a layer's the block influence ``1 - cos(input, output)``
-        averaged over tokens (ShortGPT), kept in ``layer_scores`` for :meth:`depth_config`.
-        Only permutes units, so the largest network's logits are unchanged. Returns the
+        averaged over tokens (ShortGPT), kept in ``layer_scores``: the rank order the
+        ``layers`` gene keeps. Only permutes units, so the largest network's logits are
+        unchanged (a config's ``layers`` now keeps other layers). Returns the
         new order of each layer (old indices) and the layer scores.
         """
         previous = self._active

@@ -92,3 +92,42 @@ def from_spec(spec: dict[str, Any], source: str = "supernet") -> Supernet:
         return build_supernet(spec)
     except TypeError as exc:  # an unknown or missing constructor argument
         raise ConfigError(f"{source}: {exc}") from None
+
+
+@register_spec("llama")
+class LlamaSpec(StrictModel):
+    """``supernet:`` section for :class:`~sliver.elastic.llama.ElasticLlama`: pre-trained weights from a GGUF
+    file (``gguf: smollm2`` for the bundled SmolLM2-135M-Instruct, or a path), or a random model of the given
+    size; plus the elastic choices (see :class:`ElasticLlama`)."""
+
+    family: Literal["llama"]
+    gguf: str | None = None
+    vocab_size: PositiveInt | None = None
+    hidden: PositiveInt | None = None
+    num_layers: PositiveInt | None = None
+    num_heads: PositiveInt | None = None
+    num_kv_heads: PositiveInt | None = None
+    ffn: PositiveInt | None = None
+    tie_embeddings: bool | None = None
+    seq_len: PositiveInt = 256
+    head_choices: list[PositiveInt] | None = None
+    ffn_choices: list[PositiveInt] | None = None
+    depth_choices: list[PositiveInt] | None = None
+
+    def build(self) -> Supernet:
+        from sliver.elastic.llama import ElasticLlama
+
+        choices = {"head_choices": self.head_choices, "ffn_choices": self.ffn_choices,
+                   "depth_choices": self.depth_choices}
+        size = self.model_dump(exclude_none=True, exclude={"family", "gguf", "seq_len", *choices})
+        if self.gguf is not None:
+            if size:
+                raise ConfigError(f"fields {sorted(size)}: a GGUF file gives the model's size; remove them")
+            from sliver.elastic.gguf import read_gguf, smollm2_path
+
+            path = smollm2_path() if self.gguf == "smollm2" else self.gguf
+            return read_gguf(path, seq_len=self.seq_len, **choices)[0]
+        missing = sorted({"vocab_size", "hidden", "num_layers", "num_heads", "num_kv_heads", "ffn"} - set(size))
+        if missing:
+            raise ConfigError(f"fields {missing}: required for a random model; or give 'gguf: smollm2' (or a path)")
+        return ElasticLlama(**size, seq_len=self.seq_len, **choices)

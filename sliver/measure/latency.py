@@ -15,7 +15,7 @@ import copy
 import io
 import warnings
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -45,11 +45,15 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def torch_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarget) -> LatencyResult:
+def torch_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarget,
+                  prepare: Callable[[nn.Module, torch.Tensor], Callable[[], object]] | None = None) -> LatencyResult:
     """Latency of one batch through ``model`` in eager mode under ``torch.inference_mode``, on the target's device.
 
     On CUDA a copy of the model runs (the caller's stays on the CPU) and the input
     is on the GPU already: the time is the GPU's, between CUDA events.
+    ``prepare(model, example)``, when given, runs first (untimed, on the device, in
+    inference mode) and returns the call to time instead of ``model(example)``,
+    e.g. one decoding step after a prompt has filled a KV cache.
     """
     target.require_available()
     model.eval()
@@ -57,30 +61,38 @@ def torch_latency(model: nn.Module, example: torch.Tensor, target: HardwareTarge
     if target.device == "cuda":
         model, example, timer = copy.deepcopy(model).to("cuda"), example.to("cuda"), cuda_ns
     with torch_threads(target.threads), torch.inference_mode():
-        return time_runs(lambda: model(example), **protocol(target), timer=timer)
+        run = (lambda: model(example)) if prepare is None else prepare(model, example)
+        return time_runs(run, **protocol(target), timer=timer)
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, opset: int = 17,
                 dynamic_axes: dict[int, str] | None = None) -> bytes:
-    """The model exported to ONNX (TorchScript exporter) as bytes.
+    """The model exported to ONNX (TorchScript exporter) as bytes, with one input ``input`` and one output ``output``.
 
     The input shape is fixed to ``example``'s unless ``dynamic_axes`` names input
     axes that may vary, e.g. ``{0: "batch", 1: "sequence"}`` for token ids; a
     dynamic batch axis (0) is dynamic in the output too.
     """
-    buf = io.BytesIO()
-    model.eval()
     axes = None
     if dynamic_axes:
         axes = {"input": dict(dynamic_axes)}
         if 0 in dynamic_axes:
             axes["output"] = {0: dynamic_axes[0]}
+    return onnx_graph(model, (example,), ["input"], ["output"], axes, opset)
+
+
+def onnx_graph(model: nn.Module, args: tuple, input_names: list[str], output_names: list[str],
+               dynamic_axes: dict[str, dict[int, str]] | None = None, opset: int = 17) -> bytes:
+    """``model(*args)`` exported to ONNX as bytes with named inputs and outputs and ``dynamic_axes`` per name
+    (torch's ``dynamic_axes`` argument): the one place sliver calls the exporter."""
+    buf = io.BytesIO()
+    model.eval()
     # the TorchScript exporter warns that it is legacy; it is the one that needs no onnxscript
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            model, (example,), buf, input_names=["input"], output_names=["output"],
-            opset_version=opset, dynamo=False, dynamic_axes=axes,
+            model, args, buf, input_names=input_names, output_names=output_names,
+            opset_version=opset, dynamo=False, dynamic_axes=dynamic_axes,
         )
     return buf.getvalue()
 

@@ -2,7 +2,10 @@
 
 For each config it recalibrates batch norm (only when accuracy is asked for),
 extracts the sub-network once as a plain PyTorch model, then measures every
-requested objective on that model. Each objective fails on its own: its
+requested objective on that model. A language model (``ElasticLlama``) has
+its own objectives (perplexity, prefill and decode latency, parameters without
+embeddings, KV-cache bytes), measured by :mod:`sliver.measure.language`. Each
+objective fails on its own: its
 exception is returned in place of the value, and the others are still
 measured. ``measure`` returns a :class:`~sliver.measure.base.Measured` with
 each objective's seconds and statistics (latency IQR, runs, ...), which
@@ -25,6 +28,7 @@ from torch import nn
 from sliver.core import Objective, get_objective
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
+from sliver.measure import language
 from sliver.measure.base import Measured
 from sliver.measure.hardware import HardwareTarget
 from sliver.measure.latency import measure_latency
@@ -32,20 +36,23 @@ from sliver.space import Config
 from sliver.train.accuracy import subset, top1_accuracy
 
 #: objectives whose value depends on the hardware target (keyed by its fingerprint); the rest use "any"
-HARDWARE_OBJECTIVES = frozenset({"latency_ms", "peak_memory"})
+HARDWARE_OBJECTIVES = frozenset({"latency_ms", "peak_memory"}) | language.LM_HARDWARE
 #: objectives computed from the config alone (``supernet.costs``), without extracting the model
-COST_OBJECTIVES = frozenset({"macs", "params"})
+COST_OBJECTIVES = frozenset({"macs", "params"}) | language.LM_COSTS
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms", "macs", "params", "model_size", "peak_memory")
 
 
 class ModelEvaluator:
     """The :class:`~sliver.measure.base.Evaluator` of a super-network on a :class:`HardwareTarget`.
 
-    ``data`` is a :class:`sliver.data.DataBundle` (needed for ``accuracy`` only:
-    BN statistics are re-estimated on ``calib_batches`` batches of its
-    calibration split, accuracy is top-1 on its validation split, or on a
-    seeded ``accuracy_subset`` fraction of it). ``timeout_s`` bounds each
-    measurement: accuracy stops between batches, latency caps its timed loop.
+    ``data`` is a :class:`sliver.data.DataBundle` (needed for ``accuracy`` and
+    ``perplexity`` only: BN statistics are re-estimated on ``calib_batches``
+    batches of its calibration split, accuracy is top-1 on its validation split,
+    or on a seeded ``accuracy_subset`` fraction of it; a language model's
+    perplexity is taken on the same rows). ``timeout_s`` bounds each
+    measurement: accuracy and perplexity stop between batches, latency caps its
+    timed loop. An objective the super-network's kind cannot have (perplexity of
+    an image classifier, accuracy of a language model) is a one-line ``UserError``.
     """
 
     def __init__(
@@ -64,12 +71,15 @@ class ModelEvaluator:
     ) -> None:
         self.supernet = supernet.eval()
         self.target = HardwareTarget.parse(target)
+        self.quality = language.quality_objective(supernet)
+        defaults = language.DEFAULT_LM_OBJECTIVES if self.quality == "perplexity" else DEFAULT_OBJECTIVES
         names = list(objectives) if objectives is not None else [
-            n for n in DEFAULT_OBJECTIVES if n != "accuracy" or data is not None
+            n for n in defaults if n != self.quality or data is not None
         ]
         self.objectives: list[Objective] = [get_objective(n) for n in names]
-        if "accuracy" in names and data is None:
-            raise UserError("objective 'accuracy' needs data (a DataBundle with val and calib splits); pass data=")
+        language.check_objectives(supernet, names)
+        if self.quality in names and data is None:
+            raise UserError(f"objective '{self.quality}' needs data (a DataBundle with val and calib splits); pass data=")
         if accuracy_subset is not None and not 0.0 < accuracy_subset <= 1.0:
             raise UserError(f"accuracy_subset must be in (0, 1], got {accuracy_subset}")
         self.space = supernet.space
@@ -84,6 +94,8 @@ class ModelEvaluator:
         self._recalibrate = recalibrate
         #: how many times each objective was really measured, failures included (cache hits do not count)
         self.runs: Counter[str] = Counter()
+        #: what :meth:`from_checkpoint` read besides the weights (path, hash, training YAML, data spec), else None
+        self.checkpoint: dict[str, Any] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, target: HardwareTarget | str = "cpu-torch-b1",
@@ -92,16 +104,19 @@ class ModelEvaluator:
         from sliver.train.checkpoint import checkpoint_data, load_supernet
 
         supernet, info = load_supernet(path)
-        wants_accuracy = objectives is None or "accuracy" in objectives
-        if data is None and wants_accuracy:
+        quality = language.quality_objective(supernet)
+        if data is None and (objectives is None or quality in objectives):
             data = checkpoint_data(info)
             if data is None and objectives is not None:
-                raise UserError(f"checkpoint {path} records no data set; pass data= to measure accuracy")
-        return cls(supernet, target, objectives, data=data, supernet_hash=info.get("hash"), **kwargs)
+                raise UserError(f"checkpoint {path} records no data set; pass data= to measure {quality}")
+        evaluator = cls(supernet, target, objectives, data=data, supernet_hash=info.get("hash"), **kwargs)
+        evaluator.checkpoint = info
+        return evaluator
 
     # ------------------------------------------------------------------ protocol
     def fingerprint_for(self, objective: str) -> str:
-        """The target's fingerprint hash for latency and memory, "any" for hardware-independent objectives."""
+        """The target's fingerprint hash for latency (prefill and decode too) and memory, "any" for
+        hardware-independent objectives."""
         return self.fingerprint if objective in HARDWARE_OBJECTIVES else "any"
 
     def measure(self, config: Config, objectives: list[str]) -> Measured:
@@ -151,6 +166,17 @@ class ModelEvaluator:
             return result.median_ms
         if name in COST_OBJECTIVES:
             return float(self.supernet.costs(config)[name])
+        if name == "perplexity":
+            val = subset(self.data.val, self.accuracy_subset, self.seed)
+            stats.update(rows=len(val), subset=self.accuracy_subset)
+            return language.measure_perplexity(model, val, time.monotonic() + self.timeout_s)
+        if name in language.LM_HARDWARE:
+            prompt = self.supernet.example_input(config, batch_size=self.target.batch_size, seed=self.seed)
+            target = self.target.model_copy(update={"max_seconds": min(self.target.max_seconds, self.timeout_s)})
+            timed = language.prefill_latency if name == "prefill_ms" else language.decode_latency
+            result = timed(model, prompt, target)
+            stats.update(result.to_dict(), backend=self.target.backend, prompt=list(prompt.shape))
+            return result.median_ms
         if name == "model_size":
             return float(model_size_bytes(model))
         if name == "peak_memory":

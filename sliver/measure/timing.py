@@ -121,21 +121,22 @@ def openvino_model(onnx_model: bytes, target: HardwareTarget):
     return core.compile_model(core.read_model(onnx_model), "CPU", target.openvino_config())
 
 
-def time_onnx(onnx_model: bytes, inputs: np.ndarray, target: HardwareTarget) -> LatencyResult:
+def time_onnx(onnx_model: bytes, inputs: np.ndarray | dict[str, np.ndarray], target: HardwareTarget) -> LatencyResult:
     """Latency of one batch ``inputs`` through an ONNX model on the target's runtime, here.
 
-    ONNX Runtime runs on the target's execution provider, fed from host memory
-    with the output returned there, as an application calling ``session.run``
-    sees it (on a GPU provider: copies included); OpenVINO runs one synchronous
-    request at a time.
+    ``inputs`` is the array of the model's one input, or a dict of arrays by input
+    name (a decoding step's token ids and past keys and values). ONNX Runtime runs
+    on the target's execution provider, fed from host memory with the outputs
+    returned there, as an application calling ``session.run`` sees it (on a GPU
+    provider: copies included); OpenVINO runs one synchronous request at a time.
     """
     target.require_available()
     if target.backend == "openvino":
         request = openvino_model(onnx_model, target).create_infer_request()
-        feed_ov = {0: inputs}
+        feed_ov = inputs if isinstance(inputs, dict) else {0: inputs}
         return time_runs(lambda: request.infer(feed_ov), **protocol(target))
     if target.backend != "onnxruntime":
         raise ValueError(f"time_onnx runs ONNX Runtime or OpenVINO, not backend {target.backend!r}")
     session = ort_session(onnx_model, target.threads, target.ort_provider())
-    feed = {session.get_inputs()[0].name: inputs}
+    feed = inputs if isinstance(inputs, dict) else {session.get_inputs()[0].name: inputs}
     return time_runs(lambda: session.run(None, feed), **protocol(target))

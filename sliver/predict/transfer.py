@@ -41,6 +41,13 @@ networks, and random draws (which follow the bulk of the table) do as well or be
 A fit reports its leave-one-out error on the k samples (:attr:`DeviceTransfer.loo_error_pct`,
 from the GP's closed form, no refits): the one check of the model a user has on their own device.
 
+A fitted transfer also predicts architectures outside its table from their source latencies
+(:meth:`DeviceTransfer.predict_new`). :class:`RuntimeTransfer` builds on that for a
+super-network's space, far too large to tabulate: the source columns are the runtimes
+this machine measured (torch eager, ONNX Runtime, OpenVINO, at one or two threads), each
+extended to every network of the space by a latency predictor fitted on the networks
+measured there, and the new runtime (or device) is fitted from a few networks measured on it.
+
 With fewer than :data:`MIN_SAMPLES_FOR_FIT` samples there is nothing to fit:
 the prediction falls back to the *prior*, the geometric mean over the source
 devices (shifted to the samples' level when there are any), and the result
@@ -61,6 +68,10 @@ from sliver.errors import UserError
 
 #: fewer measured architectures than this and the fit is not trusted
 MIN_SAMPLES_FOR_FIT = 3
+
+#: :class:`RuntimeTransfer` needs at least this many networks measured on the source runtimes
+#: (each source runtime's latency predictor is fitted on them)
+MIN_SOURCE_NETWORKS = 10
 
 #: noise levels tried (as a share of the prior's mean variance), chosen per fit by marginal likelihood
 NOISE_GRID = (0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
@@ -124,24 +135,25 @@ class DeviceTransfer:
         self.devices = list(devices) if devices is not None else [f"column {j}" for j in range(source.shape[1])]
         if len(self.devices) != source.shape[1]:
             raise ValueError(f"devices: {len(self.devices)} names for {source.shape[1]} source columns")
-        log = log_latency(source)
-        self._prior = log.mean(1)
-        views = [log]
+        self._n_devices = source.shape[1]
+        self._floor = latency_floor(source)
+        self._prior = np.log(np.maximum(source, self._floor)).mean(1)
+        self._additive = None
         if features is not None:
             features = np.asarray(features, dtype=np.float64)
             if features.ndim != 2 or features.shape[0] != source.shape[0]:
                 raise ValueError(f"features: expected one row per architecture ({source.shape[0]}), got shape {features.shape}")
             from sklearn.linear_model import Ridge
 
-            # reshaped: for a single source device, scikit-learn returns a flat vector
-            additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source).predict(features).reshape(source.shape)
-            views.append(np.log(np.maximum(additive, _FLOOR_OF_MEDIAN * np.median(source, axis=0))))
-        z = np.concatenate(views, axis=1)
-        std = z.std(0)
-        std[std == 0] = 1.0  # a constant device column carries no ranking information
-        self._z = (z - z.mean(0)) / std
-        self._n_devices = source.shape[1]
+            self._additive = Ridge(alpha=_ADDITIVE_ALPHA).fit(features, source)
+            self._additive_floor = _FLOOR_OF_MEDIAN * np.median(source, axis=0)
+        z = self._views(source, features)
+        # kept, so that an architecture outside the table is standardised as the table was (predict_new)
+        self._z_mean, self._z_std = z.mean(0), z.std(0)
+        self._z_std[self._z_std == 0] = 1.0  # a constant device column carries no ranking information
+        self._z = (z - self._z_mean) / self._z_std
         self._fitted: np.ndarray | None = None
+        self._state: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
         self._shift = 0.0
         self._noise = float("nan")
         self._nearest = ""
@@ -153,6 +165,15 @@ class DeviceTransfer:
     @property
     def n_architectures(self) -> int:
         return self._z.shape[0]
+
+    def _views(self, source: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """The log-latency view of rows of source latencies, and their additive view when the table has features."""
+        views = [np.log(np.maximum(source, self._floor))]
+        if self._additive is not None:
+            # reshaped: for a single source device, scikit-learn returns a flat vector
+            additive = self._additive.predict(features).reshape(len(source), self._n_devices)
+            views.append(np.log(np.maximum(additive, self._additive_floor)))
+        return np.concatenate(views, axis=1)
 
     def suggest(self, k: int, measured: np.ndarray | Sequence[int] = (), candidates: np.ndarray | list[int] | None = None) -> np.ndarray:
         """Rows of ``k`` architectures to measure on the new device next, most informative first.
@@ -245,7 +266,8 @@ class DeviceTransfer:
         w /= w.sum()
         mean = z @ w
         feats = (z - mean[:, None]) * np.sqrt(w)
-        feats /= np.sqrt(np.mean(np.sum(feats ** 2, axis=1))) or 1.0  # prior variance 1 per architecture, on average
+        norm = float(np.sqrt(np.mean(np.sum(feats ** 2, axis=1)))) or 1.0  # prior variance 1 per architecture, on average
+        feats /= norm
         top = list(dict.fromkeys(int(j) % self._n_devices for j in np.argsort(-w)))[:3]
         self._nearest = ", ".join(str(self.devices[j]) for j in top)
         # whiten by the per-sample noise: K = Fk Fk^T + noise * diag(spread) becomes Fk Fk^T + noise I
@@ -283,12 +305,20 @@ class DeviceTransfer:
         KA = (A - FI @ FA) / noise
         p_diag = np.maximum(kinv_diag - np.sum((KA @ np.linalg.pinv(A.T @ KA)) * KA, axis=1), 1e-300)
         py = (resid - Fk @ coef) / noise
-        fitted = beta[0] + beta[1] * mean + feats @ coef
+        self._state = (w, norm, beta, coef)
+        fitted = self._posterior_at(z)
         loo = py / p_diag * np.sqrt(spread)  # back from the whitened scale to log-latency
         if dof < 3:  # too few samples to judge any of them
             return fitted, np.zeros(k), loo
         scale_without = np.maximum(quad - py ** 2 / p_diag, 1e-12 * quad) / (dof - 1)
         return fitted, py / np.sqrt(p_diag * scale_without), loo
+
+    def _posterior_at(self, z: np.ndarray) -> np.ndarray:
+        """The fitted posterior mean of the new device's log-latency at standardised source rows ``z``."""
+        assert self._state is not None
+        w, norm, beta, coef = self._state
+        mean = z @ w
+        return beta[0] + beta[1] * mean + ((z - mean[:, None]) * np.sqrt(w) / norm) @ coef
 
     @property
     def loo_error_pct(self) -> float | None:
@@ -305,6 +335,26 @@ class DeviceTransfer:
         if self._fitted is None:
             return np.exp(self._prior + self._shift)
         return np.exp(self._fitted)
+
+    def predict_new(self, source: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Predicted latency (ms) on the new device of architectures outside the table.
+
+        ``source``: their latencies (ms) on the source devices, one row each, the
+        columns as in the table; ``features``: their feature rows, when the table
+        was built with features. The fit (weights, level, scale, posterior) is the
+        one :meth:`fit` made; the rows only have to be described as the table's are.
+        """
+        source = np.asarray(source, dtype=np.float64)
+        if source.ndim != 2 or source.shape[1] != self._n_devices:
+            raise ValueError(f"source: expected one column per source device ({self._n_devices}), got shape {source.shape}")
+        if (features is None) != (self._additive is None):
+            raise ValueError("features: give them exactly when the table was built with features")
+        if features is not None:
+            features = np.asarray(features, dtype=np.float64).reshape(len(source), -1)
+        if self._fitted is None:
+            return np.exp(np.log(np.maximum(source, self._floor)).mean(1) + self._shift)
+        z = (self._views(source, features) - self._z_mean) / self._z_std
+        return np.exp(self._posterior_at(z))
 
     def describe(self) -> str:
         """One line saying which model made the predictions."""
@@ -418,8 +468,120 @@ def latency_columns(frame: pd.DataFrame, prefix: str | None = None) -> list[str]
     return cols
 
 
-def log_latency(latency_ms: np.ndarray) -> np.ndarray:
-    """Log latency, each device's column floored at a share of its median first (near-zero timings of degenerate cells must not dominate the log scale)."""
+def latency_floor(latency_ms: np.ndarray) -> np.ndarray:
+    """Per device column, the latency below which a timing is raised before the log: a share of the column's median
+    (near-zero timings of degenerate cells must not dominate the log scale)."""
     floor = _FLOOR_OF_MEDIAN * np.median(latency_ms, axis=0)
-    floor = np.where(floor > 0, floor, latency_ms[latency_ms > 0].min())
-    return np.log(np.maximum(latency_ms, floor))
+    return np.where(floor > 0, floor, latency_ms[latency_ms > 0].min())
+
+
+def log_latency(latency_ms: np.ndarray) -> np.ndarray:
+    """Log latency, each device's column floored first (see :func:`latency_floor`)."""
+    return np.log(np.maximum(latency_ms, latency_floor(latency_ms)))
+
+
+class RuntimeTransfer:
+    """Few-shot transfer to a new runtime (or device) for any network of a search space, from other runtimes' latencies.
+
+    :class:`DeviceTransfer` predicts the rows of a fixed table; a super-network's
+    space is far too large to measure on the source runtimes. Here ``configs``
+    are the networks that were measured there (tens, e.g. from the store) and
+    ``source`` their latencies (ms), one column per source runtime (named by
+    ``runtimes``: torch eager, ONNX Runtime, OpenVINO, at one or two threads).
+    Each source runtime gets a :class:`~sliver.predict.latency.LatencyPredictor`
+    on ``features`` (configs -> feature rows; default the space's one-hot), so
+    every network of the space has a latency on every source runtime; the new
+    runtime is a :class:`DeviceTransfer` over those predicted columns, fitted on
+    the few networks measured on it. A measured network is seen through the
+    predictors too, as the candidates are: the fit and the predictions share one scale.
+
+    ``samples`` are ``(config, latency_ms)`` pairs measured on the new runtime
+    beforehand (:meth:`suggest` says which). As a search's latency model, calling
+    it on configs gives their predicted latencies, and LINAS calls
+    :meth:`observe` every round with every latency it has measured on the new
+    runtime so far, each a free sample: the model is refitted on them.
+    """
+
+    def __init__(self, space, configs: list, source: np.ndarray, runtimes: list[str] | None = None,
+                 features=None, samples: Sequence[tuple[Any, float]] = (), seed: int = 0) -> None:
+        from sliver.predict.latency import LatencyPredictor
+
+        source = np.asarray(source, dtype=np.float64)
+        if source.ndim != 2 or source.shape[0] != len(configs):
+            raise UserError(f"source latencies: expected one row per measured network ({len(configs)}) and one column "
+                            f"per source runtime, got shape {source.shape}")
+        if len(configs) < MIN_SOURCE_NETWORKS:
+            raise UserError(f"source latencies: {len(configs)} networks measured on the source runtimes, need at least "
+                            f"{MIN_SOURCE_NETWORKS}; measure more there first")
+        if not np.isfinite(source).all() or (source <= 0).any():
+            raise UserError("source latencies: must be positive finite numbers (ms); drop the failed measurements")
+        self.space = space
+        self.features = features if features is not None else space.features
+        self.runtimes = list(runtimes) if runtimes is not None else [f"runtime {j}" for j in range(source.shape[1])]
+        if len(self.runtimes) != source.shape[1]:
+            raise ValueError(f"runtimes: {len(self.runtimes)} names for {source.shape[1]} source columns")
+        self.n_source = len(configs)
+        X = np.asarray(self.features(list(configs)), dtype=np.float64)
+        self._predictors = [LatencyPredictor(seed=seed).fit(X, source[:, j]) for j in range(source.shape[1])]
+        self._table = {space.key(c): c for c in configs}  # the networks that span the prior
+        self._source: dict[str, np.ndarray] = {}  # predicted source latencies by config key
+        self._given: dict[str, list[float]] = {}
+        self._observed: dict[str, list[float]] = {}
+        for config, value in samples:
+            self._given.setdefault(self._add(config), []).append(float(value))
+        self._refit()
+
+    def _add(self, config) -> str:
+        key = self.space.key(config)
+        self._table.setdefault(key, config)
+        return key
+
+    def source_latency(self, configs: list) -> np.ndarray:
+        """Predicted latency (ms) of ``configs`` on each source runtime, one row per config."""
+        keys = [self.space.key(c) for c in configs]
+        new = {k: c for k, c in zip(keys, configs) if k not in self._source}
+        if new:
+            X = np.asarray(self.features(list(new.values())), dtype=np.float64)
+            pred = np.stack([p.predict(X) for p in self._predictors], axis=1)
+            self._source.update(zip(new, pred))
+        return np.stack([self._source[k] for k in keys]) if keys else np.zeros((0, len(self.runtimes)))
+
+    def _refit(self) -> None:
+        values = {k: list(v) for k, v in self._given.items()}
+        for k, vs in self._observed.items():
+            values.setdefault(k, []).extend(vs)  # measured by the user and again by the search: the mean
+        row = {k: i for i, k in enumerate(self._table)}
+        self.model = DeviceTransfer(self.source_latency(list(self._table.values())), devices=self.runtimes)
+        rows = np.array([row[k] for k in values], dtype=np.int64)
+        self.model.fit(rows, np.array([np.mean(v) for v in values.values()]))
+
+    def suggest(self, k: int, candidates: list | None = None) -> list:
+        """``k`` networks to measure on the new runtime first, most informative first (see :meth:`DeviceTransfer.suggest`).
+
+        ``candidates`` default to the networks measured on the source runtimes; those
+        already measured on the new runtime are not suggested again.
+        """
+        pool = list(candidates) if candidates is not None else list(self._table.values())
+        measured = set(self._given) | set(self._observed)
+        pool = [c for c in pool if self.space.key(c) not in measured]
+        if not 0 <= k <= len(pool):
+            raise UserError(f"suggest: k must be between 0 and the {len(pool)} candidate networks not yet measured, got {k}")
+        model = DeviceTransfer(self.source_latency(pool), devices=self.runtimes)
+        return [pool[i] for i in model.suggest(k)]
+
+    def observe(self, configs: list, latency_ms) -> None:
+        """Refit on ``latency_ms`` measured on the new runtime for ``configs`` (all of them so far, not only new ones)."""
+        observed: dict[str, list[float]] = {}
+        for config, value in zip(configs, np.asarray(latency_ms, dtype=np.float64).reshape(-1)):
+            observed.setdefault(self._add(config), []).append(float(value))
+        self._observed = observed
+        self._refit()
+
+    def __call__(self, configs: list) -> list[float]:
+        return self.model.predict_new(self.source_latency(list(configs))).tolist()
+
+    def describe(self) -> str:
+        """One line: the source runtimes, what their latency of any network comes from, and the fit."""
+        families = ", ".join(dict.fromkeys(p.chosen for p in self._predictors))
+        return (f"transfer from {', '.join(self.runtimes)} ({self.n_source} networks measured there; any other "
+                f"network's latency there by {families}): {self.model.describe()}")

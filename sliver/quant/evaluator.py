@@ -184,7 +184,8 @@ class QuantEvaluator:
 
             example = self.supernet.example_input(arch, batch_size=self.target.batch_size, seed=self.seed)
             target = self.target.model_copy(update={"max_seconds": min(self.target.max_seconds, self.timeout_s)})
-            result = onnx_latency(path.read_bytes(), example, target)
+            # on a remote worker: the worker refuses to time it unless its fingerprint is still this evaluator's
+            result = onnx_latency(path.read_bytes(), example, target, fingerprint=self.fingerprint)
             stats.update(result.to_dict(), backend="onnxruntime", policy=_policy_summary(config))
             return result.median_ms
         raise QuantError(f"objective '{name}' is not measured on quantised models; choose from {list(DEFAULT_OBJECTIVES)}")

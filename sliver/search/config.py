@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from sliver.config import StrictModel, read_csv
 from sliver.core import BUILTIN, Constraint
 from sliver.errors import UserError
+from sliver.predict.transfer import MIN_SOURCE_NETWORKS
 from sliver.quant import QuantizationSection
 
 NB201_METRICS = ("accuracy", "latency_ms")
@@ -35,6 +36,7 @@ class SupernetProblem(StrictModel):
     kind: Literal["supernet"]
     checkpoint: str
     target: str = "cpu-torch-b1"
+    #: the seeded fraction of the validation split that accuracy (a language model's perplexity) is measured on
     accuracy_subset: float | None = Field(None, gt=0, le=1)
     #: ``{search: true}`` searches the per-layer int8/fp32 policy with the architecture (SimQ-NAS)
     quantization: QuantizationSection | None = None
@@ -75,12 +77,22 @@ class ExecutorSpec(StrictModel):
 
 
 class TransferStandIn(StrictModel):
-    """Few-shot transfer from the NB201 table's other devices (see :mod:`sliver.predict.transfer`)."""
+    """Few-shot transfer to the searched device or runtime (see :mod:`sliver.predict.transfer`).
 
-    #: source devices (default: every device of the table but the problem's own)
+    nb201 problems transfer from the table's other ``devices``; supernet problems
+    from the hardware targets in ``sources`` (runtimes this machine runs: torch
+    eager, ONNX Runtime, OpenVINO), each measured on ``networks`` sub-networks
+    (those the store holds, the rest measured before the search).
+    """
+
+    #: nb201: source devices (default: every device of the table but the problem's own)
     devices: list[str] | None = Field(None, min_length=1)
-    #: CSV of latencies measured on the searched device (columns ``arch_str``, ``latency_ms``); absent: the prior
+    #: nb201: CSV of latencies measured on the searched device (columns ``arch_str``, ``latency_ms``); absent: the prior
     samples: str | None = None
+    #: supernet: source hardware targets, e.g. ``[cpu-torch-b1, cpu-ort-b1, cpu-ov-b1]``
+    sources: list[str] | None = Field(None, min_length=1)
+    #: supernet: sub-networks measured on every source target (at least MIN_SOURCE_NETWORKS)
+    networks: int = Field(40, ge=MIN_SOURCE_NETWORKS)
 
 
 class LatencyModelSpec(StrictModel):
@@ -88,7 +100,8 @@ class LatencyModelSpec(StrictModel):
 
     ``lut``: an operator lookup table (YAML from ``sliver latency build-lut``)
     built on the problem's hardware target (supernet problems). ``transfer``:
-    the few-shot transfer model from the table's other devices (nb201 problems).
+    the few-shot transfer model, from the table's other devices (nb201 problems)
+    or from other runtimes measured on this machine (supernet problems).
     """
 
     lut: str | None = None
@@ -102,11 +115,18 @@ class LatencyModelSpec(StrictModel):
             raise ValueError("give exactly one of 'lut' (an operator table YAML) or 'transfer' (the table's other devices)")
         return self
 
-    def build(self, evaluator, nb201=None) -> tuple[Any, str]:
-        """The callable on a list of configs for LINAS's ``latency_model`` option, and a line saying what it is."""
+    def build(self, evaluator, nb201=None, store=None, seed: int = 0,
+              log: Callable[[str], None] | None = None) -> tuple[Any, str]:
+        """The callable on a list of configs for LINAS's ``latency_model`` option, and a line saying what it is.
+
+        ``store`` (a supernet problem's transfer) holds the source runtimes' latencies and keeps those measured now;
+        ``log`` hears about measurements made before the search.
+        """
         if self.lut is not None:
             return lut_latency_model(Path(self.lut), evaluator)
         assert self.transfer is not None  # the validator admits exactly one of the two
+        if nb201 is None:
+            return runtime_transfer_model(self.transfer, evaluator, store, seed, log)
         return transfer_latency_model(self.transfer, nb201)
 
 
@@ -177,6 +197,74 @@ def transfer_latency_model(spec: TransferStandIn, nb201) -> tuple[Any, str]:
                       f"before the search: {stand_in.describe()}")
 
 
+def cost_features(supernet, configs: list):
+    """Feature rows of sub-networks for latency models: the one-hot genes, then the exact MACs and parameters
+    (resolution and width scale every layer's time, which one-hot genes alone say only through many samples)."""
+    import numpy as np
+
+    costs = [supernet.costs(c) for c in configs]
+    return np.c_[supernet.space.features(configs), [[c["macs"], c["params"]] for c in costs]]
+
+
+def runtime_transfer_model(spec: TransferStandIn, evaluator, store=None, seed: int = 0,
+                           log: Callable[[str], None] | None = None) -> tuple[Any, str]:
+    """Few-shot transfer from the runtimes in ``spec.sources`` to ``evaluator``'s target, and a line saying so.
+
+    Each source target times ``spec.networks`` sub-networks: those ``store`` already
+    holds on every source (for this super-network), the rest drawn at random (seeded)
+    and measured now, into the store. The searched target's own latencies in the
+    store are the transfer's first samples; the search's measurements refit it.
+    """
+    import numpy as np
+
+    from sliver.measure.evaluator import evaluate
+    from sliver.measure.model import ModelEvaluator
+    from sliver.predict.transfer import RuntimeTransfer
+
+    space, supernet, h = evaluator.space, evaluator.supernet, evaluator.supernet_hash
+    names = spec.sources or []  # SearchConfig's check requires them for a supernet problem
+    try:
+        sources = [ModelEvaluator(supernet, name, ["latency_ms"], supernet_hash=h) for name in names]
+    except UserError as exc:  # a target name that is no preset or file
+        raise UserError(f"latency_model.transfer.sources: {exc}") from None
+    for name, source in zip(names, sources):
+        reason = source.target.unavailable_reason()
+        if reason:
+            raise UserError(f"latency_model.transfer.sources: '{name}': {reason}")
+        if source.fingerprint == evaluator.fingerprint:
+            raise UserError(f"latency_model.transfer.sources: '{name}' is the searched target itself; list only other runtimes")
+    latency: dict[str, list[float]] = {}  # config key -> latency on each source
+    configs: dict[str, Any] = {}
+    if store is not None:
+        held = [{space.key(c): (c, v["latency_ms"]) for c, v in store.compatible_results(h, {"latency_ms": s.fingerprint})}
+                for s in sources]
+        for key, (config, _) in held[0].items():
+            if all(key in on for on in held) and len(configs) < spec.networks:
+                configs[key], latency[key] = config, [on[key][1] for on in held]
+    rng = np.random.default_rng(seed)
+    todo = spec.networks - len(configs)
+    if todo and log is not None:
+        log(f"latency model: measuring {todo} sub-networks on {', '.join(names)} for the transfer "
+            f"({len(configs)} found in the store)")
+    for _ in range(20 * spec.networks):  # a bound: a small space runs out of new networks
+        if len(configs) >= spec.networks:
+            break
+        config = space.sample(rng)
+        key = space.key(config)
+        if key in configs:
+            continue
+        results = [evaluate(s, config, store) for s in sources]
+        if all(r.ok for r in results):  # a network that fails on a source runtime is left out
+            configs[key], latency[key] = config, [r.values["latency_ms"] for r in results]
+    samples = []
+    if store is not None:
+        samples = [(c, v["latency_ms"]) for c, v in store.compatible_results(h, {"latency_ms": evaluator.fingerprint})]
+    model = RuntimeTransfer(space, list(configs.values()), np.array(list(latency.values())), names,
+                            features=partial(cost_features, supernet), samples=samples, seed=seed)
+    return model, (f"latency model: transfer to {evaluator.target.name}, refitted on every latency the search measures; "
+                   f"before the search: {model.describe()}")
+
+
 class SearchConfig(StrictModel):
     """A search: what to measure, under which constraints, with which strategy and budget, stored where."""
 
@@ -237,15 +325,31 @@ class SearchConfig(StrictModel):
         if spec.lut is not None and quantization is not None and quantization.search:
             raise UserError("latency_model.lut: the operator table times float operators and cannot stand in for a "
                              "quantisation search; drop problem.quantization.search or latency_model")
-        if spec.transfer is not None and self.problem.kind != "nb201":
-            raise UserError("latency_model.transfer: transfer from the table's other devices applies to an nb201 problem; "
-                             "for a super-network use latency_model.lut")
+        transfer = spec.transfer
+        if transfer is not None and self.problem.kind == "nb201" and transfer.sources is not None:
+            raise UserError("latency_model.transfer.sources: source runtimes apply to a supernet problem; "
+                            "for nb201 name the table's other devices in latency_model.transfer.devices")
+        if transfer is not None and self.problem.kind == "supernet":
+            wrong = next((f for f in ("devices", "samples") if getattr(transfer, f) is not None), None)
+            if wrong is not None:
+                raise UserError(f"latency_model.transfer.{wrong}: applies to an nb201 problem; a supernet problem transfers "
+                                "from latency_model.transfer.sources and learns from the search's own measurements")
+            if transfer.sources is None:
+                raise UserError("latency_model.transfer.sources: name the hardware targets to transfer from, "
+                                "e.g. [cpu-torch-b1, cpu-ort-b1, cpu-ov-b1]")
+            if quantization is not None and quantization.search:
+                raise UserError("latency_model.transfer: the source runtimes time float networks and cannot stand in for a "
+                                "quantisation search; drop problem.quantization.search or latency_model")
 
 
-def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], None] | None = None):
+def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str], None] | None = None,
+                 path: str | Path | None = None):
     """The :class:`~sliver.search.Search` a validated config describes (and its store, or None).
 
     ``log`` receives the line that says which latency model stands in (when the config has one).
+    ``path``, the YAML file ``cfg`` was read from, is recorded with the study
+    (absolute, as ``search_yaml``, with the problem kind as ``problem``), so the
+    dashboard's export command names the file that ``sliver export`` needs.
     """
     from sliver.search import Search
 
@@ -275,21 +379,22 @@ def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str],
             # workers load the checkpoint themselves instead of receiving the model pickled
             factory = partial(ModelEvaluator.from_checkpoint, cfg.problem.checkpoint, cfg.problem.target, names,
                               accuracy_subset=cfg.problem.accuracy_subset)
-    if cfg.latency_model is not None:
-        options["latency_model"], note = cfg.latency_model.build(evaluator, nb201)
-        options["latency_metric"] = cfg.latency_model.metric
-        if log is not None:
-            log(note)
     store = None
     if cfg.store:
         from sliver.store import ResultStore
 
         store = ResultStore(cfg.store)
+    if cfg.latency_model is not None:
+        options["latency_model"], note = cfg.latency_model.build(evaluator, nb201, store, cfg.seed, log)
+        options["latency_metric"] = cfg.latency_model.metric
+        if log is not None:
+            log(note)
     search = Search(
         evaluator.space, evaluator, cfg.objectives, cfg.strategy.name, budget=cfg.budget, constraints=cfg.constraints,
         store=store, study_name=cfg.study, warm_start=cfg.warm_start, batch_size=cfg.batch_size, seed=cfg.seed,
         progress=progress, strategy_options=options,
         executor=cfg.executor.kind if cfg.executor else None, executor_options=cfg.executor.options() if cfg.executor else None,
         evaluator_factory=factory,
+        study_settings={"problem": cfg.problem.kind, **({"search_yaml": str(Path(path).resolve())} if path else {})},
     )
     return search, store

@@ -127,6 +127,11 @@ class Search:
     like ``"latency_ms <= 5"``; ``store`` a :class:`~sliver.store.ResultStore`
     (None: an in-memory one, so every search runs the same way); ``warm_start`` tells the strategy every
     compatible measurement already in the store before it asks anything.
+    ``study_settings`` are recorded with the study when it is created, next to
+    the strategy, budget and constraints that every study records (the
+    dashboard shades the constraints); :func:`~sliver.search.config.build_search`
+    records the YAML's path (``search_yaml``) and problem kind (``problem``) there,
+    so the dashboard can offer a ``sliver export`` command that runs as shown.
 
     ``executor`` (a name of :data:`sliver.parallel.EXECUTORS` with
     ``executor_options``, or an :class:`~sliver.parallel.Executor`; None: a
@@ -164,6 +169,7 @@ class Search:
         claim_ttl_s: float = 15.0,
         evaluate=None,
         evaluate_name: str | None = None,
+        study_settings: dict | None = None,
     ):
         if budget is None or int(budget) <= 0:
             raise UserError(f"budget must be a positive number of evaluations, got {budget}")
@@ -191,6 +197,7 @@ class Search:
 
             store = ResultStore("sqlite://")
         self.store, self.study_name, self.warm_start = store, study_name, warm_start
+        self.study_settings = dict(study_settings or {})
         self.batch_size = batch_size or self.strategy.default_batch
         self.seed, self.reference, self.progress, self.on_batch = seed, reference, progress, on_batch
         # measured together: the objectives plus any constrained metric that is not an objective
@@ -321,7 +328,8 @@ class Search:
     # ------------------------------------------------------------- internals
     def _open_study(self) -> int:
         name = self.study_name or f"search-{self.evaluator.supernet_hash[:8]}-{self.evaluator.fingerprint[:8]}"
-        settings = {"strategy": self.strategy.name, "budget": self.budget, "constraints": [str(c) for c in self.constraints]}
+        settings = {**self.study_settings, "strategy": self.strategy.name, "budget": self.budget,
+                    "constraints": [str(c) for c in self.constraints]}
         study = self.store.get_or_create_study(
             name, self.space, self.objectives, self.evaluator.supernet_hash, self.evaluator.fingerprint, settings,
         )

@@ -1,4 +1,5 @@
-"""Top-1 accuracy of a model on a labelled data set, optionally on a seeded subset for speed."""
+"""Top-1 accuracy of a model on a labelled data set (optionally a seeded subset, for speed), and the perplexity
+of a language model on rows of next-token targets."""
 
 from __future__ import annotations
 
@@ -52,3 +53,29 @@ def top1_accuracy(
     if total == 0:
         raise UserError("accuracy: the validation set is empty")
     return 100.0 * correct / total
+
+
+def perplexity(model: nn.Module, data: Dataset | Iterable,
+               prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               batch_size: int = 16, deadline: float | None = None) -> float:
+    """exp(mean next-token cross-entropy) of a language model over ``(inputs, targets)`` rows of token ids.
+
+    ``data``, ``prepare`` and ``deadline`` as in :func:`top1_accuracy`; every target token counts once.
+    """
+    import math
+
+    import torch.nn.functional as F
+
+    model.eval()
+    nll, count = 0.0, 0
+    batches = DataLoader(data, batch_size=batch_size, shuffle=False) if isinstance(data, Dataset) else data
+    with torch.inference_mode():
+        for x, y in batches:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"perplexity took longer than its time limit after {count} tokens")
+            logits = model(prepare(x) if prepare is not None else x)
+            nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum"))
+            count += y.numel()
+    if count == 0:
+        raise UserError("perplexity: the validation set is empty")
+    return math.exp(nll / count)

@@ -33,6 +33,8 @@ class DataSection(StrictModel):
     tokenizer: str | None = None
     max_length: PositiveInt | None = None
     max_examples: PositiveInt | None = None
+    #: language-model corpora only: the share of tokens held out for the final validation (``test`` split)
+    test_fraction: float | None = Field(None, gt=0, lt=1)
 
     def spec(self) -> dict[str, Any]:
         """Keyword arguments of ``load_dataset`` (``name`` is its ``name_or_path``)."""
@@ -96,9 +98,10 @@ class StartSection(StrictModel):
 
     #: fit the classifier as a linear probe on this many training examples first (families with ``fit_head``: bert)
     probe_examples: PositiveInt | None = None
-    #: then sort heads / neurons by importance: ``gradient`` (through the probe head) or ``magnitude``
-    reorder: Literal["gradient", "magnitude"] | None = None
-    #: training batches the gradient importance is summed over
+    #: then sort heads / neurons by importance: ``gradient`` (through the probe head), ``magnitude``, or
+    #: ``activation`` (language models: mean activations and layer influence on training text, as Minitron)
+    reorder: Literal["gradient", "magnitude", "activation"] | None = None
+    #: training batches the gradient (or activation) importance is summed over
     importance_batches: PositiveInt = 8
 
 
@@ -106,6 +109,9 @@ class TrainSection(StrictModel):
     """Optimisation and bookkeeping of a training run."""
 
     epochs: PositiveInt = 10
+    #: language models: train on this many tokens instead of ``epochs`` passes (split into equal epochs of at
+    #: most one pass, each ending with an evaluation and a checkpoint)
+    tokens: PositiveInt | None = None
     batch_size: PositiveInt = 64
     optimizer: Literal["sgd", "adamw", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0)
@@ -129,6 +135,8 @@ class TrainSection(StrictModel):
     threads: PositiveInt | None = None
     #: before the first step of a fresh run: linear-probe head and/or unit reordering (not repeated on resume)
     start: StartSection | None = None
+    #: parameters left as they are: names or name prefixes (e.g. ``[embed]`` for a language model's embedding)
+    freeze: list[str] = Field(default_factory=list)
 
 
 class RunConfig(StrictModel):

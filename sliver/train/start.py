@@ -30,7 +30,10 @@ def prepare_start(net, train: TensorDataset, *, probe_examples: int | None, reor
     if probe_examples is not None and not hasattr(net, "fit_head"):
         raise ConfigError(f"field 'train.start.probe_examples': the {type(net).__name__} super-network has no "
                           "linear-probe head (fit_head); remove the field")
-    if reorder is not None and not hasattr(net, "reorder"):
+    if reorder == "activation" and not hasattr(net, "calibrate"):
+        raise ConfigError(f"field 'train.start.reorder': the {type(net).__name__} super-network has no activation "
+                          "importance (calibrate); use 'gradient' or 'magnitude'")
+    if reorder not in (None, "activation") and not hasattr(net, "reorder"):
         raise ConfigError(f"field 'train.start.reorder': the {type(net).__name__} super-network cannot reorder its "
                           "units; remove the field")
     start = time.perf_counter()
@@ -46,6 +49,10 @@ def prepare_start(net, train: TensorDataset, *, probe_examples: int | None, reor
         batches = [(net.prepare_input(x[i], None), y[i]) for i in scored.split(batch_size)]
         net.reorder("gradient", batches)
         info["importance_batches"] = len(batches)
+    elif reorder == "activation":
+        scored = torch.randperm(len(x), generator=gen)[: importance_batches * batch_size]
+        net.calibrate([x[i] for i in scored.split(batch_size)])
+        info["importance_batches"] = -(-len(scored) // batch_size)
     elif reorder is not None:
         net.reorder(reorder)
     info["reorder"] = reorder

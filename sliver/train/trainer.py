@@ -10,6 +10,7 @@ last checkpoint therefore reaches bit-identical weights to an uninterrupted run.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -40,6 +41,19 @@ METRICS = "metrics.jsonl"
 def distillation_loss(logits: torch.Tensor, soft_targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Cross-entropy of ``logits`` against the teacher's (detached) soft targets, scaled by T² as usual."""
     return F.cross_entropy(logits / temperature, soft_targets) * temperature**2
+
+
+def flat(logits: torch.Tensor) -> torch.Tensor:
+    """Per-token logits (B, S, V) of a language model as (B * S, V) rows; class logits (B, C) unchanged."""
+    return logits.reshape(-1, logits.shape[-1]) if logits.dim() == 3 else logits
+
+
+def token_schedule(tokens: int, tokens_per_step: int, steps_per_pass: int) -> tuple[int, int]:
+    """(epochs, steps per epoch) that spend ``tokens`` training tokens in equal epochs of at most one pass over
+    the training split; the steps are rounded up to whole epochs, so at most one step per epoch more than asked."""
+    steps = max(1, math.ceil(tokens / tokens_per_step))
+    epochs = math.ceil(steps / steps_per_pass)
+    return epochs, math.ceil(steps / epochs)
 
 
 def middle_config(supernet: Supernet) -> Config:
@@ -78,16 +92,22 @@ class Trainer:
             self.start_info = prepare_start(self.supernet, self.data.train, probe_examples=t.start.probe_examples,
                                             reorder=t.start.reorder, importance_batches=t.start.importance_batches,
                                             batch_size=t.batch_size, seed=t.seed)
+        self.language_model = self.data.task == "causal_lm"
         self.steps_per_epoch = len(self.data.train) // t.batch_size
         x_train = self.data.train.tensors[0]
-        text = x_train.ndim == 2 and not torch.is_floating_point(x_train)  # (texts, tokens) ids
+        text = x_train.ndim == 2 and not torch.is_floating_point(x_train) and not self.language_model  # padded texts
         self._text_lengths = (x_train != getattr(self.supernet, "pad_id", 0)).sum(1) if text else None
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"field 'train.batch_size': {t.batch_size} is larger than the {len(self.data.train)} training images")
+            raise ConfigError(f"field 'train.batch_size': {t.batch_size} is larger than the {len(self.data.train)} training examples")
+        self.epochs = t.epochs
+        if t.tokens is not None:
+            self.epochs, self.steps_per_epoch = token_schedule(t.tokens, t.batch_size * x_train.shape[1],
+                                                                self.steps_per_epoch)
         self.rule, segments = self._make_rule()
         self.teacher = self._frozen_teacher()
         self.total_steps = sum(s.steps for s in segments)
         self.total_epochs = self.total_steps // self.steps_per_epoch
+        self._freeze(t.freeze)
         self.optimizer = make_optimizer(self.supernet, t.optimizer, t.lr, t.weight_decay, t.momentum, t.nesterov, t.no_decay_norm_bias)
         self.schedule = WarmupCosine(segments, t.lr, round(t.warmup_epochs * self.steps_per_epoch), t.final_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
@@ -114,6 +134,17 @@ class Trainer:
         if out.shape[-1] != self.data.num_classes:
             raise ConfigError(f"the super-network has {out.shape[-1]} outputs but the data has {self.data.num_classes} classes; set supernet.num_classes: {self.data.num_classes}")
 
+    def _freeze(self, prefixes: list[str]) -> None:
+        """Leave the parameters named by ``prefixes`` out of training; a prefix that names none is an error."""
+        names = dict(self.supernet.named_parameters())
+        for prefix in prefixes:
+            hit = [n for n in names if n == prefix or n.startswith(prefix + ".")]
+            if not hit:
+                top = sorted({n.split(".")[0] for n in names})
+                raise ConfigError(f"field 'train.freeze': {prefix!r} names no parameter; top-level names are {top}")
+            for n in hit:
+                names[n].requires_grad_(False)
+
     def _frozen_teacher(self) -> torch.nn.Module | None:
         """The frozen original model every pick distils from, or None for in-place distillation."""
         s = self.config.train.sampling
@@ -129,7 +160,7 @@ class Trainer:
 
     def _make_rule(self) -> tuple[SamplingRule, list[Segment]]:
         t, s, space = self.config.train, self.config.train.sampling, self.supernet.space
-        one = [Segment(t.epochs * self.steps_per_epoch, t.lr)]
+        one = [Segment(self.epochs * self.steps_per_epoch, t.lr)]
         if s.rule == "sandwich":
             return SandwichRule(space, n=2 if s.n is None else s.n, distill=s.distill, seed=t.seed, shared=s.shared or [],
                                 draw=s.draw), one
@@ -137,6 +168,8 @@ class Trainer:
             return UniformRule(space, seed=t.seed, draw=s.draw), one
         if s.rule == "nested":
             return NestedRule(space, n=1 if s.n is None else s.n, levels=s.levels, seed=t.seed), one
+        if t.tokens is not None:
+            raise ConfigError("field 'train.tokens': a progressive run counts epochs per phase; use train.epochs")
         if s.phases:
             phases = [Phase(p.name, p.epochs, p.lr or t.lr, list(p.unlock)) for p in s.phases]
         else:
@@ -170,10 +203,11 @@ class Trainer:
         if self.teacher is not None:  # every pick, the largest too, learns from the frozen original model
             with torch.no_grad():
                 teacher_logits = self.teacher(self.supernet.prepare_input(x, self.supernet.max_config()))
-            soft = F.softmax(teacher_logits / s.temperature, dim=1)
+            soft = F.softmax(flat(teacher_logits) / s.temperature, dim=-1)
+        y = y.reshape(-1)  # next-token targets (B, S) -> (B * S,), as flat() does to logits
         for pick in picks:
             config = self.supernet.activate(pick.config)
-            logits = self.supernet(self.supernet.prepare_input(x, config))
+            logits = flat(self.supernet(self.supernet.prepare_input(x, config)))
             if soft is not None and (not pick.teacher or self.teacher is not None):
                 loss = distillation_loss(logits, soft, s.temperature)
                 if s.distill_weight < 1:
@@ -184,7 +218,7 @@ class Trainer:
                 loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
             if pick.teacher and self.rule.distill and self.teacher is None:
                 # detached: the students must not push the teacher towards themselves
-                soft = F.softmax(logits.detach() / s.temperature, dim=1)
+                soft = F.softmax(logits.detach() / s.temperature, dim=-1)
             loss.backward()  # one backward per pick frees its graph before the next forward
             losses.append(float(loss.detach()))
         if t.grad_clip is not None:
@@ -207,7 +241,7 @@ class Trainer:
         summary: dict[str, Any] = {"checkpoint": str(self.checkpoint_path), "stopped": False}
         columns = [
             TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[ips]:.0f} img/s"),
+            TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[ips]:.0f} ex/s"),
             TimeElapsedColumn(), TimeRemainingColumn(),
         ]
         with Progress(*columns, disable=not self.progress) as bar:
@@ -231,7 +265,7 @@ class Trainer:
                     record = self._end_epoch(epoch, epoch_seconds)
                     summary["metrics"] = record
                     if self.progress:
-                        bar.console.print(_format_record(record))
+                        bar.console.print(_format_record(record, self.metric_prefix))
                 elif self.step % t.checkpoint_every == 0:
                     self.save()
                 if max_steps is not None and self.step >= max_steps and self.step < self.total_steps:
@@ -250,7 +284,7 @@ class Trainer:
             "phase": self.rule.phase(self.step - 1),
             "lr": self.schedule.lr(self.step - 1),
             "loss": total / max(count, 1),
-            **{f"acc_{k}": v for k, v in self.evaluate().items()},
+            **{f"{self.metric_prefix}_{k}": v for k, v in self.evaluate().items()},
             "train_seconds": round(train_seconds, 3),
             "images_per_s": round(count * self.config.train.batch_size / max(train_seconds, 1e-9), 1),
         }
@@ -262,14 +296,28 @@ class Trainer:
         return record
 
     # ------------------------------------------------------------ evaluation
+    @property
+    def metric_prefix(self) -> str:
+        """``ppl`` for a language model (perplexity, lower is better), else ``acc`` (top-1 %)."""
+        return "ppl" if self.language_model else "acc"
+
     def evaluate(self, configs: dict[str, Config] | None = None) -> dict[str, float]:
-        """Validation accuracy (percent) of the largest, middle and smallest sub-networks after BN recalibration.
+        """Validation accuracy (percent) of the largest, middle and smallest sub-networks after BN recalibration;
+        for a language model, their validation perplexity.
 
         The super-network's BN buffers are restored afterwards, so evaluating
         never changes what training does next.
         """
         net = self.supernet
         configs = configs or {"max": net.max_config(), "mid": middle_config(net), "min": net.min_config()}
+        if self.language_model:
+            from sliver.train.accuracy import perplexity
+
+            out = {}
+            for name, cfg in configs.items():
+                net.activate(cfg)
+                out[name] = perplexity(net, self.data.val)
+            return out
         saved = [b.detach().clone() for b in net.buffers()]
         # shuffled: the splits keep the data set's order (often sorted by class), and per-batch
         # variances of one-class batches average to far less than the true variance
@@ -351,6 +399,7 @@ class Trainer:
             self.metrics_path.write_text("".join(ln + "\n" for ln in keep))
 
 
-def _format_record(r: dict[str, Any]) -> str:
-    return (f"epoch {r['epoch']} [{r['phase']}] loss {r['loss']:.3f} lr {r['lr']:.4f} | acc max {r['acc_max']:.2f} "
-            f"mid {r['acc_mid']:.2f} min {r['acc_min']:.2f} | {r['images_per_s']:.0f} img/s")
+def _format_record(r: dict[str, Any], metric: str = "acc") -> str:
+    return (f"epoch {r['epoch']} [{r['phase']}] loss {r['loss']:.3f} lr {r['lr']:.4f} | {metric} max "
+            f"{r[f'{metric}_max']:.2f} mid {r[f'{metric}_mid']:.2f} min {r[f'{metric}_min']:.2f} | "
+            f"{r['images_per_s']:.0f} examples/s")

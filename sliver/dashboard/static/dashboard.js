@@ -65,8 +65,31 @@ function hoverText(p, objectives) {
   return [`<b>trial ${p.seq}</b>${tags ? " (" + tags + ")" : ""}`, ...values, "<i>config</i>", ...config].join("<br>");
 }
 
+// The violated side of each constraint on objective `o` shown on `axis` ("x" or "y"): a shaded band from the
+// bound to a little past the points, so the bound shows even when no point lies beyond it (a search never
+// measures what a cheap constraint rules out). A bound farther from the points than their own spread is left
+// out: drawing it would squash them into a corner.
+function constraintShapes(d, o, axis) {
+  const values = d.points.map(p => p.values[o.name]).filter(v => v !== null && v !== undefined);
+  if (!values.length) return [];
+  const lo = Math.min(...values), hi = Math.max(...values), spread = (hi - lo) || Math.abs(hi) || 1;
+  const other = axis === "x" ? "y" : "x";
+  return (d.constraints || []).filter(c => c.metric === o.name).flatMap(c => {
+    if (c.bound < lo - spread || c.bound > hi + spread) return [];
+    const pad = 0.1 * (Math.max(hi, c.bound) - Math.min(lo, c.bound) || spread);
+    const [from, to] = c.op === "<=" ? [c.bound, Math.max(hi, c.bound) + pad] : [Math.min(lo, c.bound) - pad, c.bound];
+    return [{
+      type: "rect", layer: "below", [axis + "ref"]: axis, [axis + "0"]: from, [axis + "1"]: to,
+      [other + "ref"]: "paper", [other + "0"]: 0, [other + "1"]: 1,
+      fillcolor: "rgba(214, 39, 40, 0.09)", line: {width: 0},
+      name: `violates ${c.text}`, showlegend: true, legendgroup: "constraints",
+    }];
+  });
+}
+
 // Objective b against objective a of a study view `d` (data.study_view): every point, the pair's front as a
-// staircase, the pinned point ringed; `picks` ({label: point index}, the report's exported configs) ringed and labelled.
+// staircase, the constraints' violated side shaded, the pinned point ringed; `picks` ({label: point index}:
+// the exported configs) ringed and labelled.
 function drawParetoChart(el, d, a, b, {pinned = null, picks = {}} = {}) {
   const oa = d.objectives[a], ob = d.objectives[b];
   const pts = d.points;
@@ -103,9 +126,28 @@ function drawParetoChart(el, d, a, b, {pinned = null, picks = {}} = {}) {
     title: {text: `${esc(ob.name)} vs ${esc(oa.name)} (${pts.length} sub-networks)`},
     xaxis: {title: {text: esc(oa.label)}}, yaxis: {title: {text: esc(ob.label)}},
     hovermode: "closest", uirevision: `${a},${b}`, margin: {t: 50, r: 20}, legend: {orientation: "h", y: -0.2},
-    hoverlabel: {align: "left"},
+    hoverlabel: {align: "left"}, shapes: [...constraintShapes(d, oa, "x"), ...constraintShapes(d, ob, "y")],
   };
   Plotly.react(el, traces, layout, PLOT_CONFIG);
+}
+
+// Kendall τ, per search round, of each objective's predictor on the batch that followed
+// (`rows`: data.study_view's "predictor_quality", from report.predictor_quality).
+function drawPredictorQuality(el, rows) {
+  const names = [...new Set(rows.flatMap(r => Object.keys(r.kendall_tau)))].sort();
+  const traces = names.map(name => {
+    const scored = rows.filter(r => r.kendall_tau[name] !== undefined);
+    return {
+      x: scored.map(r => r.evaluations), y: scored.map(r => r.kendall_tau[name]), name, type: "scatter",
+      mode: "lines+markers", hovertemplate: `${esc(name)}: τ %{y:.3f}, fitted on %{x} evaluations<extra></extra>`,
+    };
+  });
+  Plotly.react(el, traces, {
+    title: {text: "predictor rank quality per round"},
+    xaxis: {title: {text: "evaluations the predictor was fitted on"}, rangemode: "tozero"},
+    yaxis: {title: {text: "Kendall τ on the next batch"}, range: [-1.05, 1.05]},
+    margin: {t: 50, r: 20}, uirevision: "quality", legend: {orientation: "h", y: -0.25}, showlegend: true,
+  }, PLOT_CONFIG);
 }
 
 // The normalised hypervolume after each evaluation (`hv`: data.study_view's "hypervolume").
@@ -171,7 +213,7 @@ function sliverStudyPage(name) {
   }
 
   function drawPareto(d) {
-    drawParetoChart(pareto, d, state.x, state.y, {pinned: state.pinned});
+    drawParetoChart(pareto, d, state.x, state.y, {pinned: state.pinned, picks: d.picks});
     if (!clickBound) {
       pareto.on("plotly_click", ev => { if (ev.points.length) pin(ev.points[0].customdata); });
       clickBound = true;
@@ -192,8 +234,13 @@ function sliverStudyPage(name) {
     document.getElementById("pinned-seq").textContent = String(p.seq);
     document.getElementById("pinned-values").innerHTML = d.objectives
       .map(o => `<tr><th>${esc(o.label)}</th><td>${esc(fmt(p.values[o.name]))}</td></tr>`).join("");
-    document.getElementById("pinned-config").textContent = JSON.stringify(p.config, null, 1);
-    document.getElementById("export-command").textContent = p.export;
+    document.getElementById("pinned-config").textContent =
+      Object.entries(p.config).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n");
+    const exported = Object.entries(d.picks).filter(([, i]) => i !== null && d.points[i] === p).map(([label]) => label);
+    document.getElementById("pinned-exported").textContent = exported.length ? `exported as ${exported.join(", ")}` : "";
+    document.getElementById("export-note").textContent = d.export_note || "";
+    document.getElementById("export-box").hidden = !p.export;
+    document.getElementById("export-command").textContent = p.export || "";
   }
 
   document.getElementById("copy-export").onclick = async () => {
@@ -261,12 +308,15 @@ function sliverStudyPage(name) {
     drawPareto(d);
     drawPinned(d);
     drawHypervolume("hypervolume", d.hypervolume);
+    drawPredictorQuality("quality", d.predictor_quality);
+    document.getElementById("quality-note").textContent = d.predictor_quality.length ? "" :
+      "no round scored yet: a batch is scored once enough evaluations precede it and it holds three or more";
     drawTrials(d);
   }, document.getElementById("summary"));
 }
 
 // ------------------------------------------------------------------ training page
-const ACCURACY_NAMES = {acc_max: "largest", acc_mid: "middle", acc_min: "smallest"};
+const SIZE_NAMES = {max: "largest", mid: "middle", min: "smallest"};
 
 function sliverTrainingPage(name) {
   function line(records, key, label) {
@@ -285,10 +335,14 @@ function sliverTrainingPage(name) {
 
   poll(`/api/training/${encodeURIComponent(name)}`, d => {
     const records = d.records;
-    const accKeys = [...new Set(records.flatMap(r => Object.keys(r).filter(k => k.startsWith("acc_"))))];
+    // a classifier's run records accuracy (acc_*), a language model's perplexity (ppl_*)
+    const lm = records.some(r => Object.keys(r).some(k => k.startsWith("ppl_")));
+    const prefix = lm ? "ppl_" : "acc_";
+    const keys = [...new Set(records.flatMap(r => Object.keys(r).filter(k => k.startsWith(prefix))))];
     chart("loss", [line(records, "loss", "loss")], "training loss", "loss");
-    chart("accuracy", accKeys.map(k => line(records, k, ACCURACY_NAMES[k] || k)),
-          "validation accuracy of the largest / middle / smallest sub-networks", "accuracy (%)");
+    chart("accuracy", keys.map(k => line(records, k, SIZE_NAMES[k.slice(4)] || k)),
+          `validation ${lm ? "perplexity" : "accuracy"} of the largest / middle / smallest sub-networks`,
+          lm ? "perplexity" : "accuracy (%)");
     chart("lr", [line(records, "lr", "learning rate")], "learning rate", "lr");
     const last = records[records.length - 1];
     document.getElementById("summary").textContent = last

