@@ -187,23 +187,9 @@ def export_subnetwork(
     from sliver.measure.timing import ort_session
 
     supernet = evaluator.supernet
-    config = supernet.space.validate(config)
-    stored = dict(stored or {})
-    checks: dict[str, float] = {}
-
-    if evaluator.data is not None:
-        stored.setdefault(evaluator.quality, remeasure_quality(evaluator, config, stored, checks))
-
-    supernet.eval()
-    supernet.activate(config)
-    model = supernet.extract(config).eval()
+    config, stored, checks = checked_quality(evaluator, config, stored)
     x = _calibration_batch(evaluator, config, calibration_batch)
-    with torch.inference_mode():
-        reference = supernet(x)
-        plain = model(x)
-    checks["torch_max_abs_diff"] = float((reference - plain).abs().max())
-    if checks["torch_max_abs_diff"] > TORCH_TOLERANCE:
-        raise ExportError(f"extracted model differs from the super-network by {checks['torch_max_abs_diff']:.2e} (> {TORCH_TOLERANCE})")
+    model, reference = extract_matching(supernet, config, x, checks)
 
     # a free batch axis (and, for text, sequence axis) lets one model.onnx serve any batch and text length;
     # it is checked at batch 1 and at the whole calibration batch, and text at a shorter length too
@@ -244,6 +230,36 @@ def export_subnetwork(
     (out / "card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "card.md").write_text(_card_markdown(card))
     return ExportResult(out, config, stored, checks)
+
+
+def checked_quality(evaluator: Any, config: Config,
+                    stored: dict[str, float] | None) -> tuple[Config, dict[str, float], dict[str, float]]:
+    """The validated ``config``, its metrics (the ``stored`` ones, the quality metric re-measured and checked
+    against them when the evaluator has data) and the checks recorded so far."""
+    config = evaluator.supernet.space.validate(config)
+    metrics = dict(stored or {})
+    checks: dict[str, float] = {}
+    if evaluator.data is not None:
+        metrics.setdefault(evaluator.quality, remeasure_quality(evaluator, config, metrics, checks))
+    return config, metrics, checks
+
+
+def extract_matching(supernet: Any, config: Config, x: Any, checks: dict[str, float]) -> tuple[Any, Any]:
+    """``config`` cut out of ``supernet`` as a plain model whose outputs on ``x`` equal the super-network's
+    (the largest difference recorded in ``checks``; an :class:`ExportError` beyond ``TORCH_TOLERANCE``).
+    Returns the model and the super-network's outputs."""
+    import torch
+
+    supernet.eval()
+    supernet.activate(config)
+    model = supernet.extract(config).eval()
+    with torch.inference_mode():
+        reference = supernet(x)
+        plain = model(x)
+    checks["torch_max_abs_diff"] = float((reference - plain).abs().max())
+    if checks["torch_max_abs_diff"] > TORCH_TOLERANCE:
+        raise ExportError(f"extracted model differs from the super-network by {checks['torch_max_abs_diff']:.2e} (> {TORCH_TOLERANCE})")
+    return model, reference
 
 
 def remeasure_quality(evaluator: Any, config: Config, stored: dict[str, float], checks: dict[str, float]) -> float:

@@ -37,7 +37,7 @@ import torch
 
 from sliver.elastic.llama import LlamaDecoder
 from sliver.errors import UserError
-from sliver.export import ONNX_TOLERANCE, TORCH_TOLERANCE, ExportError, ExportResult
+from sliver.export import ONNX_TOLERANCE, ExportError, ExportResult
 
 #: the padded matrices have other inner sizes, so their sums round in another order (as ONNX Runtime's kernels
 #: do): the padded model is held to the ONNX export's bound, not to the bit-for-bit extraction's
@@ -232,28 +232,17 @@ def export_subnetwork_hf(evaluator: Any, config: dict[str, Any], out_dir: str | 
     The tokenizer is the one the checkpoint's data set was tokenised with, when it names one; the card's
     source is the checkpoint (and the GGUF file its training YAML read).
     """
-    from sliver.export import remeasure_quality
+    from sliver.export import checked_quality, extract_matching
     from sliver.measure.language import is_language_model
 
     supernet = evaluator.supernet
     if not is_language_model(supernet):
         raise ExportError(f"--format hf writes Llama-family language models; this super-network is family "
                           f"'{getattr(supernet, 'family', type(supernet).__name__)}' (use the default format)")
-    config = supernet.space.validate(config)
-    metrics = dict(stored or {})
-    checks: dict[str, float] = {}
-    if evaluator.data is not None:
-        metrics.setdefault(evaluator.quality, remeasure_quality(evaluator, config, metrics, checks))
-    supernet.eval()
-    supernet.activate(config)
-    decoder = supernet.extract(config).eval()
+    config, metrics, checks = checked_quality(evaluator, config, stored)
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, supernet.vocab_size, (_CHECK_ROWS, _CHECK_LENGTH), generator=gen)
-    with torch.no_grad():
-        checks["torch_max_abs_diff"] = float((supernet(x) - decoder(x)).abs().max())
-    if checks["torch_max_abs_diff"] > TORCH_TOLERANCE:
-        raise ExportError(f"extracted model differs from the super-network by {checks['torch_max_abs_diff']:.2e} "
-                          f"(> {TORCH_TOLERANCE})")
+    decoder, _ = extract_matching(supernet, config, x, checks)
     spec = getattr(evaluator.data, "spec", None) or {}
     tokenizer = None
     if spec.get("tokenizer"):

@@ -437,14 +437,10 @@ def generate(model: nn.Module, ids: torch.Tensor, max_new_tokens: int, eos_id: i
     return torch.cat(out, dim=1)
 
 
-@torch.no_grad()
 def perplexity(model: nn.Module, ids: torch.Tensor, batch_size: int = 8) -> float:
     """Perplexity of next-token prediction over the rows of ``ids`` (N, S): exp of the mean token NLL."""
-    nll, count = 0.0, 0
-    for start in range(0, len(ids), batch_size):
-        batch = ids[start:start + batch_size]
-        logits = model(batch)[:, :-1]
-        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1),
-                               reduction="sum").item()
-        count += batch[:, 1:].numel()
-    return float(torch.exp(torch.tensor(nll / count)))
+    from torch.utils.data import TensorDataset
+
+    from sliver.train.accuracy import perplexity as rows_perplexity
+
+    return rows_perplexity(model, TensorDataset(ids[:, :-1], ids[:, 1:]), batch_size=batch_size)
