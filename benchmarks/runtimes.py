@@ -121,14 +121,18 @@ def front_change(proxy: np.ndarray, lat: dict[str, np.ndarray], names: list[str]
     return out
 
 
-def transfer_figures(net, configs: list, lat: dict[str, np.ndarray], ks: list[int], draws: int, seed: int) -> list[dict]:
-    """Few-shot transfer to each runtime at one thread from the other two runtimes at both thread counts."""
+def held_out_plan(names: list[str]) -> list[tuple[str, list[str]]]:
+    """Each runtime at one thread held out, with the other runtimes (every thread count) as its sources."""
+    return [(target_name(held, 1), [n for n in names if not n.startswith(f"cpu-{held}-")]) for held in RUNTIMES]
+
+
+def transfer_figures(net, configs: list, lat: dict[str, np.ndarray], plan: list[tuple[str, list[str]]], ks: list[int],
+                     draws: int, seed: int) -> list[dict]:
+    """Few-shot transfer to each held-out target of ``plan`` from its source targets, all measured on ``configs``."""
     features = lambda batch: cost_features(net, batch)  # noqa: E731
     macs = np.array([net.costs(c)["macs"] for c in configs], dtype=float)
     rows = []
-    for held in RUNTIMES:
-        target = target_name(held, 1)
-        sources = [n for n in lat if not n.startswith(f"cpu-{held}-")]
+    for target, sources in plan:
         source = np.stack([lat[n] for n in sources], axis=1)
         truth = lat[target]
         for k in ks:
@@ -247,7 +251,7 @@ def main() -> None:
             fronts.update(front_change(macs, lat, [target_name(r, t) for r in RUNTIMES]))
         transfer = []
         if 1 in threads and len(threads) > 1 and args.n >= MIN_SOURCE_NETWORKS:
-            transfer = transfer_figures(net, configs, lat, ks, args.draws, args.seed)
+            transfer = transfer_figures(net, configs, lat, held_out_plan(list(lat)), ks, args.draws, args.seed)
         else:
             print(f"{name}: no transfer figure (needs --threads 1,2 and --n >= {MIN_SOURCE_NETWORKS})")
         report[name] = {
