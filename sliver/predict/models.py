@@ -21,7 +21,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.neural_network import MLPRegressor
 from sklearn.svm import SVR
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from sliver.errors import UserError
 
@@ -73,6 +73,11 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
 class Predictor(RegressorMixin, BaseEstimator):
     """Fit/predict one objective from feature rows; ``kind`` is a family, ``"ensemble"`` or ``"auto"``.
 
+    ``max_fit`` bounds what a Gaussian process costs as the measurements
+    grow: beyond that many points its kernel hyper-parameters are fitted on a
+    seeded subset of ``max_fit`` rows, and the GP then conditions on every row
+    with them fixed (one factorisation instead of an optimisation over all).
+
     ``"auto"`` picks the family with the best cross-validated Kendall tau at
     each :meth:`fit` (see :func:`choose_family`); ``"ensemble"`` fits one
     member per family in ``members``. A scikit-learn estimator, so that
@@ -80,7 +85,7 @@ class Predictor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = ENSEMBLE_MEMBERS, target: str = "raw",
-                 noise: bool = False):
+                 noise: bool = False, max_fit: int | None = None):
         if target not in TARGETS:
             raise UserError(f"predictor target must be one of {list(TARGETS)}, got {target!r}")
         if kind not in KINDS:
@@ -93,6 +98,7 @@ class Predictor(RegressorMixin, BaseEstimator):
         self.seed = seed
         self.members = tuple(members)
         self.noise = noise
+        self.max_fit = max_fit
         self._resid_sd = 0.0
         self.chosen: str | None = None
         self.n_features: int | None = None
@@ -126,10 +132,19 @@ class Predictor(RegressorMixin, BaseEstimator):
             families = [self.chosen]
         else:
             families = [self.kind]
-        self._models = [_fit_quietly(make_model(f, self.seed), X, z) for f in families]
+        self._models = [self._fit_family(f, X, z) for f in families]
         own_std = all(f.startswith("gp") for f in families)  # then the residual is already in the GP's noise term
         self._resid_sd = self._cv_residual_sd(families, X, z) if self.noise and len(z) >= 6 and not own_std else 0.0
         return self
+
+    def _fit_family(self, family: str, X: np.ndarray, z: np.ndarray) -> RegressorMixin:
+        model = make_model(family, self.seed)
+        if not family.startswith("gp") or self.max_fit is None or len(z) <= self.max_fit:
+            return _fit_quietly(model, X, z)
+        subset = np.random.default_rng(self.seed).choice(len(z), self.max_fit, replace=False)
+        tuned = _fit_quietly(model, X[subset], z[subset])
+        model.set_params(kernel=tuned.kernel_, optimizer=None)
+        return _fit_quietly(model, X, z)
 
     def _cv_residual_sd(self, families: list[str], X: np.ndarray, z: np.ndarray) -> float:
         """Robust spread (1.4826 x MAD) of 3-fold out-of-fold residuals of the mean, in standardised units.
@@ -206,8 +221,12 @@ class Predictor(RegressorMixin, BaseEstimator):
         return mean, std, draws
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Mean prediction of each row."""
-        return self.predict_dist(X)[0]
+        """Mean prediction of each row (the median for rank and log targets), without the cost of a spread."""
+        X = self._check(X)
+        with threadpool_limits(1):
+            z = np.mean([m.predict(X) for m in self._models], axis=0)
+        mean = self._mu + self._sd * z
+        return mean if self._transform is None else self._transform.inverse(mean)
 
     def __repr__(self) -> str:
         extra = f", chosen={self.chosen!r}" if self.chosen else ""
@@ -239,16 +258,19 @@ class _RankTarget:
     squared loss, and the fit ignores the differences among the good networks
     that decide the front. Beyond the measured range the map continues with
     the slope of its last segments, so a prediction can still beat the best.
+    Equal values (a quantised metric, e.g. whole milliseconds) share one score,
+    their mean rank's: ranking ties apart would feed the model made-up differences.
     """
 
     def __init__(self, y: np.ndarray):
-        from scipy.stats import norm
+        from scipy.stats import norm, rankdata
 
-        ys = np.sort(y)
-        self.y = ys
-        self.z = norm.ppf((np.arange(len(ys)) + 0.5) / len(ys))
-        order = np.argsort(np.argsort(y, kind="stable"), kind="stable")
-        self._train_z = self.z[order]
+        self._train_z = norm.ppf((rankdata(y, method="average") - 0.5) / len(y))
+        # the map back: one knot per distinct value, at its score
+        self.y = np.unique(y)
+        self.z = np.unique(self._train_z)
+        if len(self.y) < 2:  # a constant metric: a flat map around its one value
+            self.y, self.z = np.repeat(self.y, 2), np.array([-1.0, 1.0])
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         return self._train_z
@@ -261,6 +283,22 @@ class _RankTarget:
         hi_slope = (ys[-1] - ys[-1 - k]) / (zs[-1] - zs[-1 - k])
         out = np.where(z < zs[0], ys[0] + (z - zs[0]) * lo_slope, out)
         return np.where(z > zs[-1], ys[-1] + (z - zs[-1]) * hi_slope, out)
+
+
+_controller: ThreadpoolController | None = None
+
+
+def threadpool_limits(n: int):
+    """A context limiting BLAS and OpenMP to ``n`` threads.
+
+    One controller serves every call: threadpoolctl's own ``threadpool_limits``
+    scans the loaded libraries each time, which costs more than predicting a
+    few hundred rows, and a search predicts thousands of times.
+    """
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=n)
 
 
 def _has_std(model: RegressorMixin) -> bool:
