@@ -3,15 +3,18 @@
 Each round: fit a predictor for every *expensive* metric on all measurements
 so far (by default a Gaussian process, whose posterior says where it is unsure;
 the target transform, raw, rank or log, is chosen by cross-validation every few
-rounds); generate candidates with a long pymoo NSGA-II run on the predicted
-objectives (cheap objectives computed exactly), or take the whole space when it
-is small enough to score outright; choose the next batch by expected
+rounds); take the whole space as candidates when it is small enough to score
+outright, else search the predicted objectives (cheap objectives computed
+exactly): a pymoo NSGA-II run started from the measured front, then Pareto
+local search by single-gene moves from the predicted front, every visited
+network de-duplicated by its canonical row (:meth:`~sliver.space.SearchSpace.keys`)
+and the ones nearest the predicted front kept; choose the next batch by expected
 hypervolume improvement over the measured front, averaged over draws from the
 predictive distributions (rank-target models are drawn in rank space and mapped
 back, so a draw stays plausible). The batch first takes, for each expensive
 objective, the candidate most expected to extend its end of the front (the ends
 fix the reference point, so no hypervolume values them); then ``local_share``
-of it comes from networks one gene away from a measured front point (a Pareto
+of it (in a space searched rather than scored, a fifth) comes from networks one gene away from a measured front point (a Pareto
 local search the predictors steer: it saves evaluations, see
 ``benchmarks/search_nb201.py``, because the predictors rank the region around the best
 networks far better than the space at large), the rest from anywhere; each
@@ -59,14 +62,21 @@ class LINAS(Strategy):
     linear term; ``"auto"``: the best of ``members`` by cross-validation, per
     metric, which on NB201 needed about twice the evaluations of the GP);
     ``local_share`` of each batch chosen among networks one gene away from a
-    measured front point;
+    measured front point (default: 0.8 where every network is scored, 0.2
+    where the space is searched, so batches spread along the predicted front);
     ``features`` a callable mapping encoded configs ``(n, n_genes)`` to
     predictor features (default: the space's one-hot; e.g.
     :func:`~sliver.bench.nb201.nb201_features` zeroes a cell's dead edges);
     ``inner`` = ``"nsga2"`` (pymoo search on predictions), ``"exhaustive"``
     (score every config) or ``"auto"`` (exhaustive when the space has at most
     ``exhaustive_limit`` networks); ``inner_pop``/``inner_generations`` size
-    the inner search; ``samples`` draws per candidate for the expectation;
+    the inner NSGA-II, ``local_rounds`` the Pareto local search after it
+    (each round moves up to ``inner_pop`` predicted-front networks by every
+    single-gene change) and ``candidates`` how many of the networks visited,
+    those nearest the predicted front, are scored by expected improvement;
+    ``max_fit`` bounds the cost of fitting a GP and of the cross-validated
+    choice as measurements grow (see :class:`~sliver.predict.Predictor`);
+    ``samples`` draws per candidate for the expectation;
     ``cv_every`` rounds between cross-validated checks of the predictors, which
     choose the family and ``target`` (``"auto"``: raw, rank-transformed or, for positive metrics, log targets,
     whichever ranks the better half of the measured points best);
@@ -136,6 +146,7 @@ class LINAS(Strategy):
         super().setup(problem)
         self._pool: np.ndarray | None = None
         self._known_keys: set[bytes] = set()  # canonical rows (SearchSpace.keys) of every told config
+        self._encoded: dict[str, np.ndarray] = {}  # each told config's encoding, by its key, encoded once
         self._cheap_cache: dict[tuple[int, ...], dict[str, float]] = {}
         self._model_cache: dict[tuple[int, ...], float] = {}  # the latency model's values, kept across rounds
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
@@ -172,7 +183,13 @@ class LINAS(Strategy):
         return [self.space.decode(X[i]) for i in picks]
 
     def _tell(self, told) -> None:
-        self._known_keys.update(self.space.keys(self.space.encode_many([c for _, c, _ in told])))
+        X = self.space.encode_many([c for _, c, _ in told])
+        self._known_keys.update(self.space.keys(X))
+        self._encoded.update(zip([k for k, _, _ in told], X))
+
+    def _rows(self, measured) -> np.ndarray:
+        """The encoded rows of measured points."""
+        return np.stack([self._encoded[k] for k, _, _ in measured])
 
     # ------------------------------------------------------------- predictors
     def _features(self, X: np.ndarray) -> np.ndarray:
@@ -180,7 +197,7 @@ class LINAS(Strategy):
         return self.features(X) if self.features is not None else features_from_vectors(self.space, X)
 
     def _fit(self, measured) -> dict:
-        X = self._features(self.space.encode_many([c for _, c, _ in measured]))
+        X = self._features(self._rows(measured))
         models: dict[str, Predictor | _StandIn] = {}
         for name in self._predicted:
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
@@ -387,7 +404,7 @@ class LINAS(Strategy):
         F = self.problem.to_min([o.values for _, _, o in measured])
         feas = np.array([o.feasible for _, _, o in measured], dtype=bool)
         rows = np.flatnonzero(feas) if feas.any() else np.arange(len(measured))
-        return self.space.encode_many([measured[i][1] for i in rows[nondominated(F[rows])]])
+        return self._rows([measured[i] for i in rows[nondominated(F[rows])]])
 
     def _neighbours(self, X: np.ndarray) -> np.ndarray:
         """Every row one gene away from a row of ``X`` (each gene moved to each of its other choices)."""
