@@ -48,6 +48,9 @@ from sliver.search.evolutionary import make_algorithm
 from sliver.search.hv import hvi, nondominated
 from sliver.space import Config
 
+#: predicted-front networks a round of local search moves: every move of each is predicted, so this bounds a round's cost
+_LOCAL_WIDTH = 32
+
 
 class LINAS(Strategy):
     """Predictor-in-the-loop search choosing batches by expected hypervolume improvement.
@@ -71,8 +74,8 @@ class LINAS(Strategy):
     (score every config) or ``"auto"`` (exhaustive when the space has at most
     ``exhaustive_limit`` networks); ``inner_pop``/``inner_generations`` size
     the inner NSGA-II, ``local_rounds`` the Pareto local search after it
-    (each round moves up to ``inner_pop`` predicted-front networks by every
-    single-gene change) and ``candidates`` how many of the networks visited,
+    (each round moves up to 32 networks spread along the predicted front by
+    every single-gene change) and ``candidates`` how many of the networks visited,
     those nearest the predicted front, are scored by expected improvement;
     ``max_fit`` bounds the cost of fitting a GP and of the cross-validated
     choice as measurements grow (see :class:`~sliver.predict.Predictor`);
@@ -97,7 +100,7 @@ class LINAS(Strategy):
         predictor: str = "gp",
         inner: str = "auto",
         inner_pop: int = 100,
-        inner_generations: int = 40,
+        inner_generations: int = 20,
         samples: int = 32,
         exhaustive_limit: int = 20_000,
         shortlist: int = 300,
@@ -420,7 +423,7 @@ class LINAS(Strategy):
     def _local_search(self, X: np.ndarray, front: np.ndarray, models) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pareto local search on the predictions: expand predicted-front rows by single-gene moves, ``local_rounds`` times.
 
-        Each round moves at most ``inner_pop`` rows (spread along the
+        Each round moves at most ``_LOCAL_WIDTH`` rows (spread along the
         predicted front), each once. Returns the visited rows, their predicted
         objectives and whether each is predicted feasible.
         """
@@ -431,8 +434,8 @@ class LINAS(Strategy):
         todo = front
         for _ in range(self.local_rounds):
             todo = todo[[k not in expanded for k in self.space.keys(todo)]] if len(todo) else todo
-            if len(todo) > self.inner_pop:  # evenly spaced along the front (rows come sorted by the first objective)
-                todo = todo[np.linspace(0, len(todo) - 1, self.inner_pop).round().astype(int)]
+            if len(todo) > _LOCAL_WIDTH:  # evenly spaced along the front (rows come sorted by the first objective)
+                todo = todo[np.linspace(0, len(todo) - 1, _LOCAL_WIDTH).round().astype(int)]
             if not len(todo):
                 break
             expanded.update(self.space.keys(todo))
