@@ -365,8 +365,8 @@ class LINAS(Strategy):
 
         NSGA-II starts from the measured front, single-gene mutants of it and
         random networks; the local search then tries every single-gene move
-        from the predicted front (and the measured one) until no move enters
-        the predicted front. Of everything visited (canonical, de-duplicated,
+        from the measured front, then from the predicted front, until no move
+        enters the predicted front (or ``local_rounds`` end). Of everything visited (canonical, de-duplicated,
         not yet measured) the ``candidates`` rows that the predicted medians
         put nearest the predicted front go on to the expected-improvement
         choice, with as many of the measured front's neighbours.
