@@ -275,19 +275,16 @@ class _RankTarget:
     squared loss, and the fit ignores the differences among the good networks
     that decide the front. Beyond the measured range the map continues with
     the slope of its last segments, so a prediction can still beat the best.
-    Equal values (a quantised metric, e.g. whole milliseconds) share one score,
-    their mean rank's: ranking ties apart would feed the model made-up differences.
     """
 
     def __init__(self, y: np.ndarray):
-        from scipy.stats import norm, rankdata
+        from scipy.stats import norm
 
-        self._train_z = norm.ppf((rankdata(y, method="average") - 0.5) / len(y))
-        # the map back: one knot per distinct value, at its score
-        self.y = np.unique(y)
-        self.z = np.unique(self._train_z)
-        if len(self.y) < 2:  # a constant metric: a flat map around its one value
-            self.y, self.z = np.repeat(self.y, 2), np.array([-1.0, 1.0])
+        ys = np.sort(y)
+        self.y = ys
+        self.z = norm.ppf((np.arange(len(ys)) + 0.5) / len(ys))
+        order = np.argsort(np.argsort(y, kind="stable"), kind="stable")
+        self._train_z = self.z[order]
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         return self._train_z
