@@ -112,7 +112,7 @@ class LINAS(Strategy):
         features=None,
         local_share: float | None = None,
         extremes: bool = False,
-        candidates: int = 2000,
+        candidates: int = 1000,
         local_rounds: int = 4,
         max_fit: int = 300,
     ):
@@ -369,7 +369,7 @@ class LINAS(Strategy):
         enters the predicted front (or ``local_rounds`` end). Of everything visited (canonical, de-duplicated,
         not yet measured) the ``candidates`` rows that the predicted medians
         put nearest the predicted front go on to the expected-improvement
-        choice, with as many of the measured front's neighbours.
+        choice, with half as many of the measured front's neighbours.
         """
         seen: list[np.ndarray] = []
         strategy = self
@@ -453,7 +453,7 @@ class LINAS(Strategy):
         return X, F, ok
 
     def _nearest_predicted_front(self, X: np.ndarray, F: np.ndarray, ok: np.ndarray, front: np.ndarray) -> np.ndarray:
-        """The ``candidates`` rows of ``X`` nearest the predicted front, plus as many of the measured front's neighbours.
+        """The ``candidates`` rows of ``X`` nearest the predicted front, plus half as many of the measured front's neighbours.
 
         Nearness is the additive epsilon (in objectives scaled to the predicted
         front's span) by which a row misses being non-dominated by up to 128
@@ -473,7 +473,7 @@ class LINAS(Strategy):
         gap = np.where(ok, gap, gap + 1e6)
         keep = set(np.argsort(gap, kind="stable")[: self.n_candidates].tolist())
         near = np.flatnonzero(self._one_gene_away(X, front))
-        keep |= set(near[np.argsort(gap[near], kind="stable")[: self.n_candidates]].tolist())
+        keep |= set(near[np.argsort(gap[near], kind="stable")[: self.n_candidates // 2]].tolist())
         return X[sorted(keep)]
 
     # --------------------------------------------------------------- selection
