@@ -152,6 +152,8 @@ def test_max_fit_bounds_the_gp_hyper_parameter_fit_and_keeps_every_point():
     assert gp.optimizer is None and len(gp.X_train_) == 300  # every point conditions the posterior
     assert kendall_tau(bounded.predict(X[300:]), y[300:]) > kendall_tau(full.predict(X[300:]), y[300:]) - 0.05
     assert np.allclose(Predictor("gp", seed=0, max_fit=300).fit(X[:300], y[:300]).predict(X[300:]), full.predict(X[300:]))
+    kept = Predictor("gp", seed=0, kernel=full.fitted_kernel).fit(X[:310], y[:310])  # a few more points, no search
+    assert kept._models[0].kernel_ == full.fitted_kernel and len(kept._models[0].X_train_) == 310
 
 
 def test_predict_is_the_mean_of_predict_dist():

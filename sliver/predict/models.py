@@ -94,6 +94,8 @@ class Predictor(RegressorMixin, BaseEstimator):
     grow: beyond that many points its kernel hyper-parameters are fitted on a
     seeded subset of ``max_fit`` rows, and the GP then conditions on every row
     with them fixed (one factorisation instead of an optimisation over all).
+    ``kernel`` (e.g. the :attr:`fitted_kernel` of an earlier fit) skips that
+    search altogether: the GP conditions on the rows with this kernel as is.
 
     ``"auto"`` picks the family with the best cross-validated Kendall tau at
     each :meth:`fit` (see :func:`choose_family`); ``"ensemble"`` fits one
@@ -102,7 +104,7 @@ class Predictor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = ENSEMBLE_MEMBERS, target: str = "raw",
-                 noise: bool = False, max_fit: int | None = None):
+                 noise: bool = False, max_fit: int | None = None, kernel=None):
         if target not in TARGETS:
             raise UserError(f"predictor target must be one of {list(TARGETS)}, got {target!r}")
         if kind not in KINDS:
@@ -116,6 +118,7 @@ class Predictor(RegressorMixin, BaseEstimator):
         self.members = tuple(members)
         self.noise = noise
         self.max_fit = max_fit
+        self.kernel = kernel
         self._resid_sd = 0.0
         self.chosen: str | None = None
         self.n_features: int | None = None
@@ -156,12 +159,20 @@ class Predictor(RegressorMixin, BaseEstimator):
 
     def _fit_family(self, family: str, X: np.ndarray, z: np.ndarray) -> RegressorMixin:
         model = make_model(family, self.seed)
+        if family.startswith("gp") and self.kernel is not None:
+            model.set_params(kernel=self.kernel, optimizer=None)
+            return _fit_quietly(model, X, z)
         if not family.startswith("gp") or self.max_fit is None or len(z) <= self.max_fit:
             return _fit_quietly(model, X, z)
         subset = np.random.default_rng(self.seed).choice(len(z), self.max_fit, replace=False)
         tuned = _fit_quietly(model, X[subset], z[subset])
         model.set_params(kernel=tuned.kernel_, optimizer=None)
         return _fit_quietly(model, X, z)
+
+    @property
+    def fitted_kernel(self):
+        """The kernel of the (first) fitted Gaussian process, hyper-parameters included; None without one."""
+        return next((m.kernel_ for m in self._models if _has_std(m)), None)
 
     def _cv_residual_sd(self, families: list[str], X: np.ndarray, z: np.ndarray) -> float:
         """Robust spread (1.4826 x MAD) of 3-fold out-of-fold residuals of the mean, in standardised units.

@@ -78,7 +78,9 @@ class LINAS(Strategy):
     every single-gene change) and ``candidates`` how many of the networks visited,
     those nearest the predicted front, are scored by expected improvement;
     ``max_fit`` bounds the cost of fitting a GP and of the cross-validated
-    choice as measurements grow (see :class:`~sliver.predict.Predictor`);
+    choice as measurements grow: beyond that many points both run on a seeded
+    subset of that size, and a GP's hyper-parameters are searched only in the
+    rounds that check the choice (see :class:`~sliver.predict.Predictor`);
     ``samples`` draws per candidate for the expectation;
     ``cv_every`` rounds between cross-validated checks of the predictors, which
     choose the family and ``target`` (``"auto"``: raw, rank-transformed or, for positive metrics, log targets,
@@ -155,6 +157,7 @@ class LINAS(Strategy):
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
         # metrics to predict: expensive objectives and constraints on expensive metrics
         self._choice: dict[str, tuple[str, str]] = {}  # metric -> (predictor kind, target), re-chosen by CV
+        self._kernels: dict[tuple[str, str, str], object] = {}  # (metric, kind, target) -> the GP kernel fitted last
         self._predicted = problem.expensive_names + sorted(
             {c.metric for c in problem.constraints} - cheap - set(problem.expensive_names)
         )
@@ -216,12 +219,18 @@ class LINAS(Strategy):
                 refit = f" refitted on {len(rows)} measured points," if learns else ""
                 self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {stand_in.describe()}")
                 continue
-            if name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1):
+            check = name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1)
+            if check:
                 self._choice[name] = self._choose(name, X[rows], y)
             kind, target = self._choice[name]
             seed = int(self.problem.seed) + self.rounds
-            models[name] = Predictor(kind, seed=seed, target=target, members=self.members, noise=True,
-                                     max_fit=self.max_fit).fit(X[rows], y)
+            # beyond max_fit points the GP's hyper-parameters are searched only when the choice is checked, and
+            # kept in between: ten more points move them little, and the search is most of a fit's cost
+            kept = self._kernels.get((name, kind, target)) if len(y) > self.max_fit and not check else None
+            model = Predictor(kind, seed=seed, target=target, members=self.members, noise=True, max_fit=self.max_fit,
+                              kernel=kept).fit(X[rows], y)
+            self._kernels[name, kind, target] = model.fitted_kernel
+            models[name] = model
         return models
 
     def _choose(self, name: str, X: np.ndarray, y: np.ndarray) -> tuple[str, str]:
