@@ -49,7 +49,7 @@ from sliver.search.hv import hvi, nondominated
 from sliver.space import Config
 
 #: predicted-front networks a round of local search moves: every move of each is predicted, so this bounds a round's cost
-_LOCAL_WIDTH = 32
+_LOCAL_WIDTH = 16
 
 
 class LINAS(Strategy):
@@ -74,7 +74,7 @@ class LINAS(Strategy):
     (score every config) or ``"auto"`` (exhaustive when the space has at most
     ``exhaustive_limit`` networks); ``inner_pop``/``inner_generations`` size
     the inner NSGA-II, ``local_rounds`` the Pareto local search after it
-    (each round moves up to 32 networks spread along the predicted front by
+    (each round moves up to 16 networks spread along the predicted front by
     every single-gene change) and ``candidates`` how many of the networks visited,
     those nearest the predicted front, are scored by expected improvement;
     ``max_fit`` bounds the cost of fitting a GP and of the cross-validated
