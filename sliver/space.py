@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence, cast, overload
+from typing import Any, Iterable, Sequence, overload
 
 import numpy as np
 
@@ -56,6 +56,14 @@ class Dimension:
             raise SpaceError(f"dimension '{self.name}': choices must be distinct, got {list(self.choices)}")
         if self.length is not None and (not isinstance(self.length, int) or self.length < 1):
             raise SpaceError(f"dimension '{self.name}': length must be a positive integer or None")
+        # value -> first index, so that encoding a config is a dict look-up per gene, not a scan of the choices
+        lookup: dict = {}
+        for i, c in enumerate(self.choices):
+            try:
+                lookup.setdefault(c, i)
+            except TypeError:  # an unhashable choice is found by the scan in index()
+                pass
+        object.__setattr__(self, "_lookup", lookup)
 
     @property
     def n_genes(self) -> int:
@@ -63,6 +71,12 @@ class Dimension:
 
     def index(self, value: Any, position: int | None = None) -> int:
         """Index of ``value`` among the choices, or a :class:`SpaceError`."""
+        try:
+            hit = self._lookup.get(value)  # type: ignore[attr-defined]
+        except TypeError:
+            hit = None
+        if hit is not None and _same(self.choices[hit], value):
+            return hit
         for i, choice in enumerate(self.choices):
             if _same(choice, value):
                 return i
@@ -134,6 +148,30 @@ class SearchSpace:
         self._offsets = offsets
         self._n_genes = start
         self._check_gates()
+        self._card = self.gene_cardinalities
+        self._starts = np.concatenate([[0], np.cumsum(self._card)[:-1]]).astype(np.int64)
+        self._gate_rules = [self._gate_rule(g) for g in self.gates]
+
+    def _gate_rule(self, gate: DepthGate) -> tuple[np.ndarray, ...]:
+        """A gate as arrays: the depth genes, each depth choice's value, and for each gated gene its group and position.
+
+        A gene owned by block ``j`` of group ``g`` is active iff ``j < depth[g]``;
+        genes no block owns are left out (always active).
+        """
+        depth_dim = self[gate.depth]
+        depth_genes = self._offsets[gate.depth] + np.arange(depth_dim.n_genes)
+        depth_values = np.array([int(c) for c in depth_dim.choices], dtype=np.int64)
+        block_group = np.repeat(np.arange(len(gate.groups)), gate.groups)
+        block_pos = np.concatenate([np.arange(n) for n in gate.groups])
+        genes, groups, positions = [], [], []
+        for k, name in enumerate(gate.dims):
+            for i, owner in enumerate(gate.gene_owners(k, self[name].n_genes)):
+                if owner >= 0:
+                    genes.append(self._offsets[name] + i)
+                    groups.append(block_group[owner])
+                    positions.append(block_pos[owner])
+        as_int = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731 - tiny local helper
+        return depth_genes, depth_values, as_int(genes), as_int(groups), as_int(positions)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -168,49 +206,46 @@ class SearchSpace:
         Raises :class:`SpaceError` naming the dimension for an unknown or missing
         dimension, a list of the wrong length, or a value outside the choices.
         """
+        return self._config(self.encode(config))
+
+    # ---------------------------------------------------------------- encoding
+    def encode(self, config: Config) -> np.ndarray:
+        """Integer vector of choice indices, one per gene (checks ``config`` as :meth:`validate` does)."""
         if not isinstance(config, dict):
             raise SpaceError(f"a config must be a dict of dimension -> value, got {type(config).__name__}")
         unknown = sorted(set(config) - set(self._by_name))
         if unknown:
             raise SpaceError(f"unknown dimension '{unknown[0]}'; the space has {self.names}")
-        out: Config = {}
+        vec = np.empty(self._n_genes, dtype=np.int64)
         for d in self.dimensions:
             if d.name not in config:
                 raise SpaceError(f"missing dimension '{d.name}' (allowed values {list(d.choices)})")
-            value = config[d.name]
+            value, o = config[d.name], self._offsets[d.name]
             if d.length is None:
-                out[d.name] = d.choices[d.index(value)]
-            else:
-                if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
-                    raise SpaceError(f"dimension '{d.name}': expected a list of {d.length} values from {list(d.choices)}, got {value!r}")
-                if len(value) != d.length:
-                    raise SpaceError(f"dimension '{d.name}': expected {d.length} values, got {len(value)}")
-                out[d.name] = [d.choices[d.index(v, i)] for i, v in enumerate(value)]
-        return out
-
-    # ---------------------------------------------------------------- encoding
-    def encode(self, config: Config) -> np.ndarray:
-        """Integer vector of choice indices, one per gene."""
-        config = self.validate(config)
-        vec = np.empty(self._n_genes, dtype=np.int64)
-        for d in self.dimensions:
-            o = self._offsets[d.name]
-            values = [config[d.name]] if d.length is None else config[d.name]
-            for i, v in enumerate(values):
-                vec[o + i] = d.index(v, i)
+                vec[o] = d.index(value)
+                continue
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+                raise SpaceError(f"dimension '{d.name}': expected a list of {d.length} values from {list(d.choices)}, got {value!r}")
+            if len(value) != d.length:
+                raise SpaceError(f"dimension '{d.name}': expected {d.length} values, got {len(value)}")
+            vec[o:o + d.length] = [d.index(v, i) for i, v in enumerate(value)]
         return vec
+
+    def encode_many(self, configs: Sequence[Config]) -> np.ndarray:
+        """:meth:`encode` of each config, stacked: the genotype matrix ``(n, n_genes)``."""
+        if not len(configs):
+            return np.zeros((0, self._n_genes), dtype=np.int64)
+        return np.stack([self.encode(c) for c in configs])
 
     def decode(self, vector: Iterable[int]) -> Config:
         """Inverse of :meth:`encode`."""
         vec = np.asarray(list(vector) if not isinstance(vector, np.ndarray) else vector)
         if vec.shape != (self._n_genes,):
             raise SpaceError(f"an encoded config has {self._n_genes} genes, got shape {vec.shape}")
-        vec = np.rint(vec).astype(np.int64)
-        card = self.gene_cardinalities
-        bad = np.flatnonzero((vec < 0) | (vec >= card))
-        if bad.size:
-            name, pos = self._gene_name(int(bad[0]))
-            raise SpaceError(f"dimension '{name}': gene {pos} has index {vec[bad[0]]}, allowed 0..{card[bad[0]] - 1}")
+        return self._config(self._rows(vec)[0])
+
+    def _config(self, vec: np.ndarray) -> Config:
+        """The config of one in-range index vector (no checks)."""
         config: Config = {}
         for d in self.dimensions:
             o = self._offsets[d.name]
@@ -227,23 +262,75 @@ class SearchSpace:
                 return d.name, gene - o
         raise IndexError(gene)
 
+    # ----------------------------------------------- populations as matrices
+    # A population is a genotype matrix: one row per config, one column per gene
+    # (:meth:`encode`'s indices). These methods treat every row in one numpy
+    # pass; the per-config methods above and below are their one-row case.
+    def valid_vectors(self, X: np.ndarray) -> np.ndarray:
+        """Boolean mask of the rows of ``X`` that encode a config (whole indices within each gene's choices)."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self._n_genes:
+            return np.zeros(len(X) if X.ndim else 0, dtype=bool)
+        whole = np.all(np.rint(X) == X, axis=1) if X.dtype.kind == "f" else np.ones(len(X), dtype=bool)
+        return whole & np.all((X >= 0) & (X < self._card), axis=1)
+
+    def _rows(self, X: np.ndarray) -> np.ndarray:
+        """``X`` as an int64 genotype matrix (a single vector becomes one row); a :class:`SpaceError` names a bad gene."""
+        X = np.asarray(X)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self._n_genes:
+            raise SpaceError(f"an encoded config has {self._n_genes} genes, got shape {X.shape[1:]}")
+        if X.dtype.kind == "f":
+            X = np.rint(X)
+        X = X.astype(np.int64, copy=False)
+        bad = np.argwhere((X < 0) | (X >= self._card))
+        if len(bad):
+            row, gene = (int(v) for v in bad[0])
+            name, pos = self._gene_name(gene)
+            raise SpaceError(f"dimension '{name}': gene {pos} has index {X[row, gene]}, allowed 0..{self._card[gene] - 1}")
+        return X
+
+    def active_vectors(self, X: np.ndarray) -> np.ndarray:
+        """Boolean matrix: whether each gene of each row of ``X`` changes the network (the depth gates' rule)."""
+        X = self._rows(X)
+        active = np.ones(X.shape, dtype=bool)
+        for depth_genes, depth_values, genes, groups, positions in self._gate_rules:
+            depth = depth_values[X[:, depth_genes]]  # (n, groups): the depth of each group
+            active[:, genes] &= depth[:, groups] > positions[None, :]
+        return active
+
+    def canonical_vectors(self, X: np.ndarray) -> np.ndarray:
+        """Rows of ``X`` with every inactive gene set to 0 (its first choice), as :meth:`canonical` does."""
+        X = self._rows(X)
+        return np.where(self.active_vectors(X), X, 0)
+
+    def keys(self, X: np.ndarray) -> list[bytes]:
+        """A hashable key per row of ``X``, equal for rows that build the same network (the canonical row's bytes).
+
+        For duplicate checks within a process; :meth:`key` is the stable
+        identifier that stores and studies record.
+        """
+        C = np.ascontiguousarray(self.canonical_vectors(X), dtype=np.int64)
+        return [row.tobytes() for row in C]
+
+    def features_vectors(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`features` of every row of ``X``: one-hot genes, inactive genes all zero, shape ``(n, n_features)``."""
+        X = self._rows(X)
+        active = self.active_vectors(X)
+        out = np.zeros((len(X), self.n_features))
+        rows, genes = np.nonzero(active)
+        out[rows, self._starts[genes] + X[rows, genes]] = 1.0
+        return out
+
     # ------------------------------------------------------ activity and keys
     def active_mask(self, config: Config) -> dict[str, list[bool] | bool]:
         """For each dimension, whether each of its values changes the network."""
-        config = self.validate(config)
-        mask: dict[str, list[bool] | bool] = {
-            d.name: (True if d.length is None else [True] * d.length) for d in self.dimensions
-        }
-        for gate in self.gates:
-            depths = config[gate.depth]
-            depths = [depths] if self[gate.depth].length is None else depths
-            block_active: list[bool] = []
-            for n_blocks, depth in zip(gate.groups, depths):
-                block_active += [j < depth for j in range(n_blocks)]
-            for k, name in enumerate(gate.dims):
-                gene_mask = cast(list[bool], mask[name])  # gated dimensions are lists
-                owners = gate.gene_owners(k, len(gene_mask))
-                mask[name] = [a and (o < 0 or block_active[o]) for a, o in zip(gene_mask, owners)]
+        active = self.active_vectors(self.encode(config))[0].tolist()
+        mask: dict[str, list[bool] | bool] = {}
+        for d in self.dimensions:
+            o = self._offsets[d.name]
+            mask[d.name] = active[o] if d.length is None else active[o:o + d.length]
         return mask
 
     def inactive(self, config: Config) -> dict[str, list[int]]:
@@ -256,15 +343,7 @@ class SearchSpace:
 
     def canonical(self, config: Config) -> Config:
         """The config with every inactive value replaced by its dimension's first choice."""
-        config = self.validate(config)
-        mask = self.active_mask(config)
-        out: Config = {}
-        for d in self.dimensions:
-            if d.length is None:
-                out[d.name] = config[d.name]
-            else:
-                out[d.name] = [v if a else d.choices[0] for v, a in zip(config[d.name], cast(list[bool], mask[d.name]))]
-        return out
+        return self._config(self.canonical_vectors(self.encode(config))[0])
 
     def key(self, config: Config) -> str:
         """Stable identifier of the network a config builds (equal for canonical duplicates)."""
@@ -335,25 +414,11 @@ class SearchSpace:
         """One-hot feature vector per gene, inactive genes all zero.
 
         Accepts one config (returns shape ``(n_features,)``) or a list of configs
-        (returns shape ``(n, n_features)``).
+        (returns shape ``(n, n_features)``); :meth:`features_vectors` takes encoded rows.
         """
         if isinstance(config, dict):
-            return self._features_one(config)
-        return np.stack([self._features_one(c) for c in config]) if len(config) else np.zeros((0, self.n_features))
-
-    def _features_one(self, config: Config) -> np.ndarray:
-        vec = self.encode(config)
-        mask = self.active_mask(config)
-        flat_mask: list[bool] = []
-        for d in self.dimensions:
-            m = mask[d.name]
-            flat_mask += m if isinstance(m, list) else [m]
-        card = self.gene_cardinalities
-        starts = np.concatenate([[0], np.cumsum(card)[:-1]])
-        out = np.zeros(int(card.sum()), dtype=np.float64)
-        active = np.asarray(flat_mask, dtype=np.bool_)
-        out[(starts + vec)[active]] = 1.0
-        return out
+            return self.features_vectors(self.encode(config))[0]
+        return self.features_vectors(self.encode_many(config))
 
     # ------------------------------------------------------------------- JSON
     def to_dict(self) -> dict:

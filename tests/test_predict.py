@@ -141,3 +141,24 @@ def test_predict_with_draws_is_predict_dist_and_sample_in_one_pass():
     mean, sd, draws = model.predict_with_draws(X[120:], eps)
     m2, s2 = model.predict_dist(X[120:])
     assert np.allclose(mean, m2) and np.allclose(sd, s2) and np.allclose(draws, model.sample(X[120:], eps))
+
+
+def test_max_fit_bounds_the_gp_hyper_parameter_fit_and_keeps_every_point():
+    """Beyond max_fit points the GP's kernel is tuned on a subset, then conditioned on all of them."""
+    _, _, X, y = data(400, seed=6)
+    full = Predictor("gp", seed=0).fit(X[:300], y[:300])
+    bounded = Predictor("gp", seed=0, max_fit=60).fit(X[:300], y[:300])
+    gp = bounded._models[0]
+    assert gp.optimizer is None and len(gp.X_train_) == 300  # every point conditions the posterior
+    assert kendall_tau(bounded.predict(X[300:]), y[300:]) > kendall_tau(full.predict(X[300:]), y[300:]) - 0.05
+    assert np.allclose(Predictor("gp", seed=0, max_fit=300).fit(X[:300], y[:300]).predict(X[300:]), full.predict(X[300:]))
+    kept = Predictor("gp", seed=0, kernel=full.fitted_kernel).fit(X[:310], y[:310])  # a few more points, no search
+    assert kept._models[0].kernel_ == full.fitted_kernel and len(kept._models[0].X_train_) == 310
+
+
+def test_predict_is_the_mean_of_predict_dist():
+    _, _, X, y = data(160, seed=8)
+    for kind, target in (("gp", "rank"), ("ensemble", "raw"), ("gp_additive", "log")):
+        yy = np.exp(y / y.std()) if target == "log" else y
+        model = Predictor(kind, seed=0, target=target).fit(X[:120], yy[:120])
+        assert np.allclose(model.predict(X[120:]), model.predict_dist(X[120:])[0])

@@ -17,11 +17,13 @@ from typing import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process.kernels import Matern
 from sklearn.linear_model import Ridge
+from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.neural_network import MLPRegressor
 from sklearn.svm import SVR
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from sliver.errors import UserError
 
@@ -52,11 +54,11 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
         return MLPRegressor(hidden_layer_sizes=(64, 64), alpha=1e-2, learning_rate_init=3e-3, max_iter=1000, random_state=seed)
     if family in ("gp", "gp_additive"):
         from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
+        from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, WhiteKernel
 
         # one isotropic length scale: on one-hot features the distance counts changed genes, so the
         # GP says "near a measured network, like it" and is unsure far from every measurement
-        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * Matern(2.0, (0.1, 100.0), nu=2.5)
+        kernel = ConstantKernel(1.0, (1e-2, 1e2)) * _Matern(2.0, (0.1, 100.0), nu=2.5)
         noise_floor = 1e-5
         if family == "gp_additive":
             # plus a linear term, for a metric that is a sum of per-option costs (a network's latency is the
@@ -70,8 +72,30 @@ def make_model(family: str, seed: int = 0) -> RegressorMixin:
     raise UserError(f"predictor family '{family}' is unknown; choose one of {list(KINDS)}")
 
 
+class _Matern(Matern):
+    """scikit-learn's Matern kernel, its cross-kernel between new and training rows from BLAS distances.
+
+    Predicting tens of thousands of rows against hundreds of measured ones is
+    a search's costliest step, and scipy's ``cdist`` there is several times
+    slower than a matrix product. Fitting (``Y is None``) is unchanged.
+    """
+
+    def __call__(self, X, Y=None, eval_gradient=False):
+        if Y is None or eval_gradient or self.nu != 2.5 or np.ndim(self.length_scale) != 0:
+            return super().__call__(X, Y, eval_gradient)
+        d = euclidean_distances(np.atleast_2d(X) / self.length_scale, np.atleast_2d(Y) / self.length_scale) * np.sqrt(5.0)
+        return (1.0 + d + d**2 / 3.0) * np.exp(-d)
+
+
 class Predictor(RegressorMixin, BaseEstimator):
     """Fit/predict one objective from feature rows; ``kind`` is a family, ``"ensemble"`` or ``"auto"``.
+
+    ``max_fit`` bounds what a Gaussian process costs as the measurements
+    grow: beyond that many points its kernel hyper-parameters are fitted on a
+    seeded subset of ``max_fit`` rows, and the GP then conditions on every row
+    with them fixed (one factorisation instead of an optimisation over all).
+    ``kernel`` (e.g. the :attr:`fitted_kernel` of an earlier fit) skips that
+    search altogether: the GP conditions on the rows with this kernel as is.
 
     ``"auto"`` picks the family with the best cross-validated Kendall tau at
     each :meth:`fit` (see :func:`choose_family`); ``"ensemble"`` fits one
@@ -80,7 +104,7 @@ class Predictor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, kind: str = "ensemble", seed: int = 0, members: Sequence[str] = ENSEMBLE_MEMBERS, target: str = "raw",
-                 noise: bool = False):
+                 noise: bool = False, max_fit: int | None = None, kernel=None):
         if target not in TARGETS:
             raise UserError(f"predictor target must be one of {list(TARGETS)}, got {target!r}")
         if kind not in KINDS:
@@ -93,6 +117,8 @@ class Predictor(RegressorMixin, BaseEstimator):
         self.seed = seed
         self.members = tuple(members)
         self.noise = noise
+        self.max_fit = max_fit
+        self.kernel = kernel
         self._resid_sd = 0.0
         self.chosen: str | None = None
         self.n_features: int | None = None
@@ -126,10 +152,27 @@ class Predictor(RegressorMixin, BaseEstimator):
             families = [self.chosen]
         else:
             families = [self.kind]
-        self._models = [_fit_quietly(make_model(f, self.seed), X, z) for f in families]
+        self._models = [self._fit_family(f, X, z) for f in families]
         own_std = all(f.startswith("gp") for f in families)  # then the residual is already in the GP's noise term
         self._resid_sd = self._cv_residual_sd(families, X, z) if self.noise and len(z) >= 6 and not own_std else 0.0
         return self
+
+    def _fit_family(self, family: str, X: np.ndarray, z: np.ndarray) -> RegressorMixin:
+        model = make_model(family, self.seed)
+        if family.startswith("gp") and self.kernel is not None:
+            model.set_params(kernel=self.kernel, optimizer=None)
+            return _fit_quietly(model, X, z)
+        if not family.startswith("gp") or self.max_fit is None or len(z) <= self.max_fit:
+            return _fit_quietly(model, X, z)
+        subset = np.random.default_rng(self.seed).choice(len(z), self.max_fit, replace=False)
+        tuned = _fit_quietly(model, X[subset], z[subset])
+        model.set_params(kernel=tuned.kernel_, optimizer=None)
+        return _fit_quietly(model, X, z)
+
+    @property
+    def fitted_kernel(self):
+        """The kernel of the (first) fitted Gaussian process, hyper-parameters included; None without one."""
+        return next((m.kernel_ for m in self._models if _has_std(m)), None)
 
     def _cv_residual_sd(self, families: list[str], X: np.ndarray, z: np.ndarray) -> float:
         """Robust spread (1.4826 x MAD) of 3-fold out-of-fold residuals of the mean, in standardised units.
@@ -206,8 +249,12 @@ class Predictor(RegressorMixin, BaseEstimator):
         return mean, std, draws
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Mean prediction of each row."""
-        return self.predict_dist(X)[0]
+        """Mean prediction of each row (the median for rank and log targets), without the cost of a spread."""
+        X = self._check(X)
+        with threadpool_limits(1):
+            z = np.mean([m.predict(X) for m in self._models], axis=0)
+        mean = self._mu + self._sd * z
+        return mean if self._transform is None else self._transform.inverse(mean)
 
     def __repr__(self) -> str:
         extra = f", chosen={self.chosen!r}" if self.chosen else ""
@@ -261,6 +308,22 @@ class _RankTarget:
         hi_slope = (ys[-1] - ys[-1 - k]) / (zs[-1] - zs[-1 - k])
         out = np.where(z < zs[0], ys[0] + (z - zs[0]) * lo_slope, out)
         return np.where(z > zs[-1], ys[-1] + (z - zs[-1]) * hi_slope, out)
+
+
+_controller: ThreadpoolController | None = None
+
+
+def threadpool_limits(n: int):
+    """A context limiting BLAS and OpenMP to ``n`` threads.
+
+    One controller serves every call: threadpoolctl's own ``threadpool_limits``
+    scans the loaded libraries each time, which costs more than predicting a
+    few hundred rows, and a search predicts thousands of times.
+    """
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=n)
 
 
 def _has_std(model: RegressorMixin) -> bool:

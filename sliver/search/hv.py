@@ -20,16 +20,16 @@ def nondominated(F: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=bool)
     if F.shape[1] == 2:
-        # sort by f1 then f2: a point is non-dominated iff its f2 is below every earlier f2,
-        # or it equals the previous kept point exactly
+        # sort by f1 then f2: a point is non-dominated iff its f2 is below every earlier f2;
+        # exact copies of a non-dominated point (adjacent in this order) are kept with it
         order = np.lexsort((F[:, 1], F[:, 0]))
+        S = F[order]
+        earlier_best = np.concatenate([[np.inf], np.minimum.accumulate(S[:-1, 1])])
+        first = np.concatenate([[True], np.any(S[1:] != S[:-1], axis=1)])
+        group = np.cumsum(first) - 1  # runs of identical points
+        keep_sorted = (S[:, 1] < earlier_best)[first][group]
         keep = np.zeros(n, dtype=bool)
-        best2, last = np.inf, None
-        for i in order:
-            f = F[i]
-            if f[1] < best2 or (last is not None and np.array_equal(f, last)):
-                keep[i] = True
-                best2, last = min(best2, f[1]), f
+        keep[order] = keep_sorted
         return keep
     le = (F[:, None, :] <= F[None, :, :]).all(-1)
     lt = (F[:, None, :] < F[None, :, :]).any(-1)

@@ -3,15 +3,18 @@
 Each round: fit a predictor for every *expensive* metric on all measurements
 so far (by default a Gaussian process, whose posterior says where it is unsure;
 the target transform, raw, rank or log, is chosen by cross-validation every few
-rounds); generate candidates with a long pymoo NSGA-II run on the predicted
-objectives (cheap objectives computed exactly), or take the whole space when it
-is small enough to score outright; choose the next batch by expected
+rounds); take the whole space as candidates when it is small enough to score
+outright, else search the predicted objectives (cheap objectives computed
+exactly): a pymoo NSGA-II run started from the measured front, then Pareto
+local search by single-gene moves from the predicted front, every visited
+network de-duplicated by its canonical row (:meth:`~sliver.space.SearchSpace.keys`)
+and the ones nearest the predicted front kept; choose the next batch by expected
 hypervolume improvement over the measured front, averaged over draws from the
 predictive distributions (rank-target models are drawn in rank space and mapped
 back, so a draw stays plausible). The batch first takes, for each expensive
 objective, the candidate most expected to extend its end of the front (the ends
 fix the reference point, so no hypervolume values them); then ``local_share``
-of it comes from networks one gene away from a measured front point (a Pareto
+of it (in a space searched rather than scored, a fifth) comes from networks one gene away from a measured front point (a Pareto
 local search the predictors steer: it saves evaluations, see
 ``benchmarks/search_nb201.py``, because the predictors rank the region around the best
 networks far better than the space at large), the rest from anywhere; each
@@ -45,6 +48,9 @@ from sliver.search.evolutionary import make_algorithm
 from sliver.search.hv import hvi, nondominated
 from sliver.space import Config
 
+#: predicted-front networks a round of local search moves: every move of each is predicted, so this bounds a round's cost
+_LOCAL_WIDTH = 16
+
 
 class LINAS(Strategy):
     """Predictor-in-the-loop search choosing batches by expected hypervolume improvement.
@@ -59,14 +65,23 @@ class LINAS(Strategy):
     linear term; ``"auto"``: the best of ``members`` by cross-validation, per
     metric, which on NB201 needed about twice the evaluations of the GP);
     ``local_share`` of each batch chosen among networks one gene away from a
-    measured front point;
+    measured front point (default: 0.8 where every network is scored, 0.2
+    where the space is searched, so batches spread along the predicted front);
     ``features`` a callable mapping encoded configs ``(n, n_genes)`` to
     predictor features (default: the space's one-hot; e.g.
     :func:`~sliver.bench.nb201.nb201_features` zeroes a cell's dead edges);
     ``inner`` = ``"nsga2"`` (pymoo search on predictions), ``"exhaustive"``
     (score every config) or ``"auto"`` (exhaustive when the space has at most
     ``exhaustive_limit`` networks); ``inner_pop``/``inner_generations`` size
-    the inner search; ``samples`` draws per candidate for the expectation;
+    the inner NSGA-II, ``local_rounds`` the Pareto local search after it
+    (each round moves up to 16 networks spread along the predicted front by
+    every single-gene change) and ``candidates`` how many of the networks visited,
+    those nearest the predicted front, are scored by expected improvement;
+    ``max_fit`` bounds the cost of fitting a GP and of the cross-validated
+    choice as measurements grow: beyond that many points both run on a seeded
+    subset of that size, and a GP's hyper-parameters are searched only in the
+    rounds that check the choice (see :class:`~sliver.predict.Predictor`);
+    ``samples`` draws per candidate for the expectation;
     ``cv_every`` rounds between cross-validated checks of the predictors, which
     choose the family and ``target`` (``"auto"``: raw, rank-transformed or, for positive metrics, log targets,
     whichever ranks the better half of the measured points best);
@@ -87,7 +102,7 @@ class LINAS(Strategy):
         predictor: str = "gp",
         inner: str = "auto",
         inner_pop: int = 100,
-        inner_generations: int = 40,
+        inner_generations: int = 20,
         samples: int = 32,
         exhaustive_limit: int = 20_000,
         shortlist: int = 300,
@@ -97,8 +112,11 @@ class LINAS(Strategy):
         latency_metric: str | None = None,
         members: tuple[str, ...] = ("ridge", "svr", "lgbm"),
         features=None,
-        local_share: float = 0.8,
+        local_share: float | None = None,
         extremes: bool = False,
+        candidates: int = 1000,
+        local_rounds: int = 4,
+        max_fit: int = 300,
     ):
         if inner not in ("auto", "nsga2", "exhaustive"):
             raise UserError(f"linas option inner must be 'auto', 'nsga2' or 'exhaustive', got {inner!r}")
@@ -119,21 +137,27 @@ class LINAS(Strategy):
         self.inner, self.inner_pop, self.inner_generations = inner, inner_pop, inner_generations
         self.samples, self.exhaustive_limit, self.shortlist, self.cv_every = samples, exhaustive_limit, shortlist, cv_every
         self.target = target
-        if not 0.0 <= local_share <= 1.0:
+        if local_share is not None and not 0.0 <= local_share <= 1.0:
             raise UserError(f"linas option local_share must be between 0 and 1, got {local_share}")
+        for option, value, least in (("candidates", candidates, 1), ("local_rounds", local_rounds, 0), ("max_fit", max_fit, 10)):
+            if int(value) < least:
+                raise UserError(f"linas option {option} must be at least {least}, got {value}")
         self.local_share = local_share
+        self.n_candidates, self.local_rounds, self.max_fit = int(candidates), int(local_rounds), int(max_fit)
         self.extremes = bool(extremes)
         self.rounds = 0
 
     def setup(self, problem) -> None:
         super().setup(problem)
         self._pool: np.ndarray | None = None
-        self._known_vecs: set[tuple[int, ...]] = set()
+        self._known_keys: set[bytes] = set()  # canonical rows (SearchSpace.keys) of every told config
+        self._encoded: dict[str, np.ndarray] = {}  # each told config's encoding, by its key, encoded once
         self._cheap_cache: dict[tuple[int, ...], dict[str, float]] = {}
         self._model_cache: dict[tuple[int, ...], float] = {}  # the latency model's values, kept across rounds
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
         # metrics to predict: expensive objectives and constraints on expensive metrics
         self._choice: dict[str, tuple[str, str]] = {}  # metric -> (predictor kind, target), re-chosen by CV
+        self._kernels: dict[tuple[str, str, str], object] = {}  # (metric, kind, target) -> the GP kernel fitted last
         self._predicted = problem.expensive_names + sorted(
             {c.metric for c in problem.constraints} - cheap - set(problem.expensive_names)
         )
@@ -165,8 +189,13 @@ class LINAS(Strategy):
         return [self.space.decode(X[i]) for i in picks]
 
     def _tell(self, told) -> None:
-        for _, c, _ in told:
-            self._known_vecs.add(tuple(self.space.encode(c).tolist()))
+        X = self.space.encode_many([c for _, c, _ in told])
+        self._known_keys.update(self.space.keys(X))
+        self._encoded.update(zip([k for k, _, _ in told], X))
+
+    def _rows(self, measured) -> np.ndarray:
+        """The encoded rows of measured points."""
+        return np.stack([self._encoded[k] for k, _, _ in measured])
 
     # ------------------------------------------------------------- predictors
     def _features(self, X: np.ndarray) -> np.ndarray:
@@ -174,7 +203,7 @@ class LINAS(Strategy):
         return self.features(X) if self.features is not None else features_from_vectors(self.space, X)
 
     def _fit(self, measured) -> dict:
-        X = self._features(np.stack([self.space.encode(c) for _, c, _ in measured]))
+        X = self._features(self._rows(measured))
         models: dict[str, Predictor | _StandIn] = {}
         for name in self._predicted:
             rows = [i for i, (_, _, o) in enumerate(measured) if name in o.values]
@@ -190,20 +219,32 @@ class LINAS(Strategy):
                 refit = f" refitted on {len(rows)} measured points," if learns else ""
                 self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {stand_in.describe()}")
                 continue
-            if name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1):
+            check = name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1)
+            if check:
                 self._choice[name] = self._choose(name, X[rows], y)
             kind, target = self._choice[name]
             seed = int(self.problem.seed) + self.rounds
-            models[name] = Predictor(kind, seed=seed, target=target, members=self.members, noise=True).fit(X[rows], y)
+            # beyond max_fit points the GP's hyper-parameters are searched only when the choice is checked, and
+            # kept in between: ten more points move them little, and the search is most of a fit's cost
+            kept = self._kernels.get((name, kind, target)) if len(y) > self.max_fit and not check else None
+            model = Predictor(kind, seed=seed, target=target, members=self.members, noise=True, max_fit=self.max_fit,
+                              kernel=kept).fit(X[rows], y)
+            self._kernels[name, kind, target] = model.fitted_kernel
+            models[name] = model
         return models
 
     def _choose(self, name: str, X: np.ndarray, y: np.ndarray) -> tuple[str, str]:
         """Predictor family and target (raw, rank or log) that rank the better half of the points best in 3-fold CV (logged).
 
+        Beyond ``max_fit`` points, the cross-validation runs on a seeded subset of that size.
+
         With ``predictor="auto"`` every member family is tried (latency is
         often near-additive, so ridge wins; accuracy is not); otherwise only
         the target is chosen for the given kind.
         """
+        if len(y) > self.max_fit:  # the choice needs a fair sample, not every point: its cost stays bounded
+            rows = np.random.default_rng(int(self.problem.seed) + self.rounds).choice(len(y), self.max_fit, replace=False)
+            X, y = X[rows], y[rows]
         kinds = list(self.members) if self.predictor == "auto" else [self._kind(name)]
         targets = ["raw", "rank"] + (["log"] if (y > 0).all() else []) if self.target == "auto" else [self.target]
         sign = next((o.sign for o in self.problem.objectives if o.name == name), 1.0)
@@ -265,6 +306,27 @@ class LINAS(Strategy):
         med, out = med * self.problem.signs, out * self.problem.signs
         return med, (None if eps is None else out), dist
 
+    def _predict_mean(self, X: np.ndarray, models: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Min-oriented predicted objectives of encoded rows and whether each is predicted feasible.
+
+        The inner search scores tens of thousands of rows: medians suffice
+        there, and a spread (costly for a GP) is computed only when a
+        constraint on a predicted metric needs it.
+        """
+        if any(c.metric in models for c in self.problem.constraints):
+            mean, _, dist = self._predict(X, models)
+            return mean, np.asarray(self._p_feasible(dist)) * np.ones(len(X)) >= 0.5
+        feats = self._features(X)
+        cheap = self._cheap(X) if self.problem.cheap_names else {}
+        med = np.zeros((len(X), len(self.problem.objectives)))
+        for j, o in enumerate(self.problem.objectives):
+            if o.cost == "cheap":
+                med[:, j] = cheap[o.name]
+                continue
+            m = models[o.name]
+            med[:, j] = m.predict_vectors(X)[0] if isinstance(m, _StandIn) else m.predict(feats)
+        return med * self.problem.signs, np.ones(len(X), dtype=bool)
+
     def _cheap(self, X: np.ndarray) -> dict[str, np.ndarray]:
         rows = []
         for x in X:
@@ -287,26 +349,37 @@ class LINAS(Strategy):
     # ------------------------------------------------------------- candidates
     def _candidates(self, models, measured) -> np.ndarray:
         """Encoded canonical configs not yet known or pending that pass the cheap constraints."""
-        use_all = self.inner == "exhaustive" or (self.inner == "auto" and self.space.count() <= self.exhaustive_limit)
-        X = self._all() if use_all else self._inner_search(models, measured)
-        keep = np.array([t not in self._known_vecs for t in map(tuple, X.tolist())], dtype=bool)
-        X = X[keep]
+        X = self._all() if self._exhaustive() else self._inner_search(models, measured)
+        X = X[np.array([k not in self._known_keys for k in self.space.keys(X)], dtype=bool)]
         if self.problem.cheap_constraints():
             ok = np.array([self.problem.passes_cheap(self.space.decode(x)) for x in X], dtype=bool)
             X = X[ok]
         return X
 
+    def _exhaustive(self) -> bool:
+        """Whether every network is scored (a small space) rather than searched for."""
+        return self.inner == "exhaustive" or (self.inner == "auto" and self.space.count() <= self.exhaustive_limit)
+
     def _all(self) -> np.ndarray:
         if self._pool is None:
             if self.space.gates:
-                self._pool = np.stack([self.space.encode(c) for c in self.space.enumerate(self.exhaustive_limit)])
+                self._pool = self.space.encode_many(self.space.enumerate(self.exhaustive_limit))
             else:
                 card = self.space.gene_cardinalities
                 self._pool = np.stack(np.unravel_index(np.arange(int(np.prod(card))), card), axis=1).astype(np.int64)
         return self._pool
 
     def _inner_search(self, models, measured) -> np.ndarray:
-        """Every distinct config a pymoo NSGA-II run on the predicted objectives visited."""
+        """Candidates from a search of the predicted objectives: a pymoo NSGA-II run, then Pareto local search.
+
+        NSGA-II starts from the measured front, single-gene mutants of it and
+        random networks; the local search then tries every single-gene move
+        from the measured front, then from the predicted front, until no move
+        enters the predicted front (or ``local_rounds`` end). Of everything visited (canonical, de-duplicated,
+        not yet measured) the ``candidates`` rows that the predicted medians
+        put nearest the predicted front go on to the expected-improvement
+        choice, with half as many of the measured front's neighbours.
+        """
         seen: list[np.ndarray] = []
         strategy = self
         n_obj = len(self.problem.objectives)
@@ -319,21 +392,98 @@ class LINAS(Strategy):
             def _evaluate(self, x, out, *args, **kwargs):
                 x = np.rint(x).astype(np.int64)
                 seen.append(x)
-                mean, _, pred = strategy._predict(x, models)
+                mean, ok = strategy._predict_mean(x, models)
                 out["F"] = mean
-                out["G"] = (1.0 - np.asarray(strategy._p_feasible(pred)) * np.ones(len(x)))[:, None] - 0.5
+                out["G"] = np.where(ok, -0.5, 0.5)[:, None]
 
-        # start from the measured front so the inner search refines it
-        F = self.problem.to_min([o.values for _, _, o in measured])
-        front = [self.space.encode(measured[i][1]) for i in np.flatnonzero(nondominated(F))][: self.inner_pop]
-        algo = make_algorithm("nsga2", self.inner_pop, n_obj)
-        init = np.array(front + [self.space.encode(c) for c in self.random_unseen(self.inner_pop - len(front))])
+        front = self._measured_front(measured)
+        pop = self.inner_pop
+        # start from the measured front (and its neighbours) so the inner search refines it
+        starts = front[self.rng.permutation(len(front))[: pop // 2]] if len(front) > pop // 2 else front
+        mutants = self._neighbours(starts)
+        mutants = mutants[self.rng.permutation(len(mutants))[: pop // 4]]
+        fresh = [self.space.encode(c) for c in self.random_unseen(pop - len(starts) - len(mutants))]
+        init = np.vstack([starts, mutants] + ([np.stack(fresh)] if fresh else []))
+        algo = make_algorithm("nsga2", pop, n_obj)
         algo.initialization.sampling = init
         minimize(Predicted(), algo, ("n_gen", self.inner_generations), seed=int(self.rng.integers(2**31)), verbose=False)
-        X = np.unique(np.concatenate(seen), axis=0)
-        if self.space.gates:
-            X = np.unique(np.stack([self.space.encode(self.space.canonical(self.space.decode(x))) for x in X]), axis=0)
-        return X
+        X = np.unique(self.space.canonical_vectors(np.concatenate(seen)), axis=0)
+        X, F, ok = self._local_search(X, front, models)
+        return self._nearest_predicted_front(X, F, ok, front)
+
+    def _measured_front(self, measured) -> np.ndarray:
+        """Encoded rows of the measured non-dominated points (feasible ones when there are any)."""
+        F = self.problem.to_min([o.values for _, _, o in measured])
+        feas = np.array([o.feasible for _, _, o in measured], dtype=bool)
+        rows = np.flatnonzero(feas) if feas.any() else np.arange(len(measured))
+        return self._rows([measured[i] for i in rows[nondominated(F[rows])]])
+
+    def _neighbours(self, X: np.ndarray) -> np.ndarray:
+        """Every row one gene away from a row of ``X`` (each gene moved to each of its other choices)."""
+        card = self.space.gene_cardinalities
+        genes = np.repeat(np.arange(len(card)), card - 1)
+        shifts = np.concatenate([np.arange(1, c) for c in card])
+        N = np.repeat(X, len(genes), axis=0)
+        g, step = np.tile(genes, len(X)), np.tile(shifts, len(X))
+        rows = np.arange(len(N))
+        N[rows, g] = (N[rows, g] + step) % card[g]
+        return N
+
+    def _local_search(self, X: np.ndarray, front: np.ndarray, models) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pareto local search on the predictions: expand predicted-front rows by single-gene moves, ``local_rounds`` times.
+
+        Each round moves at most ``_LOCAL_WIDTH`` rows (spread along the
+        predicted front), each once. Returns the visited rows, their predicted
+        objectives and whether each is predicted feasible.
+        """
+        X = np.unique(np.vstack([X, self.space.canonical_vectors(front)]), axis=0)
+        F, ok = self._predict_mean(X, models)
+        visited = set(self.space.keys(X))
+        expanded: set[bytes] = set()
+        todo = front
+        for _ in range(self.local_rounds):
+            todo = todo[[k not in expanded for k in self.space.keys(todo)]] if len(todo) else todo
+            if len(todo) > _LOCAL_WIDTH:  # evenly spaced along the front (rows come sorted by the first objective)
+                todo = todo[np.linspace(0, len(todo) - 1, _LOCAL_WIDTH).round().astype(int)]
+            if not len(todo):
+                break
+            expanded.update(self.space.keys(todo))
+            N = self.space.canonical_vectors(self._neighbours(todo))
+            keys = self.space.keys(N)
+            fresh = {k: i for i, k in enumerate(keys) if k not in visited}
+            if not fresh:
+                break
+            N = N[list(fresh.values())]
+            visited.update(fresh)
+            FN, okN = self._predict_mean(N, models)
+            X, F, ok = np.vstack([X, N]), np.vstack([F, FN]), np.concatenate([ok, okN])
+            best = np.flatnonzero(ok)[nondominated(F[ok])] if ok.any() else np.arange(0)
+            todo = X[best[np.argsort(F[best, 0], kind="stable")]]
+        return X, F, ok
+
+    def _nearest_predicted_front(self, X: np.ndarray, F: np.ndarray, ok: np.ndarray, front: np.ndarray) -> np.ndarray:
+        """The ``candidates`` rows of ``X`` nearest the predicted front, plus half as many of the measured front's neighbours.
+
+        Nearness is the additive epsilon (in objectives scaled to the predicted
+        front's span) by which a row misses being non-dominated by up to 128
+        points spread along the front; predicted infeasible rows come last.
+        """
+        new = np.array([k not in self._known_keys for k in self.space.keys(X)], dtype=bool)
+        X, F, ok = X[new], F[new], ok[new]
+        if len(X) <= self.n_candidates:
+            return X
+        pf = F[ok][nondominated(F[ok])] if ok.any() else F[nondominated(F)]
+        lo, hi = pf.min(0), pf.max(0)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        pf = pf[np.argsort(pf[:, 0], kind="stable")]
+        pf = pf[np.unique(np.linspace(0, len(pf) - 1, min(len(pf), 128)).round().astype(int))]  # enough to shortlist against
+        Fs, pf = (F - lo) / span, (pf - lo) / span
+        gap = np.max(Fs[:, None, :] - pf[None, :, :], axis=2).min(1)
+        gap = np.where(ok, gap, gap + 1e6)
+        keep = set(np.argsort(gap, kind="stable")[: self.n_candidates].tolist())
+        near = np.flatnonzero(self._one_gene_away(X, front))
+        keep |= set(near[np.argsort(gap[near], kind="stable")[: self.n_candidates // 2]].tolist())
+        return X[sorted(keep)]
 
     # --------------------------------------------------------------- selection
     def _select(self, X: np.ndarray, models, measured, n: int) -> list[int]:
@@ -372,7 +522,7 @@ class LINAS(Strategy):
         short = idx[np.argsort(-score)[: self.shortlist]]
         near = self._near_front(X, measured)
         local = idx[near][np.argsort(-score[near])[: self.shortlist]]
-        n_local = int(round(self.local_share * n)) if len(local) else 0
+        n_local = int(round(self._local_share() * n)) if len(local) else 0
         for k in range(min(n, len(X)) - len(picks)):
             pool = local if k < n_local else short
             s = ehvi(pool, front)
@@ -388,12 +538,23 @@ class LINAS(Strategy):
             picks += self._closest_to_front(mean, front, n - len(picks), exclude=set(picks))
         return picks
 
+    def _local_share(self) -> float:
+        """The share of a batch chosen next to the measured front: ``local_share``, else by the size of the space.
+
+        Where every network is scored, the predictors rank the region around
+        the best networks far better than the space at large; in a space searched
+        for, the inner search already refines the measured front, and the batch
+        must spread along the whole predicted front to move it.
+        """
+        if self.local_share is not None:
+            return self.local_share
+        return 0.8 if self._exhaustive() else 0.2
+
     def _near_front(self, X: np.ndarray, measured) -> np.ndarray:
         """Boolean mask of candidates one gene away from a measured (feasible) front point."""
-        F = self.problem.to_min([o.values for _, _, o in measured])
-        feas = np.array([o.feasible for _, _, o in measured], dtype=bool)
-        rows = np.flatnonzero(feas) if feas.any() else np.arange(len(measured))
-        front = np.stack([self.space.encode(measured[i][1]) for i in rows[nondominated(F[rows])]])
+        return self._one_gene_away(X, self._measured_front(measured))
+
+    def _one_gene_away(self, X: np.ndarray, front: np.ndarray) -> np.ndarray:
         near = np.zeros(len(X), dtype=bool)
         for f in front:  # one front point at a time keeps memory at O(candidates)
             near |= (X != f).sum(1) == 1
