@@ -121,7 +121,7 @@ class OFAProblem:
     predictor_file = ""
     front_file = ""
     OBJECTIVE_SETS = (("accuracy", "macs"), ("accuracy", "macs", "params"))
-    #: LINAS uses the space's one-hot features (inactive genes zeroed), the predictor's own encoding in all but order
+    #: LINAS uses the space's one-hot features: inactive genes zeroed, as in the predictors' own inputs (plus the depths)
     linas_features = None
 
     def __init__(self, objectives=("accuracy", "macs"), root: str | os.PathLike | None = None):
