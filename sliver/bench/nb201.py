@@ -131,6 +131,11 @@ class NB201:
     dataset: str = "cifar10"
     root: str | os.PathLike | None = None
 
+    #: the problem's name in ``sliver bench search --problem``
+    name = "nb201"
+    #: LINAS's predictor features on this table (see :mod:`sliver.bench.runner`)
+    linas_features = staticmethod(nb201_features)
+
     def __post_init__(self) -> None:
         self.path = data_root(self.root) / CSV
         if not self.path.is_file():
