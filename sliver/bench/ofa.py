@@ -136,7 +136,10 @@ class OFAProblem:
         self._layers, self._base = load_mlp(self.path)
 
     # ------------------------------------------------------------- subclass
-    space: SearchSpace
+    @property
+    def space(self) -> SearchSpace:
+        """The problem's search space (a subclass's cached property)."""
+        raise NotImplementedError
 
     def features(self, X: np.ndarray) -> np.ndarray:
         """The predictor's input rows for encoded configs ``X`` (one row of gene indices each)."""
@@ -151,7 +154,7 @@ class OFAProblem:
         raise NotImplementedError
 
     #: the per-block dimensions a stage's depth gates
-    gated = ("e",)
+    gated: tuple[str, ...] = ("e",)
 
     def canonical_batch(self, X: np.ndarray) -> np.ndarray:
         """Encoded configs with the genes of dropped blocks set to the first choice (:meth:`SearchSpace.canonical`, vectorised)."""
@@ -343,7 +346,7 @@ class OFAMobileNetV3(OFAProblem):
                 "final_expand": width(960), "feature": width(1280)}
 
     @cached_property
-    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.int64]:
         """Per-block (MACs, params) for every (kernel, expand, resolution), and the fixed layers' per resolution."""
         a, ks, es = self.arch(), self.space["ks"].choices, self.space["e"].choices
         n_blocks = self.blocks_per_stage * len(MBV3_STAGES)
@@ -458,7 +461,7 @@ class OFAResNet50(OFAProblem):
         return F
 
     @staticmethod
-    def channels() -> dict[str, list[int]]:
+    def channels() -> dict[str, list]:
         """Channel widths for each width multiplier (OFA's rounding): stem middle, stem output, each stage."""
         stem = [make_divisible(64 * w) for w in RESNET_WIDTH_MULTS]
         return {"stem_mid": [make_divisible(c // 2) for c in stem], "stem": stem,

@@ -132,7 +132,7 @@ def run_nb201(problem, strategy: str, seed: int, budget: int, targets=TARGETS, o
 
 def median_reached(scores: list[RunScore], target: float, budget: int) -> str:
     """Median evaluations to ``target`` over seeds, written ``>budget`` when most seeds did not reach it."""
-    vals = sorted(s.reached[target] if s.reached[target] is not None else np.inf for s in scores)
+    vals = sorted(float(v) if (v := s.reached[target]) is not None else np.inf for s in scores)
     med = float(np.median(vals))
     return f">{budget}" if not np.isfinite(med) else f"{med:g}"
 
