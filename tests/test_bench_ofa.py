@@ -350,3 +350,38 @@ def test_unknown_problem_is_one_line():
     assert res.exit_code == 2
     text = res.output.strip()
     assert len(text.splitlines()) == 1 and "nb201, ofa-mbv3, ofa-resnet50" in text
+
+
+# ----------------------------------------------------------------------------- sliver search on an OFA problem
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "search_ofa.yaml"
+
+
+@needs_data
+def test_sliver_search_runs_the_ofa_example(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    text = EXAMPLE.read_text().replace("budget: 100", "budget: 12").replace("sqlite:///sliver-search.db", db)
+    path = tmp_path / "ofa.yaml"
+    path.write_text(text.replace("name: linas", "name: random"))
+    res = CliRunner().invoke(app, ["search", str(path)], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    from sliver.bench.ofa import OFAMobileNetV3
+    from sliver.store import ResultStore
+
+    store = ResultStore(db)
+    trials = store.trials(store.get_study("ofa-mbv3-linas").id)
+    assert len(trials) == 12
+    problem = OFAMobileNetV3()
+    for t in trials[:3]:  # stored values are the problem's own
+        assert t.values == pytest.approx({k: v for k, v in problem.values(t.config).items() if k in t.values})
+
+
+def test_ofa_yaml_names_the_metrics_it_cannot_measure(tmp_path):
+    from sliver.config import ConfigError, load
+    from sliver.errors import UserError
+    from sliver.search.config import SearchConfig
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("problem: {kind: ofa-resnet50}\nobjectives: [accuracy, latency_ms]\nbudget: 5\n")
+    with pytest.raises((ConfigError, UserError)) as err:
+        load(SearchConfig, path)
+    assert "measures only ['accuracy', 'macs', 'params'], not 'latency_ms'" in str(err.value)

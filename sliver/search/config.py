@@ -19,6 +19,7 @@ from sliver.predict.transfer import MIN_SOURCE_NETWORKS
 from sliver.quant import QuantizationSection
 
 NB201_METRICS = ("accuracy", "latency_ms")
+OFA_METRICS = ("accuracy", "macs", "params")
 
 
 class NB201Problem(StrictModel):
@@ -27,6 +28,13 @@ class NB201Problem(StrictModel):
     kind: Literal["nb201"]
     device: str = "raspi4"
     dataset: str = "cifar10"
+    data: str | None = None
+
+
+class OFAProblemSpec(StrictModel):
+    """An OFA yardstick (:mod:`sliver.bench.ofa`): OFA's published ImageNet accuracy predictor, exact MACs and params."""
+
+    kind: Literal["ofa-mbv3", "ofa-resnet50"]
     data: str | None = None
 
 
@@ -268,7 +276,7 @@ def runtime_transfer_model(spec: TransferStandIn, evaluator, store=None, seed: i
 class SearchConfig(StrictModel):
     """A search: what to measure, under which constraints, with which strategy and budget, stored where."""
 
-    problem: NB201Problem | SupernetProblem = Field(discriminator="kind")
+    problem: NB201Problem | OFAProblemSpec | SupernetProblem = Field(discriminator="kind")
     objectives: list[str] = Field(min_length=1, max_length=4)
     constraints: list[str] = Field(default_factory=list)
     strategy: StrategySpec = Field(default_factory=StrategySpec)
@@ -306,6 +314,10 @@ class SearchConfig(StrictModel):
             for n in self.objectives + [Constraint.parse(c).metric for c in self.constraints]:
                 if n not in NB201_METRICS:
                     raise UserError(f"the nb201 problem measures only {list(NB201_METRICS)}, not '{n}'")
+        if isinstance(self.problem, OFAProblemSpec):
+            for n in self.objectives + [Constraint.parse(c).metric for c in self.constraints]:
+                if n not in OFA_METRICS:
+                    raise UserError(f"the {self.problem.kind} problem measures only {list(OFA_METRICS)}, not '{n}'")
         if self.latency_model is not None:
             self._check_latency_model(self.latency_model)
         return self
@@ -356,7 +368,18 @@ def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str],
     factory = nb201 = None
     evaluator: Any
     options = dict(cfg.strategy.options)
-    if cfg.problem.kind == "nb201":
+    if isinstance(cfg.problem, OFAProblemSpec):
+        from sliver.bench.ofa import OFAMobileNetV3, OFAResNet50
+
+        ofa = {"ofa-mbv3": OFAMobileNetV3, "ofa-resnet50": OFAResNet50}[cfg.problem.kind]
+        metrics = set(cfg.objectives) | {Constraint.parse(c).metric for c in cfg.constraints}
+        # the problem measures accuracy and MACs always, params only when asked (its own objective sets)
+        objectives = ("accuracy", "macs", "params") if "params" in metrics else ("accuracy", "macs")
+        try:
+            evaluator = ofa(objectives, root=cfg.problem.data).evaluator()
+        except FileNotFoundError as exc:
+            raise UserError(str(exc)) from None
+    elif cfg.problem.kind == "nb201":
         from sliver.bench.nb201 import NB201, nb201_features
 
         nb201 = NB201(cfg.problem.device, cfg.problem.dataset, cfg.problem.data)
