@@ -201,7 +201,8 @@ class OFAProblem:
         """A :class:`~sliver.measure.function.FunctionEvaluator` measuring every objective of this problem."""
         from sliver.measure.function import FunctionEvaluator
 
-        return FunctionEvaluator(self.space, self.values, self.objectives, name=f"sliver.bench.{self.name}")
+        return FunctionEvaluator(self.space, self.values, self.objectives, name=f"sliver.bench.{self.name}",
+                                 vectors=self.values_batch)
 
     def min_config(self) -> Config:
         """Every gene at its smallest choice: the network with the fewest MACs."""

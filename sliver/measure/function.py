@@ -12,6 +12,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from sliver.core import Config, Objective
 from sliver.errors import UserError
 from sliver.space import SearchSpace
@@ -45,14 +47,29 @@ class FunctionEvaluator:
 
     fingerprint = "any"  # no hardware target: one key for every metric
 
-    def __init__(self, space: SearchSpace, evaluate: Any, objectives: Sequence[Objective], name: str | None = None):
+    def __init__(self, space: SearchSpace, evaluate: Any, objectives: Sequence[Objective], name: str | None = None,
+                 vectors: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None):
         self.space, self.objectives = space, list(objectives)
         self._fn = _function(evaluate)
+        self._vectors = vectors
         self.name = name or default_name(evaluate)
         self.supernet_hash = f"function:{self.name}"
 
     def fingerprint_for(self, objective: str) -> str:
         return "any"
+
+    def measure_vectors(self, X: np.ndarray, objectives: list[str]) -> dict[str, np.ndarray]:
+        """``objectives`` of a population of encoded configs (rows of ``space.encode``), one array each.
+
+        One call of ``vectors`` when one was given (what lets a search score
+        tens of thousands of candidates' cheap metrics at once), else the
+        function row by row.
+        """
+        if self._vectors is not None:
+            values = self._vectors(X)
+            return {n: np.asarray(values[n], dtype=float) for n in objectives}
+        rows = [self._fn(self.space.decode(x)) for x in X]
+        return {n: np.array([float(r[n]) for r in rows]) for n in objectives}
 
     def measure(self, config: Config, objectives: list[str]) -> dict[str, float | BaseException]:
         try:

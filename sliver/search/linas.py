@@ -328,12 +328,17 @@ class LINAS(Strategy):
         return med * self.problem.signs, np.ones(len(X), dtype=bool)
 
     def _cheap(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        rows = []
-        for x in X:
-            t = tuple(int(v) for v in x)
-            if t not in self._cheap_cache:
-                self._cheap_cache[t] = self.problem.cheap_values(self.space.decode(x))
-            rows.append(self._cheap_cache[t])
+        keys = [tuple(int(v) for v in x) for x in X]
+        new = list({t: i for i, t in enumerate(keys) if t not in self._cheap_cache}.values())  # one row per new network
+        if new and self.problem.cheap_vectors is not None:
+            # the whole population's cheap metrics in one call, when the evaluator can score encoded rows
+            values = self.problem.cheap_vectors(X[new])
+            for j, i in enumerate(new):
+                self._cheap_cache[keys[i]] = {n: float(values[n][j]) for n in values}
+        for i in new:
+            if keys[i] not in self._cheap_cache:
+                self._cheap_cache[keys[i]] = self.problem.cheap_values(self.space.decode(X[i]))
+        rows = [self._cheap_cache[t] for t in keys]
         return {n: np.array([r[n] for r in rows], dtype=float) for n in self.problem.cheap_names}
 
     def _p_feasible(self, pred: dict) -> np.ndarray | float:

@@ -24,7 +24,7 @@ import numpy as np
 from sliver.core import BUILTIN, Constraint, Objective
 from sliver.errors import UserError
 from sliver.measure.base import Evaluator, Measured
-from sliver.measure.evaluator import evaluate
+from sliver.measure.evaluator import measure_once
 from sliver.search.base import Outcome, Strategy, make_strategy
 from sliver.search.hv import hypervolume, nondominated
 from sliver.search.problem import Problem
@@ -226,11 +226,16 @@ class Search:
 
     # ------------------------------------------------------------------ cheap
     def _cheap(self, config: Config) -> dict[str, float]:
+        # computed, not stored: strategies ask for the cheap metrics of far more candidates than are ever measured,
+        # and a store round trip costs more than the computation (a measured config's are stored with its trial)
         key = self.space.key(config)
         if key not in self._cheap_cache:
-            r = evaluate(self.evaluator, config, self.store, objectives=self._cheap_metrics)
-            self._cheap_cache[key] = dict(r.values)
+            self._cheap_cache[key] = dict(measure_once(self.evaluator, config, self._cheap_metrics).values)
         return self._cheap_cache[key]
+
+    def _cheap_vectors(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The cheap metrics of encoded rows in one call of the evaluator's ``measure_vectors``."""
+        return self.evaluator.measure_vectors(X, self._cheap_metrics)  # type: ignore[attr-defined]
 
     # -------------------------------------------------------------------- run
     def run(self) -> SearchResult:
@@ -239,6 +244,7 @@ class Search:
         problem = Problem(
             self.space, self.objectives, self.constraints,
             cheap=self._cheap if self._cheap_metrics else None, cheap_metrics=self._cheap_metrics, seed=self.seed,
+            cheap_vectors=self._cheap_vectors if self._cheap_metrics and hasattr(self.evaluator, "measure_vectors") else None,
             metrics=[self._known[n] for n in self._extra],
         )
         self.strategy.setup(problem)

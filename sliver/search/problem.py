@@ -30,6 +30,8 @@ class Problem:
     objectives: list[Objective]
     constraints: list[Constraint] = field(default_factory=list)
     cheap: Callable[[Config], dict[str, float]] | None = None
+    #: the cheap metrics of a whole population of encoded configs at once, ``X -> {metric: array}`` (optional)
+    cheap_vectors: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
     #: metrics ``cheap`` returns (defaults to the cheap objectives); constraints on them are cheap
     cheap_metrics: list[str] | None = None
     seed: int = 0
