@@ -112,3 +112,33 @@ def test_stored_builtin_objective_without_role_takes_the_builtin_role():
     old = {k: v for k, v in BUILTIN["latency_ms"].to_dict().items() if k != "additive"}
     assert Objective.from_dict(old) == BUILTIN["latency_ms"] and BUILTIN["latency_ms"].additive
     assert Objective.from_dict(OBJECTIVES[1].to_dict()) == OBJECTIVES[1]
+
+
+def test_cheap_metrics_of_candidates_come_in_populations_and_are_never_stored():
+    # a 3 x 10^9 space: LINAS searches it (no exhaustive scoring), asking cheap costs of many candidates
+    space = SearchSpace([Dimension("w", (1, 2, 3), 20)])
+    objectives = [Objective("loss", "min"), Objective("cost", "min", cost="cheap")]
+    calls = {"rows": 0, "vector_calls": 0}
+
+    def evaluate(config):
+        calls["rows"] += 1
+        w = np.asarray(config["w"], dtype=float)
+        return {"loss": float(np.sum((w - 2) ** 2) + 1 / w.sum()), "cost": float(w.sum())}
+
+    def vectors(X):
+        calls["vector_calls"] += 1
+        return {"cost": (np.asarray(X) + 1).sum(axis=1).astype(float)}
+
+    from sliver.measure.function import FunctionEvaluator
+
+    evaluator = FunctionEvaluator(space, evaluate, objectives, name="cheap-vectors-test", vectors=vectors)
+    assert evaluator.measure_vectors(space.encode_many(space.sample(0, 5)), ["cost"])["cost"].tolist() == \
+        [evaluate(c)["cost"] for c in space.sample(0, 5)]
+    calls.update(rows=0, vector_calls=0)
+    store = ResultStore("sqlite://")
+    result = Search(space, evaluator, ["loss", "cost"], "linas", budget=24, seed=0, store=store,
+                    strategy_options={"n_init": 8, "batch": 8}).run()
+    assert result.n_evaluations == 24
+    assert calls["vector_calls"] > 0  # the inner search scored its candidates' costs in populations
+    assert calls["rows"] == 24  # the function ran only for the measured networks
+    assert store.count_measurements() == 24 * 2  # and only their metrics were stored
