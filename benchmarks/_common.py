@@ -70,3 +70,19 @@ def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def available_targets(names, **overrides) -> tuple[dict, dict[str, str]]:
+    """The hardware targets among ``names`` (presets) that can run here, and why each other one cannot (printed)."""
+    from sliver.measure.hardware import HardwareTarget
+
+    targets, skipped = {}, {}
+    for name in names:
+        target = HardwareTarget.preset(name, **overrides)
+        reason = target.unavailable_reason()
+        if reason:
+            skipped[name] = reason
+            print(f"{name}: skipped, {reason}")
+        else:
+            targets[name] = target
+    return targets, skipped

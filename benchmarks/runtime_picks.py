@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import skip, write_result  # noqa: E402
+from benchmarks._common import available_targets, skip, write_result  # noqa: E402
 from sliver.core import Objective  # noqa: E402
 from sliver.elastic.mobilenet import ElasticMobileNet  # noqa: E402
 from sliver.measure.hardware import HardwareTarget  # noqa: E402
@@ -79,15 +79,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    targets, skipped = {}, {}
-    for name in TARGETS:
-        target = HardwareTarget.preset(name, max_seconds=args.max_seconds)
-        reason = target.unavailable_reason()
-        if reason:
-            skipped[name] = reason
-            print(f"{name}: skipped, {reason}")
-        else:
-            targets[name] = target
+    targets, skipped = available_targets(TARGETS, max_seconds=args.max_seconds)
     if len(targets) < 2:
         skip("fewer than two runtimes can run here: " + "; ".join(f"{n}: {r}" for n, r in skipped.items()))
 

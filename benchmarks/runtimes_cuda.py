@@ -38,7 +38,7 @@ import torch
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import skip, write_result  # noqa: E402
+from benchmarks._common import available_targets, skip, write_result  # noqa: E402
 from benchmarks.runtimes import front_change, measure, transfer_figures  # noqa: E402
 from sliver.elastic.mobilenet import ElasticMobileNet  # noqa: E402
 from sliver.measure.hardware import HardwareTarget  # noqa: E402
@@ -77,15 +77,7 @@ def main() -> None:
         targets = {t: HardwareTarget.preset(t, max_seconds=args.max_seconds) for t in medians}
         skipped, device, fingerprints = saved["skipped"], saved["device"], saved["fingerprints"]
     else:
-        targets, skipped = {}, {}
-        for name in names:
-            target = HardwareTarget.preset(name, max_seconds=args.max_seconds)
-            reason = target.unavailable_reason()
-            if reason:
-                skipped[name] = reason
-                print(f"{name}: skipped, {reason}")
-            else:
-                targets[name] = target
+        targets, skipped = available_targets(names, max_seconds=args.max_seconds)
         if not any(n.startswith("cuda-") for n in targets):
             skip("no CUDA target can run here (" + "; ".join(f"{n}: {r}" for n, r in skipped.items()) + ")")
         device, fingerprints = torch.cuda.get_device_name(), {t: v.fingerprint() for t, v in targets.items()}
