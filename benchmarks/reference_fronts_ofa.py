@@ -57,7 +57,7 @@ class Archive:
 
     def evaluate(self, X: np.ndarray) -> np.ndarray:
         """Normalised minimised objectives of ``X``; the non-dominated ones join the archive."""
-        X = self.problem.canonical_batch(X)
+        X = self.problem.space.canonical_vectors(X)
         values = self.problem.values_batch(X)
         F = self.problem.normalise_array(self.problem.minimised(values))
         self.n_evals += len(X)

@@ -35,12 +35,11 @@ OVERHEAD_TARGET_S = 0.1
 
 
 def load_problem(name: str, data: Path):
-    from sliver.bench.ofa import OFAMobileNetV3, OFAResNet50
+    from sliver.bench.ofa import PROBLEMS
 
-    problems = {"ofa-mbv3": OFAMobileNetV3, "ofa-resnet50": OFAResNet50}
-    if name not in problems:
-        raise SystemExit(f"--problems: unknown {name!r}; choose {', '.join(problems)}")
-    return problems[name](root=data)
+    if name not in PROBLEMS:
+        raise SystemExit(f"--problems: unknown {name!r}; choose {', '.join(PROBLEMS)}")
+    return PROBLEMS[name](root=data)
 
 
 def main() -> None:

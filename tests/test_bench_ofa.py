@@ -72,12 +72,12 @@ def _ofa_resnet_features(c):
 def test_encoders_match_ofa(mbv3, resnet):
     for problem, reference, length in ((mbv3, _tutorial_mbv3_features, 128), (resnet, _ofa_resnet_features, 82)):
         configs = _sample(problem, 50)
-        F = problem.features(problem.encode_many(configs))
+        F = problem.features(problem.space.encode_many(configs))
         assert F.shape == (50, length) and set(np.unique(F)) == {0.0, 1.0}
         assert np.array_equal(F, np.array([reference(c) for c in configs]))
     # one-hot structure: one kernel and one expand slot per running block, one resolution slot
-    F = mbv3.features(mbv3.encode_many(_sample(mbv3, 20, 1)))
-    X = mbv3.encode_many(_sample(mbv3, 20, 1))
+    F = mbv3.features(mbv3.space.encode_many(_sample(mbv3, 20, 1)))
+    X = mbv3.space.encode_many(_sample(mbv3, 20, 1))
     running = mbv3.active_blocks(X).sum(1)
     assert F[:, :60].sum(1).tolist() == running.tolist() == F[:, 60:120].sum(1).tolist()
     assert (F[:, 120:].sum(1) == 1).all() and (F[:, 120:123] == 0).all()  # 112-159 px are never used
@@ -95,15 +95,15 @@ def test_largest_network_beats_smallest(mbv3, resnet):
 def test_values_batch_is_values(mbv3, resnet):
     for p in (mbv3, resnet):
         configs = _sample(p, 30, 2)
-        batch = p.values_batch(p.encode_many(configs))
+        batch = p.values_batch(p.space.encode_many(configs))
         for i, c in enumerate(configs[:5]):
             one = p.values(c)
             assert one["macs"] == batch["macs"][i] and one["params"] == batch["params"][i]
             assert one["accuracy"] == pytest.approx(batch["accuracy"][i], abs=1e-9)
         # a dropped block's genes change nothing
-        X = p.encode_many(configs)
-        canon = p.canonical_batch(X)
-        assert np.array_equal(canon, p.encode_many([p.space.canonical(c) for c in configs]))
+        X = p.space.encode_many(configs)
+        canon = p.space.canonical_vectors(X)
+        assert np.array_equal(canon, p.space.encode_many([p.space.canonical(c) for c in configs]))
 
 
 # ------------------------------------------------------------------ exact MACs
@@ -302,7 +302,7 @@ def test_reference_front_scores_one(mbv3, resnet):
         assert np.allclose(again["accuracy"], ref["values"]["accuracy"], rtol=0, atol=1e-9)
         assert np.array_equal(again["macs"], ref["values"]["macs"])
         assert ref["n_evaluations"] >= 10**6
-        rand = p.values_batch(p.encode_many(_sample(p, 200, 5)))
+        rand = p.values_batch(p.space.encode_many(_sample(p, 200, 5)))
         assert 0 < p.hv_ratio([{k: float(v[i]) for k, v in rand.items()} for i in range(200)]) < 1
 
 

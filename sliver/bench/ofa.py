@@ -156,14 +156,6 @@ class OFAProblem:
     #: the per-block dimensions a stage's depth gates
     gated: tuple[str, ...] = ("e",)
 
-    def canonical_batch(self, X: np.ndarray) -> np.ndarray:
-        """Encoded configs with the genes of dropped blocks set to the first choice (:meth:`SearchSpace.canonical`, vectorised)."""
-        X = np.array(X, dtype=np.int64, copy=True)
-        active = self.active_blocks(X)
-        for name in self.gated:
-            X[:, self.columns[name]] *= active
-        return X
-
     # ---------------------------------------------------------------- values
     @cached_property
     def columns(self) -> dict[str, slice]:
@@ -269,9 +261,6 @@ class OFAProblem:
     def hv_ratio(self, values: list[dict[str, float]]) -> float:
         """Share of the reference front's hypervolume reached by measured points."""
         return self.hv_ratio_array(self.normalise(values))
-
-    def encode_many(self, configs: list[Config]) -> np.ndarray:
-        return np.stack([self.space.encode(c) for c in configs])
 
     @staticmethod
     def genes_to_text(X: np.ndarray) -> list[str]:

@@ -369,9 +369,9 @@ def build_search(cfg: SearchConfig, progress: bool = False, log: Callable[[str],
     evaluator: Any
     options = dict(cfg.strategy.options)
     if isinstance(cfg.problem, OFAProblemSpec):
-        from sliver.bench.ofa import OFAMobileNetV3, OFAResNet50
+        from sliver.bench.ofa import PROBLEMS
 
-        ofa = {"ofa-mbv3": OFAMobileNetV3, "ofa-resnet50": OFAResNet50}[cfg.problem.kind]
+        ofa = PROBLEMS[cfg.problem.kind]
         metrics = set(cfg.objectives) | {Constraint.parse(c).metric for c in cfg.constraints}
         # the problem measures accuracy and MACs always, params only when asked (its own objective sets)
         objectives = ("accuracy", "macs", "params") if "params" in metrics else ("accuracy", "macs")
