@@ -160,6 +160,31 @@ def store_front(store: ResultStore, study: str) -> set[str]:
     return {t.config_key for t, keep in zip(trials, nondominated(F)) if keep}
 
 
+def run_concurrently(n: int, url: str, make_search) -> tuple[dict, list[str]]:
+    """Run ``make_search(i, store)`` for i < n in threads started together, each on its own store of ``url``.
+
+    Returns the results by i and the repr of anything a run raised.
+    """
+    start, results, errors = threading.Barrier(n), {}, []
+
+    def run(i: int) -> None:
+        store = ResultStore(url)
+        search = make_search(i, store)
+        start.wait()
+        try:
+            results[i] = search.run()
+        except Exception as exc:  # noqa: BLE001 - any escape is a failure the caller reports
+            errors.append(repr(exc))
+        store.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results, errors
+
+
 @pytest.mark.parametrize("executor", [None, "local"], ids=["default", "local"])
 @pytest.mark.parametrize("shared_study", [True, False], ids=["same-study", "two-studies"])
 def test_concurrent_searches_on_one_store_measure_each_config_once(tmp_path, executor, shared_study):
@@ -167,26 +192,14 @@ def test_concurrent_searches_on_one_store_measure_each_config_once(tmp_path, exe
 
     url, log, budget = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "measured.jsonl", 10
     names = ["s", "s"] if shared_study else ["a", "b"]
-    start, results, errors = threading.Barrier(2), {}, []
 
-    def run(i: int) -> None:
+    def search(i: int, store: ResultStore) -> Search:
         ev = SlowToy(log=log, delay=0.02)
-        store = ResultStore(url)
         # one seed for both: they propose the same configs in the same order, the worst case for duplicates
-        s = Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=budget, seed=0, store=store,
-                   study_name=names[i], executor=executor)
-        start.wait()
-        try:
-            results[i] = s.run()
-        except Exception as exc:  # noqa: BLE001 - any escape is a failure this test reports
-            errors.append(repr(exc))
-        store.close()
+        return Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=budget, seed=0, store=store,
+                      study_name=names[i], executor=executor)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    results, errors = run_concurrently(2, url, search)
     assert errors == []
     keys = measured_keys(log)
     assert len(keys) == len(set(keys)), "a config was measured twice"
@@ -212,26 +225,14 @@ def test_concurrent_searches_of_one_study_end_with_exactly_its_budget(tmp_path, 
     from test_parallel import SlowToy, measured_keys
 
     url, log, budget = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "measured.jsonl", 10
-    start, results, errors = threading.Barrier(searches), {}, []
 
-    def run(i: int) -> None:
+    def search(i: int, store: ResultStore) -> Search:
         ev = SlowToy(log=log, delay=0.05)
-        store = ResultStore(url)
         # different seeds: every search has a config of its own to measure when the budget runs out
-        s = Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=budget, seed=i, store=store,
-                   study_name="s", batch_size=3)
-        start.wait()
-        try:
-            results[i] = s.run()
-        except Exception as exc:  # noqa: BLE001 - any escape is a failure this test reports
-            errors.append(repr(exc))
-        store.close()
+        return Search(ev.space, ev, ["accuracy", "latency_ms"], "random", budget=budget, seed=i, store=store,
+                      study_name="s", batch_size=3)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(searches)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    results, errors = run_concurrently(searches, url, search)
     assert errors == []
     keys = measured_keys(log)
     store = ResultStore(url)
