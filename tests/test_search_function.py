@@ -142,3 +142,36 @@ def test_cheap_metrics_of_candidates_come_in_populations_and_are_never_stored():
     assert calls["vector_calls"] > 0  # the inner search scored its candidates' costs in populations
     assert calls["rows"] == 24  # the function ran only for the measured networks
     assert store.count_measurements() == 24 * 2  # and only their metrics were stored
+
+
+def test_value_grid_finds_whole_milliseconds_and_nothing_in_continuous_values():
+    from sliver.search.linas import value_grid
+
+    rng = np.random.default_rng(0)
+    whole = np.round(rng.uniform(4, 40, 60))  # a phone reporting whole milliseconds: many ties
+    assert value_grid(whole) == 1.0
+    assert value_grid(np.round(rng.uniform(4, 40, 60) * 2) / 2) == 0.5
+    assert value_grid(np.round(rng.uniform(4, 40, 60), 3)) is None  # three decimals, no ties: not a grid
+    sums = rng.choice([1.133, 0.515, 0.742], (60, 3)).sum(1)  # an exact sum of per-op costs ties, but on no grid
+    assert value_grid(sums) is None
+    assert value_grid(np.array([5.0, 5.0, 6.0])) is None  # too few distinct values to tell
+
+
+def test_linas_rounds_latency_predictions_to_the_grid_a_device_reports_on():
+    space = SearchSpace([Dimension("a", (1, 2, 3, 4), 3), Dimension("b", (1, 2, 3))])
+
+    def evaluate(config):
+        size = sum(config["a"]) * config["b"]
+        return {"loss": 10.0 / size + 0.05 * config["a"][0], "latency_ms": float(round(0.37 * size + 0.2 * config["a"][2]))}
+
+    objectives = [Objective("loss", "min"), Objective("latency_ms", "min", "ms", additive=True)]
+    search = Search(space, objectives, evaluate=evaluate, strategy="linas", budget=30, seed=0,
+                    strategy_options={"n_init": 12, "batch": 6})
+    result = search.run()
+    linas = search.strategy
+    assert linas._grid == {"latency_ms": 1.0}
+    assert any("latency_ms is measured on a grid of step 1" in line for line in result.log)
+    X = space.encode_many(space.sample(np.random.default_rng(1), 50))
+    mean, draws, _ = linas._predict(X, linas._fit(linas.measured()), np.random.default_rng(2).standard_normal((4, 2)))
+    j = [o.name for o in objectives].index("latency_ms")
+    assert np.array_equal(mean[:, j], np.round(mean[:, j])) and np.array_equal(draws[..., j], np.round(draws[..., j]))

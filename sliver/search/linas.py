@@ -26,6 +26,11 @@ the latency predictor: it is only rescaled to the measured points, so it ranks
 well from the first round; one that learns (has an ``observe`` method, as the
 few-shot transfer model) is first refitted on every latency measured so far,
 each a free sample of the device. The front the search reports is still measured.
+A predicted metric whose measurements lie on a grid (a phone that reports whole
+milliseconds; see :func:`value_grid`) has its predictions and draws rounded to
+that grid: on such a device many networks tie, the front is a staircase, and a
+network predicted a fraction below a step would otherwise be credited with a
+sliver of hypervolume that no measurement can give it.
 Compared with DyNAS-T's LINAS: fixed-hyper-parameter predictors fitted in
 milliseconds (no 200-model grid search per loop), canonical duplicates never
 proposed, uncertainty used, constraints handled, and the state rebuilt from
@@ -154,6 +159,7 @@ class LINAS(Strategy):
         self._encoded: dict[str, np.ndarray] = {}  # each told config's encoding, by its key, encoded once
         self._cheap_cache: dict[tuple[int, ...], dict[str, float]] = {}
         self._model_cache: dict[tuple[int, ...], float] = {}  # the latency model's values, kept across rounds
+        self._grid: dict[str, float] = {}  # metric -> the step its measured values lie on (whole milliseconds: 1.0)
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
         # metrics to predict: expensive objectives and constraints on expensive metrics
         self._choice: dict[str, tuple[str, str]] = {}  # metric -> (predictor kind, target), re-chosen by CV
@@ -219,6 +225,14 @@ class LINAS(Strategy):
                 refit = f" refitted on {len(rows)} measured points," if learns else ""
                 self.log.append(f"linas round {self.rounds}: {name} from the given latency model,{refit} {stand_in.describe()}")
                 continue
+            step = value_grid(y)
+            if step is not None and self._grid.get(name) != step:
+                self.log.append(f"linas round {self.rounds}: {name} is measured on a grid of step {step:g}: "
+                                f"its predictions are rounded to it, so that ties with measured points count as ties")
+            if step is None:
+                self._grid.pop(name, None)
+            else:
+                self._grid[name] = step
             check = name not in self._choice or (self.cv_every and self.rounds % self.cv_every == 1)
             if check:
                 self._choice[name] = self._choose(name, X[rows], y)
@@ -296,6 +310,8 @@ class LINAS(Strategy):
                 d = None if e is None else mean[None, :] + sd[None, :] * e[:, None]
             else:
                 mean, sd, d = m.predict_with_draws(feats, e)
+            if name in self._grid:
+                mean, d = self._snap(name, mean), None if d is None else self._snap(name, d)
             dist[name] = (mean, sd)
             draws[name] = mean[None, :] if d is None else d
         for j, o in enumerate(self.problem.objectives):
@@ -325,7 +341,15 @@ class LINAS(Strategy):
                 continue
             m = models[o.name]
             med[:, j] = m.predict_vectors(X)[0] if isinstance(m, _StandIn) else m.predict(feats)
+            if o.name in self._grid:
+                med[:, j] = self._snap(o.name, med[:, j])
         return med * self.problem.signs, np.ones(len(X), dtype=bool)
+
+    def _snap(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Predicted values of a metric measured on a grid, rounded to it (a device reporting whole milliseconds
+        can only report whole milliseconds: a network predicted at 10.6 ms ties with the measured ones at 11)."""
+        step = self._grid[name]
+        return np.round(values / step) * step
 
     def _cheap(self, X: np.ndarray) -> dict[str, np.ndarray]:
         keys = [tuple(int(v) for v in x) for x in X]
@@ -604,6 +628,26 @@ class LINAS(Strategy):
             gap = P.sum(1)
         order = [int(i) for i in np.argsort(gap) if int(i) not in exclude]
         return order[:k]
+
+
+def value_grid(y: np.ndarray, min_ties: float = 0.2) -> float | None:
+    """The step of the grid measured values lie on (1.0 for whole milliseconds), or None when they do not.
+
+    Values are on a grid when each is a whole multiple of the smallest gap
+    between distinct values, at least three distinct values were seen, and at
+    least ``min_ties`` of the values repeat an earlier one: a device that
+    reports whole milliseconds ties many networks, and a front on it is a
+    staircase whose steps only a network at or below a step's value extends.
+    """
+    y = np.round(np.asarray(y, dtype=float), 9)  # sums of the same terms in another order are one value
+    distinct = np.unique(y[np.isfinite(y)])
+    if len(distinct) < 3 or len(distinct) > (1.0 - min_ties) * len(y):
+        return None
+    step = float(np.min(np.diff(distinct)))
+    multiples = distinct / step
+    if step <= 0 or not np.allclose(multiples, np.round(multiples), rtol=0.0, atol=1e-6):
+        return None
+    return step
 
 
 class _StandIn:
