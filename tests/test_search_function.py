@@ -143,6 +143,19 @@ def test_cheap_metrics_of_candidates_come_in_populations_and_are_never_stored():
     assert calls["rows"] == 24  # the function ran only for the measured networks
     assert store.count_measurements() == 24 * 2  # and only their metrics were stored
 
+    # the benchmark runner's timing wrapper keeps the population call, and counts its time as evaluation
+    from sliver.bench.runner import _Timed
+
+    timed = _Timed(evaluator)
+    X = space.encode_many(space.sample(0, 5))
+    assert timed.measure_vectors(X, ["cost"])["cost"].tolist() == evaluator.measure_vectors(X, ["cost"])["cost"].tolist()
+    assert timed.cpu > 0
+    from types import SimpleNamespace
+
+    rows_only = SimpleNamespace(space=space, objectives=objectives, supernet_hash="h", fingerprint=lambda: {},
+                                measure=evaluator.measure)
+    assert not hasattr(_Timed(rows_only), "measure_vectors")  # then the search asks one config at a time, as before
+
 
 def test_value_grid_finds_whole_milliseconds_and_nothing_in_continuous_values():
     from sliver.search.linas import value_grid
