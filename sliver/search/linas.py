@@ -47,7 +47,7 @@ from sklearn.model_selection import KFold, cross_val_predict
 
 from sliver.errors import UserError
 from sliver.predict.features import features_from_vectors
-from sliver.predict.models import Predictor, kendall_tau, mape
+from sliver.predict.models import Predictor, kendall_tau, mape, threadpool_limits
 from sliver.search.base import Strategy, register_strategy
 from sliver.search.evolutionary import make_algorithm
 from sliver.search.hv import hvi, nondominated
@@ -187,11 +187,14 @@ class LINAS(Strategy):
             drawn = [c for c in self.random_unseen(want) if self.space.key(c) not in keys]
             return anchors + drawn[: want - len(anchors)]
         self.rounds += 1
-        models = self._fit(measured)
-        X = self._candidates(models, measured)
-        if len(X) == 0:
-            return self.random_unseen(n)
-        picks = self._select(X, models, measured, n)
+        # one BLAS/OpenMP thread: a round's matrices are small (hundreds of measured rows against thousands of
+        # candidates), so more threads add CPU time spinning but not speed, and take cores from measurements
+        with threadpool_limits(1):
+            models = self._fit(measured)
+            X = self._candidates(models, measured)
+            if len(X) == 0:
+                return self.random_unseen(n)
+            picks = self._select(X, models, measured, n)
         return [self.space.decode(X[i]) for i in picks]
 
     def _tell(self, told) -> None:
