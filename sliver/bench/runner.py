@@ -71,16 +71,15 @@ class _Timed:
         return self.inner.fingerprint_for(objective)
 
     def measure(self, config, objectives):
-        t0 = time.process_time()
-        try:
-            return self.inner.measure(config, objectives)
-        finally:
-            self.cpu += time.process_time() - t0
+        return self._timed(self.inner.measure, config, objectives)
 
     def _measure_vectors(self, X, objectives):
+        return self._timed(self.inner.measure_vectors, X, objectives)
+
+    def _timed(self, call, *args):
         t0 = time.process_time()
         try:
-            return self.inner.measure_vectors(X, objectives)
+            return call(*args)
         finally:
             self.cpu += time.process_time() - t0
 
