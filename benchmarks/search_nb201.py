@@ -53,8 +53,8 @@ def one(job):
     return row
 
 
-def median_evals(values, cap):
-    """Median of evaluations-to-target (a run that never reached it counts as infinite), or None above the cap."""
+def median_evals(values):
+    """Median of evaluations-to-target (a run that never reached it counts as infinite), or None when that is infinite."""
     m = float(np.median([np.inf if v is None else v for v in values]))
     return m if np.isfinite(m) else None
 
@@ -106,8 +106,8 @@ def main() -> None:
         for s, rs in rows.items():
             entry[s] = {
                 "seeds": len(rs), "budget": BUDGETS[s],
-                "median_evals_to_99": median_evals([r["evals_to_0.99"] for r in rs], BUDGETS[s]),
-                "median_evals_to_99.9": median_evals([r["evals_to_0.999"] for r in rs], BUDGETS[s]),
+                "median_evals_to_99": median_evals([r["evals_to_0.99"] for r in rs]),
+                "median_evals_to_99.9": median_evals([r["evals_to_0.999"] for r in rs]),
                 "median_hv_ratio_at_150": float(np.median([r["hv_ratio_at"]["150"] or r["final_hv_ratio"] for r in rs])),
                 "median_hv_ratio_at_300": float(np.median([r["hv_ratio_at"]["300"] or r["final_hv_ratio"] for r in rs])),
                 "median_overhead_cpu_s_per_eval": float(np.median([r["overhead_cpu_s_per_eval"] for r in rs])),

@@ -646,11 +646,9 @@ def value_grid(y: np.ndarray, min_ties: float = 0.2) -> float | None:
     distinct = np.unique(y[np.isfinite(y)])
     if len(distinct) < 3 or len(distinct) > (1.0 - min_ties) * len(y):
         return None
-    step = float(np.min(np.diff(distinct)))
+    step = float(np.min(np.diff(distinct)))  # positive: the values are distinct and sorted
     multiples = distinct / step
-    if step <= 0 or not np.allclose(multiples, np.round(multiples), rtol=0.0, atol=1e-6):
-        return None
-    return step
+    return step if np.allclose(multiples, np.round(multiples), rtol=0.0, atol=1e-6) else None
 
 
 class _StandIn:
