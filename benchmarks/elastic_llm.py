@@ -7,14 +7,22 @@ dequantised to float32), the text the 2012 US convention speeches
 1. Importance: KV groups and FFN neurons sorted by mean activation, layers
    ranked by block influence, on ``--importance-batches`` training batches
    (``train.start.reorder: activation``).
-2. Elastic distillation: ``sliver``'s Trainer, the sandwich rule (largest,
-   smallest and ``--n`` random sub-networks per step), every pick distilled from
-   the frozen original model (per-token logit cross-entropy), ``--tokens``
-   training tokens, the embedding (tied LM head) frozen.
-3. Search: LINAS over (perplexity on ``--select-rows`` rows of the val split,
-   parameters without embeddings), ``--budget`` evaluations; for each size
-   (75 %, 60 %, 50 % of the full model's non-embedding parameters) the measured
-   sub-network with the lowest selection perplexity within that size.
+2. Target architectures (``--rule fixed``, as Minitron chooses its pruned
+   architectures before distilling): LINAS over the importance-ordered,
+   untrained network (selection perplexity, non-embedding parameters),
+   ``--pre-budget`` evaluations; for each size the measured sub-network with the
+   lowest selection perplexity within it.
+3. Elastic distillation: ``sliver``'s Trainer, every pick distilled from the
+   frozen original model (per-token logit cross-entropy), ``--tokens`` training
+   tokens, the embedding (tied LM head) frozen. ``--rule fixed`` trains the
+   target architectures of step 2 every step (MatFormer-style granularities,
+   ``train.sampling.rule: fixed``); ``--rule sandwich`` the largest, smallest
+   and ``--n`` random sub-networks per step instead.
+   Then search: LINAS over (perplexity on ``--select-rows`` rows of the val
+   split, parameters without embeddings), ``--budget`` evaluations, the trained
+   targets measured first; for each size (75 %, 60 %, 50 % of the full model's
+   non-embedding parameters) the measured sub-network with the lowest
+   selection perplexity within that size.
 4. Baselines at each searched sub-network's size, all from the same original
    weights: (a) the same sub-network cut out with no training (importance order
    only); (b) the original model with its last layers dropped (the largest
@@ -39,6 +47,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +62,9 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--rule", choices=("fixed", "sandwich"), default="fixed",
+                    help="train the target architectures every step, or the sandwich rule over the whole space")
+    ap.add_argument("--pre-budget", type=int, default=48, help="evaluations of the target-architecture search (fixed)")
     ap.add_argument("--n", type=int, default=1, help="random sub-networks per sandwich step")
     ap.add_argument("--importance-batches", type=int, default=16)
     ap.add_argument("--heads", default="6,9", help="query-head choices per layer (whole KV groups of 3)")
@@ -81,6 +93,7 @@ def main() -> None:
     from sliver.train import Trainer
     from sliver.train.accuracy import perplexity
     from sliver.train.config import RunConfig
+    from sliver.train.start import prepare_start
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -99,19 +112,43 @@ def main() -> None:
     data.spec["tokenizer"] = "smollm2"  # what load_corpus would be given by a YAML config
     test = subset(data.test, args.test_rows)
     select = subset(data.val, args.select_rows)
+    sizes = [float(f) for f in args.sizes.split(",")]
+    start = {"reorder": "activation", "importance_batches": args.importance_batches}
+    # the untrained elastic network: importance order, original weights (where baselines a-c start); the
+    # trainer sorts its own copy the same way (same batches), so the two share one order
+    untrained = copy.deepcopy(net)
+    prepare_start(untrained, data.train, probe_examples=None, batch_size=args.batch, seed=0, **start)
+    full_params = untrained.costs(untrained.max_config())["params_no_embed"]
+    objectives = [Objective("perplexity", "min", "", "expensive", "selection perplexity"),
+                  Objective("params_no_embed", "min", "", "expensive", "non-embedding parameters", additive=True)]
+    store = ResultStore(f"sqlite:///{work / 'search.db'}")
+
+    def evaluator(model):
+        def evaluate(cfg):
+            model.activate(cfg)
+            return {"perplexity": perplexity(model, select), "params_no_embed": model.costs(cfg)["params_no_embed"]}
+        return evaluate
+
+    def best_within(points, size):
+        inside = [p for p in points if p.values["params_no_embed"] <= size * full_params]
+        return min(inside, key=lambda p: p.values["perplexity"])
+
+    if args.rule == "fixed":
+        untrained.eval()
+        pre = Search(untrained.space, objectives, evaluate=evaluator(untrained), evaluate_name="elastic_llm:untrained",
+                     strategy="linas", budget=args.pre_budget, store=store, study_name="elastic_llm_targets",
+                     strategy_options={"extremes": True}, seed=0).run()
+        targets = [best_within([p for p in pre.points if p.ok], size).config for size in sizes]
+        sampling = {"rule": "fixed", "configs": targets}
+        print(f"target architectures: {len(targets)} from {len(pre.points)} untrained sub-networks", flush=True)
+    else:
+        targets, sampling = [], {"rule": "sandwich", "n": args.n, "draw": "correlated"}
     train = {"tokens": args.tokens, "batch_size": args.batch, "optimizer": "adamw", "lr": args.lr, "weight_decay": 0.0,
              "warmup_epochs": 0.05, "final_lr_ratio": 0.1, "label_smoothing": 0.0, "grad_clip": 1.0, "freeze": ["embed"],
-             "checkpoint_every": 10, "seed": 0, "threads": args.threads,
-             "start": {"reorder": "activation", "importance_batches": args.importance_batches},
-             "sampling": {"rule": "sandwich", "n": args.n, "draw": "correlated"}}
+             "checkpoint_every": 10, "seed": 0, "threads": args.threads, "start": start, "sampling": sampling}
     config = RunConfig(supernet=net.supernet_config(), data={"name": "speeches"}, train=train)
     trainer = Trainer(config, work / "run", supernet=net, data=data, progress=True)
     original = trainer.teacher  # the frozen original, units sorted by importance (same logits)
-    # the untrained elastic network: same importance order, original weights (the start of baselines a-c)
-    untrained = copy.deepcopy(net)
-    if trainer.resumed:
-        untrained.load_state_dict({**original_state(untrained, original), "layer_scores": net.layer_scores})
-    full_params = net.costs(net.max_config())["params_no_embed"]
 
     full_ppl = done.get("full_ppl") or remember("full_ppl", perplexity(original, test))
     print(f"full model: test perplexity {full_ppl:.2f}, {full_params / 1e6:.1f} M non-embedding parameters", flush=True)
@@ -123,25 +160,18 @@ def main() -> None:
           f"{train_s / 60:.1f} min", flush=True)
     net.eval()
 
-    # --- search on the selection rows ---------------------------------------------------------------------
-    def evaluate(cfg):
-        net.activate(cfg)
-        return {"perplexity": perplexity(net, select), "params_no_embed": net.costs(cfg)["params_no_embed"]}
-
-    objectives = [Objective("perplexity", "min", "", "expensive", "selection perplexity"),
-                  Objective("params_no_embed", "min", "", "expensive", "non-embedding parameters", additive=True)]
-    store = ResultStore(f"sqlite:///{work / 'search.db'}")
+    # --- search on the selection rows, the trained targets first ----------------------------------------
+    evaluate = evaluator(net)
+    measured = [{"config": c, "values": evaluate(c)} for c in targets]
     result = Search(net.space, objectives, evaluate=evaluate, evaluate_name=f"elastic_llm:{summary.get('hash')}",
-                    strategy="linas", budget=args.budget, store=store, study_name="elastic_llm",
+                    strategy="linas", budget=args.budget, store=store, study_name=f"elastic_llm_{args.rule}",
                     strategy_options={"extremes": True}, seed=0).run()
-    points = [p for p in result.points if p.ok]
+    points = [p for p in result.points if p.ok] + [SimpleNamespace(**m) for m in measured]
     print(f"search: {len(points)} sub-networks measured", flush=True)
 
     rows = []
-    for size in [float(f) for f in args.sizes.split(",")]:
-        limit = size * full_params
-        inside = [p for p in points if p.values["params_no_embed"] <= limit]
-        best = min(inside, key=lambda p: p.values["perplexity"])
+    for size in sizes:
+        best = best_within(points, size)
         cfg = best.config
         params = best.values["params_no_embed"]
         key = f"{size:.2f}"
@@ -149,7 +179,6 @@ def main() -> None:
         if row is None:
             net.activate(cfg)
             elastic = net.extract(cfg)
-            untrained.activate(cfg)
             cut = untrained.extract(cfg)
             depth = max(d for d in range(1, net.num_layers + 1) if first_layers(original, d)[1] <= params)
             dropped, dropped_params = first_layers(original, depth)
@@ -185,7 +214,7 @@ def main() -> None:
                  "<= 1.25x at 60 %; decode >= 1.3x faster at 60 %", met, rows,
                  full_ppl=full_ppl, full_params_no_embed=full_params, full_decode_ms=latency["torch"]["full"],
                  full_decode_ms_ort=latency["ort"]["full"],
-                 tokens=summary["step"] * args.batch * args.seq, train_minutes=round(train_s / 60, 1),
+                 rule=args.rule, target_configs=targets, tokens=summary["step"] * args.batch * args.seq, train_minutes=round(train_s / 60, 1),
                  search_evaluations=len(points), test_tokens=test.tensors[1].numel(),
                  select_tokens=select.tensors[1].numel())
     ppls = " / ".join(f"{r['elastic_ppl']:.2f}" for r in rows)
@@ -200,13 +229,6 @@ def subset(dataset, rows: int):
     from torch.utils.data import TensorDataset
 
     return TensorDataset(*(t[:rows] for t in dataset.tensors))
-
-
-def original_state(net, original) -> dict:
-    """The elastic network's state with the original model's weights (``original`` is its largest network, whose
-    parameter names are the elastic network's)."""
-    state = original.state_dict()
-    return {k: state.get(k, v) for k, v in net.state_dict().items()}
 
 
 def first_layers(original, depth: int):

@@ -13,7 +13,7 @@ from test_llama import VOCAB, tiny_llama
 from torch.utils.data import TensorDataset
 
 from sliver.bundle import DataBundle
-from sliver.config import ConfigError
+from sliver.config import ConfigError, validate
 from sliver.train import Trainer
 from sliver.train.accuracy import perplexity
 from sliver.train.config import RunConfig
@@ -86,6 +86,24 @@ def test_distillation_brings_the_subnetworks_to_the_original_model(tmp_path):
     assert all(after[k] < 0.75 * before[k] for k in configs), (before, after)
     assert kl_to(teacher, net, net.max_config(), val) < min(after.values())  # the largest stays the closest
     assert perplexity(teacher, val) == target  # the teacher never trains
+
+
+def test_fixed_rule_trains_only_the_listed_networks_from_the_frozen_original(tmp_path):
+    net = tiny_llama(seed=1, depth_choices=[2, 3, 4])
+    target = net.space.validate({**net.min_config(), "layers": 3})
+    other = net.space.validate({**net.max_config(), "layers": 2})
+    trainer = make(tmp_path, epochs=3, lr=1e-2, sampling={"rule": "fixed", "configs": [target]})
+    assert trainer.teacher is not None and not trainer.rule.largest_teaches
+    val = trainer.data.val
+    before = {k: kl_to(trainer.teacher, trainer.supernet, c, val) for k, c in (("target", target), ("other", other))}
+    trainer.fit()
+    assert [p.config for p in trainer.last_picks] == [target]
+    assert kl_to(trainer.teacher, trainer.supernet, target, val) < 0.75 * before["target"]
+    with pytest.raises(ConfigError, match=r"train.sampling.configs\[0\].*layers") as err:
+        make(tmp_path / "bad", sampling={"rule": "fixed", "configs": [{**target, "layers": 7}]})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"train.sampling.*'configs'"):
+        validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"}, "train": {"sampling": {"rule": "fixed"}}})
 
 
 def test_token_budget_sets_the_steps(tmp_path):

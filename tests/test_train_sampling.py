@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sliver.space import DepthGate, Dimension, SearchSpace, SpaceError
-from sliver.train.sampling import NestedRule, Phase, ProgressiveRule, SandwichRule, UniformRule, default_phases
+from sliver.train.sampling import FixedRule, NestedRule, Phase, ProgressiveRule, SandwichRule, UniformRule, default_phases
 
 
 def mobilenet_like():
@@ -163,3 +163,19 @@ def test_correlated_draw_keeps_frozen_dimensions_and_resumes():
 def test_unknown_draw_is_refused():
     with pytest.raises(SpaceError, match="draw"):
         UniformRule(wide_space(), draw="gaussian")
+
+
+def test_fixed_trains_the_listed_networks_every_step_with_the_largest_teaching_in_place():
+    space = mobilenet_like()
+    listed = [space.min_config(), space.decode(np.ones(len(space.gene_cardinalities), dtype=int))]
+    rule = FixedRule(space, listed)
+    for step in range(3):
+        picks = rule.picks(step)
+        assert [p.role for p in picks] == ["max", "fixed", "fixed"] and picks[0].teacher
+        assert [p.config for p in picks[1:]] == listed
+    rule.largest_teaches = False  # a frozen original teaches: only the listed ones train
+    assert [p.config for p in rule.picks(0)] == listed and not any(p.teacher for p in rule.picks(0))
+    with pytest.raises(SpaceError, match="ks"):
+        FixedRule(space, [{**space.max_config(), "ks": [4, 4, 4, 4]}])
+    with pytest.raises(SpaceError, match="at least one"):
+        FixedRule(space, [])

@@ -55,7 +55,7 @@ class PhaseSection(StrictModel):
 class SamplingSection(StrictModel):
     """Which sub-networks each step trains (see :mod:`sliver.train.sampling`)."""
 
-    rule: Literal["sandwich", "progressive", "uniform", "nested"] = "sandwich"
+    rule: Literal["sandwich", "progressive", "uniform", "nested", "fixed"] = "sandwich"
     #: random sub-networks per step besides the largest/smallest (sandwich, progressive); rungs per step (nested)
     n: int | None = Field(None, ge=0)
     #: in-place distillation from the largest network's soft outputs (sandwich, progressive)
@@ -75,6 +75,8 @@ class SamplingSection(StrictModel):
     distill_weight: float = Field(1.0, ge=0, le=1)
     #: rungs of the nested ladder (default: the largest number of choices of any dimension)
     levels: int | None = Field(None, ge=2)
+    #: the sub-networks every step trains (fixed), each a config of the super-network's space
+    configs: list[dict[str, Any]] | None = Field(None, min_length=1)
     #: progressive phases in order (default for mobilenet: full, kernel [ks], depth [d], expand [e])
     phases: list[PhaseSection] | None = Field(None, min_length=1)
 
@@ -88,6 +90,10 @@ class SamplingSection(StrictModel):
             raise ValueError(f"'shared' only applies to rule 'sandwich', not {self.rule!r}")
         if self.draw != "independent" and self.rule == "nested":
             raise ValueError("'draw' does not apply to rule 'nested' (its ladder is fixed)")
+        if (self.configs is not None) != (self.rule == "fixed"):
+            raise ValueError("'configs' lists the sub-networks of rule 'fixed'; give it with that rule and only there")
+        if self.rule == "fixed" and (self.n is not None or self.draw != "independent"):
+            raise ValueError("'n' and 'draw' do not apply to rule 'fixed' (it trains the listed 'configs')")
         if self.n is not None and self.rule == "uniform":
             raise ValueError("'n' does not apply to rule 'uniform' (it trains one sub-network per step)")
         return self

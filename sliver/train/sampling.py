@@ -16,7 +16,11 @@ picks after it (in-place distillation), when the rule distils.
   from the start, as in OFA;
 * ``uniform`` (SPOS): one random network per step, trained on the labels;
 * ``nested`` (SortedNet): a ladder of nested networks from smallest to largest,
-  each containing the previous; ``n`` rungs per step, trained in sorted order.
+  each containing the previous; ``n`` rungs per step, trained in sorted order;
+* ``fixed`` (MatFormer's granularities, Minitron's chosen architectures): the
+  same listed sub-networks every step, for users who know the sizes they will
+  deploy, so each of them gets every step's update instead of the few a random
+  draw from a large space would give it.
 
 Random networks are drawn one of two ways (``draw``):
 
@@ -180,6 +184,31 @@ class NestedRule(SamplingRule):
     def picks(self, step: int) -> list[Pick]:
         rungs = np.sort(self.rng.choice(self.levels, size=self.n, replace=False))
         return [Pick(self.ladder[int(k)], "nested") for k in rungs]
+
+
+class FixedRule(SamplingRule):
+    """The listed sub-networks every step, in the listed order.
+
+    When the rule distils in place (``largest_teaches``, set by the trainer
+    when there is no frozen original model to teach), the largest network is
+    trained first on the labels and teaches the listed ones; otherwise only the
+    listed ones train, each from the frozen teacher.
+    """
+
+    name = "fixed"
+
+    def __init__(self, space: SearchSpace, configs: list[Config], distill: bool = True) -> None:
+        super().__init__(space)
+        if not configs:
+            raise SpaceError("fixed sampling needs at least one sub-network in 'configs'")
+        self.configs = [space.validate(c) for c in configs]
+        self.distill = distill
+        self.largest_teaches = distill
+
+    def picks(self, step: int) -> list[Pick]:
+        top = self.space.max_config()
+        listed = [Pick(c, "fixed") for c in self.configs if not (self.largest_teaches and c == top)]
+        return ([Pick(top, "max", teacher=True)] if self.largest_teaches else []) + listed
 
 
 class ProgressiveRule(SamplingRule):

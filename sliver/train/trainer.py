@@ -26,11 +26,11 @@ from sliver.config import ConfigError
 from sliver.data import DataBundle, load_dataset, loader
 from sliver.elastic.base import Supernet
 from sliver.errors import UserError
-from sliver.space import Config
+from sliver.space import Config, SpaceError
 from sliver.train.bn import evaluate_subnet
 from sliver.train.checkpoint import CheckpointError, load_checkpoint, load_weights, remove_stale_temporaries, save_checkpoint
 from sliver.train.config import RunConfig
-from sliver.train.sampling import NestedRule, Phase, ProgressiveRule, SamplingRule, SandwichRule, UniformRule, default_phases
+from sliver.train.sampling import FixedRule, NestedRule, Phase, ProgressiveRule, SamplingRule, SandwichRule, UniformRule, default_phases
 from sliver.train.schedule import Segment, WarmupCosine, make_optimizer
 from sliver.train.start import prepare_start
 
@@ -105,6 +105,8 @@ class Trainer:
                                                                 self.steps_per_epoch)
         self.rule, segments = self._make_rule()
         self.teacher = self._frozen_teacher()
+        if isinstance(self.rule, FixedRule):  # the largest teaches only when no frozen original does
+            self.rule.largest_teaches = self.rule.distill and self.teacher is None
         self.total_steps = sum(s.steps for s in segments)
         self.total_epochs = self.total_steps // self.steps_per_epoch
         self._freeze(t.freeze)
@@ -168,6 +170,13 @@ class Trainer:
             return UniformRule(space, seed=t.seed, draw=s.draw), one
         if s.rule == "nested":
             return NestedRule(space, n=1 if s.n is None else s.n, levels=s.levels, seed=t.seed), one
+        if s.rule == "fixed":
+            for i, c in enumerate(s.configs or []):
+                try:
+                    space.validate(c)
+                except SpaceError as exc:
+                    raise ConfigError(f"field 'train.sampling.configs[{i}]': {exc}") from None
+            return FixedRule(space, list(s.configs or []), distill=s.distill), one
         if t.tokens is not None:
             raise ConfigError("field 'train.tokens': a progressive run counts epochs per phase; use train.epochs")
         if s.phases:
