@@ -43,6 +43,7 @@ goes into checkpoints so a resumed run draws the same networks.
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,7 +111,7 @@ class SamplingRule(abc.ABC):
             raise UserError(f"the checkpoint was trained with sampling rule {state.get('rule')!r}, the config asks for {self.name!r}")
         self.rng.bit_generator.state = state["rng"]
 
-    def random_config(self, frozen: set[str] = frozenset()) -> Config:
+    def random_config(self, frozen: Collection[str] = frozenset()) -> Config:
         """A random config drawn as ``draw`` says; dimensions in ``frozen`` stay at their largest choice."""
         if self.draw == "correlated":
             card = self.space.gene_cardinalities
@@ -136,7 +137,7 @@ class SandwichRule(SamplingRule):
 
     name = "sandwich"
 
-    def __init__(self, space: SearchSpace, n: int = 2, distill: bool = True, seed: int = 0, shared: list[str] = (),
+    def __init__(self, space: SearchSpace, n: int = 2, distill: bool = True, seed: int = 0, shared: Sequence[str] = (),
                  draw: str = "independent") -> None:
         super().__init__(space, seed, draw)
         for d in shared:
