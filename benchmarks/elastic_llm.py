@@ -182,7 +182,7 @@ def main() -> None:
             cut = untrained.extract(cfg)
             depth = max(d for d in range(1, net.num_layers + 1) if first_layers(original, d)[1] <= params)
             dropped, dropped_params = first_layers(original, depth)
-            alone = distil_alone(untrained.extract(cfg), original, data, train, args.batch)
+            alone = distil_alone(untrained.extract(cfg), original, data, train, args.batch, work / f"alone-{key}.pt")
             row = {"size": size, "config": cfg, "params_no_embed": params, "select_ppl": best.values["perplexity"],
                    "elastic_ppl": perplexity(elastic, test), "cut_ppl": perplexity(cut, test),
                    "last_layers_depth": depth, "last_layers_params": dropped_params,
@@ -240,9 +240,10 @@ def first_layers(original, depth: int):
     return model, float(params)
 
 
-def distil_alone(student, teacher, data, train: dict, batch: int):
+def distil_alone(student, teacher, data, train: dict, batch: int, checkpoint: Path | None = None):
     """Distil one extracted sub-network from ``teacher`` with the elastic run's loss, optimiser, schedule and data
-    order, for the same tokens (baseline c)."""
+    order, for the same tokens (baseline c). With ``checkpoint`` the state is saved every ``checkpoint_every``
+    steps and a killed run resumes from it with the same result."""
     from sliver.train.schedule import Segment, WarmupCosine, make_optimizer
     from sliver.train.trainer import distillation_loss, flat, token_schedule
 
@@ -254,9 +255,20 @@ def distil_alone(student, teacher, data, train: dict, batch: int):
     schedule = WarmupCosine([Segment(epochs * per_epoch, train["lr"])], train["lr"],
                             round(train["warmup_epochs"] * per_epoch), train["final_lr_ratio"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    done = 0
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=False)
+        student.load_state_dict(state["student"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        done = state["step"]
+    step = 0
     for epoch in range(epochs):
         order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(train["seed"] * 1_000_003 + epoch))
         for b in range(per_epoch):
+            step += 1
+            if step <= done:  # trained before the restart; the permutations above still advance in order
+                continue
             x = x_all[order[b * batch:(b + 1) * batch]]
             with torch.no_grad():
                 soft = F.softmax(flat(teacher(x)), dim=-1)
@@ -265,6 +277,11 @@ def distil_alone(student, teacher, data, train: dict, batch: int):
             torch.nn.utils.clip_grad_norm_(student.parameters(), train["grad_clip"])
             opt.step()
             sched.step()
+            if checkpoint is not None and step % train["checkpoint_every"] == 0:
+                tmp = checkpoint.with_suffix(".tmp")
+                torch.save({"student": student.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "step": step}, tmp)
+                tmp.replace(checkpoint)
     return student.eval()
 
 
