@@ -144,8 +144,10 @@ def test_killed_and_resumed_language_model_run_is_bit_identical(tmp_path):
     first = make(tmp_path / "killed", tokens=8 * SEQ * 12)
     assert first.fit(max_steps=8)["stopped"]  # last checkpoint at step 6 (the first epoch's end)
     resumed = make(tmp_path / "killed", tokens=8 * SEQ * 12)
-    assert resumed.resumed and resumed.step == 6
-    assert resumed.fit()["hash"] == whole["hash"]
+    assert resumed.resumed and resumed.step == 6 and resumed.train_seconds > 0  # the first process's six steps
+    first_seconds = resumed.train_seconds
+    summary = resumed.fit()
+    assert summary["hash"] == whole["hash"] and summary["train_seconds"] > first_seconds > 0
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("train_seconds", "images_per_s")} for r in rows]  # noqa: E731
     assert strip(metrics(tmp_path / "killed")) == strip(metrics(tmp_path / "whole"))
 

@@ -114,6 +114,8 @@ class Trainer:
         self.schedule = WarmupCosine(segments, t.lr, round(t.warmup_epochs * self.steps_per_epoch), t.final_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.step = 0
+        #: seconds spent in training steps up to ``step``, summed over every process that trained this run
+        self.train_seconds = 0.0
         self.metrics_done = 0  # epochs whose metrics line is written
         self._epoch_loss = [0.0, 0]  # running sum and count of the current epoch's step losses
         self.last_picks: list = []
@@ -267,6 +269,7 @@ class Trainer:
                 loss = self.train_step(x_all[idx], y_all[idx])
                 seconds = time.perf_counter() - start
                 epoch_seconds += seconds
+                self.train_seconds += seconds
                 self.step += 1
                 self._epoch_loss = [self._epoch_loss[0] + loss, self._epoch_loss[1] + 1]
                 bar.update(task, advance=1, epoch=epoch + 1, loss=loss, ips=bs / max(seconds, 1e-9))
@@ -280,7 +283,8 @@ class Trainer:
                 if max_steps is not None and self.step >= max_steps and self.step < self.total_steps:
                     summary["stopped"] = True
                     break
-        summary.update(step=self.step, epochs=self.total_epochs, finished=self.step >= self.total_steps)
+        summary.update(step=self.step, epochs=self.total_epochs, finished=self.step >= self.total_steps,
+                       train_seconds=round(self.train_seconds, 1))
         if self.checkpoint_path.exists():
             summary["hash"] = load_checkpoint(self.checkpoint_path)["hash"]
         return summary
@@ -353,6 +357,7 @@ class Trainer:
             "scheduler": scheduler,
             "sampler": self.rule.state_dict(),
             "step": self.step,
+            "train_seconds": self.train_seconds,
             "epoch": self.step // self.steps_per_epoch,
             "metrics_done": self.metrics_done,
             "epoch_loss": list(self._epoch_loss),
@@ -380,6 +385,7 @@ class Trainer:
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{self.checkpoint_path}: cannot resume with this config ({exc})") from None
         self.step, self.metrics_done = int(state["step"]), int(state["metrics_done"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))  # absent from checkpoints of older versions
         self._epoch_loss = list(state["epoch_loss"])
         rng = state["rng"]
         random.setstate(rng["python"])
