@@ -14,6 +14,7 @@ from torch.utils.data import TensorDataset
 
 from sliver.bundle import DataBundle
 from sliver.config import ConfigError, validate
+from sliver.errors import UserError
 from sliver.train import Trainer
 from sliver.train.accuracy import perplexity
 from sliver.train.config import RunConfig
@@ -99,6 +100,9 @@ def test_fixed_rule_trains_only_the_listed_networks_from_the_frozen_original(tmp
     trainer.fit()
     assert [p.config for p in trainer.last_picks] == [target]
     assert kl_to(trainer.teacher, trainer.supernet, target, val) < 0.75 * before["target"]
+    assert make(tmp_path, epochs=3, lr=1e-2, sampling={"rule": "fixed", "configs": [target]}).resumed  # the same list resumes
+    with pytest.raises(UserError, match="other 'configs'"):
+        make(tmp_path, epochs=3, lr=1e-2, sampling={"rule": "fixed", "configs": [other]})
     with pytest.raises(ConfigError, match=r"train.sampling.configs\[0\].*layers") as err:
         make(tmp_path / "bad", sampling={"rule": "fixed", "configs": [{**target, "layers": 7}]})
     assert "\n" not in str(err.value)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sliver.errors import UserError
 from sliver.space import DepthGate, Dimension, SearchSpace, SpaceError
 from sliver.train.sampling import FixedRule, NestedRule, Phase, ProgressiveRule, SandwichRule, UniformRule, default_phases
 
@@ -179,3 +180,6 @@ def test_fixed_trains_the_listed_networks_every_step_with_the_largest_teaching_i
         FixedRule(space, [{**space.max_config(), "ks": [4, 4, 4, 4]}])
     with pytest.raises(SpaceError, match="at least one"):
         FixedRule(space, [])
+    FixedRule(space, listed).load_state_dict(rule.state_dict())  # the same networks resume
+    with pytest.raises(UserError, match="other 'configs'"):
+        FixedRule(space, listed[:1]).load_state_dict(rule.state_dict())

@@ -206,6 +206,15 @@ class FixedRule(SamplingRule):
         self.distill = distill
         self.largest_teaches = distill
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "configs": self.configs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state.get("configs") != self.configs:
+            raise UserError("the checkpoint was trained on other 'configs' than the config lists; list the same "
+                            "sub-networks to resume, or train in a new output folder")
+
     def picks(self, step: int) -> list[Pick]:
         top = self.space.max_config()
         listed = [Pick(c, "fixed") for c in self.configs if not (self.largest_teaches and c == top)]
