@@ -19,6 +19,14 @@ def data_dir(override: str | None = None) -> Path:
     return Path(override or os.environ.get("SLIVER_DATA") or REPO.parent / "shared" / "data")
 
 
+def nb201_data_dir(override: str | None = None) -> Path:
+    """:func:`data_dir`, or a clean skip when it holds no NAS-Bench-201 table."""
+    root = data_dir(override)
+    if not (root / "nb201" / "nb201_acc_latency.csv").is_file():
+        skip(f"NAS-Bench-201 table nb201/nb201_acc_latency.csv not found under {root}")
+    return root
+
+
 def skip(reason: str) -> None:
     """Say why the benchmark cannot run here (e.g. data absent) and exit cleanly."""
     print(f"SKIPPED: {reason}")

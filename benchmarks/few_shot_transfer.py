@@ -39,7 +39,7 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import RidgeCV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import data_dir, skip, write_result  # noqa: E402
+from _common import nb201_data_dir, write_result  # noqa: E402
 
 from sliver.predict.transfer import DeviceTransfer, log_latency  # noqa: E402
 from sliver.space import Dimension, SearchSpace  # noqa: E402
@@ -127,9 +127,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("nb201", "fbnet"), default=None,
                         help="run one benchmark and print it (no result file: the figure needs both)")
     args = parser.parse_args()
-    root = data_dir(args.data)
-    if not (root / "nb201" / "nb201_acc_latency.csv").is_file():
-        skip(f"NAS-Bench-201 latency data not found under {root}")
+    root = nb201_data_dir(args.data)
 
     table, summary, started = [], {}, time.perf_counter()
     for bench in (args.only,) if args.only else ("nb201", "fbnet"):

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from _common import data_dir, skip, write_result  # noqa: E402
+from _common import nb201_data_dir, write_result  # noqa: E402
 from scipy.stats import kendalltau  # noqa: E402
 
 NOISY_TAU = 0.85  # Kendall tau below which a device's latency is called noisy
@@ -35,9 +35,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
-    root = data_dir(args.data)
-    if not (root / "nb201" / "nb201_acc_latency.csv").is_file():
-        skip(f"NB201 table not found under {root}")
+    root = nb201_data_dir(args.data)
     import lightgbm as lgb
 
     from sliver.bench.nb201 import NB201

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
-from _common import data_dir, skip, write_result  # noqa: E402
+from _common import nb201_data_dir, write_result  # noqa: E402
 
 #: the devices the search was first developed on; they also run CIFAR-100 and ImageNet16-120
 SIX = ["raspi4", "fpga", "gold_6226", "pixel3", "eyeriss", "titan_rtx_1"]
@@ -69,9 +69,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/sliver-search-nb201", help="finished runs, kept so that a rerun resumes")
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
-    root = data_dir(args.data)
-    if not (root / "nb201" / "nb201_acc_latency.csv").is_file():
-        skip(f"NB201 table not found under {root}")
+    root = nb201_data_dir(args.data)
     from sliver.bench.nb201 import NB201
 
     devices = NB201("raspi4", "cifar10", str(root)).devices

@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import data_dir, skip, write_result  # noqa: E402
+from _common import nb201_data_dir, write_result  # noqa: E402
 
 SIX = ["raspi4", "fpga", "gold_6226", "pixel3", "eyeriss", "titan_rtx_1"]
 TARGETS, CAP = (0.99, 0.999), 600
@@ -96,9 +96,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=7)
     parser.add_argument("--sigmas", default="0.1,0.3,0.5,0.7", help="accuracy errors (points) of the oracle, comma-separated")
     args = parser.parse_args()
-    root = data_dir(args.data)
-    if not (root / "nb201" / "nb201_acc_latency.csv").is_file():
-        skip(f"NAS-Bench-201 latency data not found under {root}")
+    root = nb201_data_dir(args.data)
     from sliver.bench.nb201 import NB201
 
     sigmas = [float(s) for s in args.sigmas.split(",")]

@@ -33,7 +33,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import data_dir, skip, write_result  # noqa: E402
+from _common import nb201_data_dir, write_result  # noqa: E402
 
 SIX = ["raspi4", "fpga", "gold_6226", "pixel3", "eyeriss", "titan_rtx_1"]
 VARIANTS = ("gp", "transfer_fixed", "transfer_learning")
@@ -73,9 +73,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
-    root = data_dir(args.data)
-    if not (root / "nb201" / "nb201_acc_latency.csv").is_file():
-        skip(f"NB201 table not found under {root}")
+    root = nb201_data_dir(args.data)
     jobs = [(d, v, s, str(root)) for d in SIX for v in VARIANTS for s in range(args.seeds)]
     t0 = time.time()
     runs = []
