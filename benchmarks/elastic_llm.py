@@ -6,7 +6,7 @@ dequantised to float32), the text the 2012 US convention speeches
 
 1. Importance: KV groups and FFN neurons sorted by mean activation, layers
    ranked by block influence, on ``--importance-batches`` training batches
-   (``train.start.reorder: activation``).
+   (what ``train.start.reorder: activation`` does in a ``sliver train`` run).
 2. Target architectures (``--rule fixed``, as Minitron chooses its pruned
    architectures before distilling): LINAS over the importance-ordered,
    untrained network (selection perplexity, non-embedding parameters),
@@ -112,11 +112,12 @@ def main() -> None:
     test = subset(data.test, args.test_rows)
     select = subset(data.val, args.select_rows)
     sizes = [float(f) for f in args.sizes.split(",")]
-    start = {"reorder": "activation", "importance_batches": args.importance_batches}
-    # the untrained elastic network: importance order, original weights (where baselines a-c start); the
-    # trainer sorts its own copy the same way (same batches), so the two share one order
+    # importance order once, here, rather than in the trainer's start (train.start.reorder: activation), so that
+    # the target search and baselines a-c start from the same sorted original weights; a resumed run loads its
+    # trained weights over it
+    prepare_start(net, data.train, probe_examples=None, reorder="activation",
+                  importance_batches=args.importance_batches, batch_size=args.batch, seed=0)
     untrained = copy.deepcopy(net)
-    prepare_start(untrained, data.train, probe_examples=None, batch_size=args.batch, seed=0, **start)
     full_params = untrained.costs(untrained.max_config())["params_no_embed"]
     objectives = [Objective("perplexity", "min", "", "expensive", "selection perplexity"),
                   Objective("params_no_embed", "min", "", "expensive", "non-embedding parameters", additive=True)]
@@ -144,7 +145,7 @@ def main() -> None:
         targets, sampling = [], {"rule": "sandwich", "n": args.n, "draw": "correlated"}
     train = {"tokens": args.tokens, "batch_size": args.batch, "optimizer": "adamw", "lr": args.lr, "weight_decay": 0.0,
              "warmup_epochs": 0.05, "final_lr_ratio": 0.1, "label_smoothing": 0.0, "grad_clip": 1.0, "freeze": ["embed"],
-             "checkpoint_every": 10, "seed": 0, "threads": args.threads, "start": start, "sampling": sampling}
+             "checkpoint_every": 10, "seed": 0, "threads": args.threads, "sampling": sampling}
     config = RunConfig(supernet=net.supernet_config(), data={"name": "speeches"}, train=train)
     trainer = Trainer(config, work / "run", supernet=net, data=data, progress=True)
     original = trainer.teacher  # the frozen original, units sorted by importance (same logits)
@@ -160,11 +161,11 @@ def main() -> None:
 
     # --- search on the selection rows, the trained targets first ----------------------------------------
     evaluate = evaluator(net)
-    measured = [{"config": c, "values": evaluate(c)} for c in targets]
+    trained = [SimpleNamespace(config=c, values=evaluate(c)) for c in targets]
     result = Search(net.space, objectives, evaluate=evaluate, evaluate_name=f"elastic_llm:{summary.get('hash')}",
                     strategy="linas", budget=args.budget, store=store, study_name=f"elastic_llm_{args.rule}",
                     strategy_options={"extremes": True}, seed=0).run()
-    points = [p for p in result.points if p.ok] + [SimpleNamespace(**m) for m in measured]
+    points = [p for p in result.points if p.ok] + trained
     print(f"search: {len(points)} sub-networks measured", flush=True)
 
     rows = []
