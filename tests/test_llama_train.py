@@ -110,6 +110,47 @@ def test_fixed_rule_trains_only_the_listed_networks_from_the_frozen_original(tmp
         validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"}, "train": {"sampling": {"rule": "fixed"}}})
 
 
+def test_fixed_rule_chooses_its_targets_on_the_start_weights_once(tmp_path):
+    from sliver.store import ResultStore
+    from sliver.train.checkpoint import CheckpointError
+    from sliver.train.trainer import TARGETS, TARGETS_STORE
+
+    targets = {"sizes": [0.8, 0.5], "cost": "params_no_embed", "budget": 8, "val_examples": 8}
+    trainer = make(tmp_path, epochs=2, sampling={"rule": "fixed", "targets": targets})
+    net = trainer.supernet
+    chosen = json.loads((tmp_path / TARGETS).read_text())["configs"]
+    assert trainer.rule.configs == chosen and 1 <= len(chosen) <= 2
+    # each is the best measured network within its size, on the weights training starts from
+    study = ResultStore(f"sqlite:///{tmp_path / TARGETS_STORE}").list_studies()[0]
+    trials = ResultStore(f"sqlite:///{tmp_path / TARGETS_STORE}").trials(study.id)
+    assert len(trials) == 8
+    full = net.costs(net.max_config())["params_no_embed"]
+    val8 = TensorDataset(*(t[:8] for t in trainer.data.val.tensors))
+    for size, config in zip([0.8, 0.5], chosen):
+        inside = [t for t in trials if t.values["params_no_embed"] <= size * full]
+        best = min(inside, key=lambda t: t.values["perplexity"])
+        assert best.config == config and net.costs(config)["params_no_embed"] <= size * full
+        net.activate(config)
+        assert perplexity(net, val8) == pytest.approx(best.values["perplexity"], rel=1e-6)
+    trainer.fit(max_steps=5)  # checkpoint_every 5
+    again = make(tmp_path, epochs=2, sampling={"rule": "fixed", "targets": targets})
+    assert again.resumed and again.rule.configs == chosen  # read back, not searched again
+    (tmp_path / TARGETS).unlink()
+    with pytest.raises(CheckpointError, match="targets.json is missing"):
+        make(tmp_path, epochs=2, sampling={"rule": "fixed", "targets": targets})
+    with pytest.raises(ConfigError, match=r"train.sampling.targets.sizes\[0\].*below the smallest") as err:
+        make(tmp_path / "small", sampling={"rule": "fixed", "targets": {**targets, "sizes": [0.01]}})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"train.sampling.targets.cost.*'flops'"):
+        make(tmp_path / "cost", sampling={"rule": "fixed", "targets": {**targets, "cost": "flops"}})
+    with pytest.raises(ConfigError, match="not both"):
+        validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"},
+                             "train": {"sampling": {"rule": "fixed", "targets": targets, "configs": [chosen[0]]}}})
+    with pytest.raises(ConfigError, match=r"sizes\[1\]"):
+        validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"},
+                             "train": {"sampling": {"rule": "fixed", "targets": {"sizes": [0.5, 1.5]}}}})
+
+
 def test_token_budget_sets_the_steps(tmp_path):
     trainer = make(tmp_path, tokens=8 * SEQ * 10)  # ten steps of 8 rows
     assert trainer.total_steps == 10 and trainer.epochs == 2  # 8 steps make one pass: two epochs of 5

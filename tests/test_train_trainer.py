@@ -205,3 +205,20 @@ def test_weight_decay_skips_norms_and_biases_and_lr_warms_up_then_decays(tmp_pat
     decay_part = [lr(s) for s in range(spe, 4 * spe)]
     assert decay_part == sorted(decay_part, reverse=True) and decay_part[-1] < 1e-3
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr(0))  # LambdaLR applies it from step 0
+
+
+def test_fixed_targets_of_a_classifier_take_the_most_accurate_within_each_size(tmp_path):
+    from sliver.store import ResultStore
+    from sliver.train.trainer import TARGETS_STORE
+
+    targets = {"sizes": [0.6], "cost": "params", "budget": 6, "val_examples": 100}
+    trainer = make(tmp_path, sampling={"rule": "fixed", "targets": targets})
+    store = ResultStore(f"sqlite:///{tmp_path / TARGETS_STORE}")
+    trials = store.trials(store.list_studies()[0].id)
+    net = trainer.supernet
+    full = net.costs(net.max_config())["params"]
+    inside = [t for t in trials if t.values["params"] <= 0.6 * full]
+    assert len(trials) == 6 and inside
+    assert trainer.rule.configs == [max(inside, key=lambda t: t.values["accuracy"]).config]  # accuracy: higher is better
+    assert trainer.evaluate({"c": trainer.rule.configs[0]}, val_examples=100)["c"] == pytest.approx(
+        max(t.values["accuracy"] for t in inside))

@@ -52,6 +52,30 @@ class PhaseSection(StrictModel):
     unlock: list[str] = Field(default_factory=list)
 
 
+class TargetsSection(StrictModel):
+    """Rule ``fixed`` without ``configs``: choose them before training (see :mod:`sliver.train.targets`).
+
+    For each size, the sub-network of the untrained (importance-sorted) weights
+    with the best validation score within it, found by a LINAS search.
+    """
+
+    #: fractions of the largest network's cost, one target sub-network each
+    sizes: list[float] = Field(min_length=1)
+    #: the cost the sizes measure: a key of the super-network's costs (params, macs; params_no_embed for a language model)
+    cost: str = "params"
+    #: sub-networks the search measures
+    budget: int = Field(48, ge=4)
+    #: validation examples each measurement scores (default: the whole validation split)
+    val_examples: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "TargetsSection":
+        bad = [i for i, s in enumerate(self.sizes) if not 0.0 < s <= 1.0]
+        if bad:
+            raise ValueError(f"sizes[{bad[0]}] = {self.sizes[bad[0]]} is not a fraction of the largest network in (0, 1]")
+        return self
+
+
 class SamplingSection(StrictModel):
     """Which sub-networks each step trains (see :mod:`sliver.train.sampling`)."""
 
@@ -77,6 +101,8 @@ class SamplingSection(StrictModel):
     levels: int | None = Field(None, ge=2)
     #: the sub-networks every step trains (fixed), each a config of the super-network's space
     configs: list[dict[str, Any]] | None = Field(None, min_length=1)
+    #: instead of 'configs' (fixed): the sizes to train, the sub-networks chosen by a search before training
+    targets: TargetsSection | None = None
     #: progressive phases in order (default for mobilenet: full, kernel [ks], depth [d], expand [e])
     phases: list[PhaseSection] | None = Field(None, min_length=1)
 
@@ -90,8 +116,10 @@ class SamplingSection(StrictModel):
             raise ValueError(f"'shared' only applies to rule 'sandwich', not {self.rule!r}")
         if self.draw != "independent" and self.rule == "nested":
             raise ValueError("'draw' does not apply to rule 'nested' (its ladder is fixed)")
-        if (self.configs is not None) != (self.rule == "fixed"):
-            raise ValueError("'configs' lists the sub-networks of rule 'fixed'; give it with that rule and only there")
+        if self.configs is not None and self.targets is not None:
+            raise ValueError("give rule 'fixed' either 'configs' (the sub-networks) or 'targets' (the sizes to choose them for), not both")
+        if (self.configs is not None or self.targets is not None) != (self.rule == "fixed"):
+            raise ValueError("'configs' (or 'targets') names the sub-networks of rule 'fixed'; give one with that rule and only there")
         if self.rule == "fixed" and (self.n is not None or self.draw != "independent"):
             raise ValueError("'n' and 'draw' do not apply to rule 'fixed' (it trains the listed 'configs')")
         if self.n is not None and self.rule == "uniform":

@@ -57,6 +57,13 @@ class DistributedTrainer(Trainer):
         # after the trainer's backward passes (and clipping), right before the update
         self.optimizer.register_step_pre_hook(lambda *_: self._average_gradients())
 
+    def _targets(self):
+        """Rank 0 chooses the 'fixed' rule's targets (one search, one store); the others read what it wrote."""
+        if self.rank == 0:
+            configs = super()._targets()
+        dist.barrier()
+        return configs if self.rank == 0 else super()._targets()
+
     def _synced(self) -> list[torch.Tensor]:
         return list(self.supernet.parameters()) + [b for b in self.supernet.buffers() if b.is_floating_point()]
 

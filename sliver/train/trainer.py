@@ -36,6 +36,9 @@ from sliver.train.start import prepare_start
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+#: the sub-networks a 'fixed' run with 'targets' chose before training, and the store of that search
+TARGETS = "targets.json"
+TARGETS_STORE = "targets.db"
 
 
 def distillation_loss(logits: torch.Tensor, soft_targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -178,7 +181,8 @@ class Trainer:
                     space.validate(c)
                 except SpaceError as exc:
                     raise ConfigError(f"field 'train.sampling.configs[{i}]': {exc}") from None
-            return FixedRule(space, list(s.configs or []), distill=s.distill), one
+            configs = list(s.configs) if s.configs is not None else self._targets()
+            return FixedRule(space, configs, distill=s.distill), one
         if t.tokens is not None:
             raise ConfigError("field 'train.tokens': a progressive run counts epochs per phase; use train.epochs")
         if s.phases:
@@ -188,6 +192,43 @@ class Trainer:
         rule = ProgressiveRule(space, phases, self.steps_per_epoch, n=2 if s.n is None else s.n, distill=s.distill,
                                seed=t.seed, draw=s.draw)
         return rule, [Segment(p.epochs * self.steps_per_epoch, p.lr) for p in phases]
+
+    def _targets(self) -> list[Config]:
+        """Rule 'fixed' with 'targets': the sub-networks chosen for its sizes on the start weights (kept in targets.json).
+
+        The choice is a search on the weights training starts from (after
+        ``train.start``), so it runs once, before the first step, and is kept
+        in the output folder; its measurements are kept in ``targets.db``, so
+        a run killed during the choice resumes it.
+        """
+        from sliver.store import ResultStore
+        from sliver.train.targets import choose_targets
+
+        path = self.out / TARGETS
+        if path.exists():
+            return json.loads(path.read_text())["configs"]
+        if self.resumed:
+            raise CheckpointError(f"{path} is missing: the checkpoint in {self.out} trained sub-networks chosen "
+                                  "before it; restore the file or train in a new output folder")
+        tg = self.config.train.sampling.targets
+        assert tg is not None  # the config allows rule 'fixed' only with configs or targets
+        self.out.mkdir(parents=True, exist_ok=True)
+        quality = "perplexity" if self.language_model else "accuracy"
+
+        def score(config: Config) -> float:
+            return self.evaluate({"c": config}, val_examples=tg.val_examples)["c"]
+
+        configs = choose_targets(self.supernet, score, tg.sizes, cost=tg.cost, budget=tg.budget, quality_name=quality,
+                                 lower_is_better=self.language_model, store=ResultStore(f"sqlite:///{self.out / TARGETS_STORE}"),
+                                 evaluate_name=f"targets:{quality}:{tg.val_examples}", seed=self.config.train.seed,
+                                 where="train.sampling.targets.")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"sizes": tg.sizes, "cost": tg.cost, "configs": configs}, indent=1))
+        tmp.replace(path)
+        if self.progress:
+            print(f"targets: {len(configs)} sub-networks chosen for sizes {tg.sizes} of the largest's {tg.cost} "
+                  f"(kept in {path})", flush=True)
+        return configs
 
     # ------------------------------------------------------------ training
     def epoch_order(self, epoch: int) -> torch.Tensor:
@@ -314,30 +355,33 @@ class Trainer:
         """``ppl`` for a language model (perplexity, lower is better), else ``acc`` (top-1 %)."""
         return "ppl" if self.language_model else "acc"
 
-    def evaluate(self, configs: dict[str, Config] | None = None) -> dict[str, float]:
+    def evaluate(self, configs: dict[str, Config] | None = None, val_examples: int | None = None) -> dict[str, float]:
         """Validation accuracy (percent) of the largest, middle and smallest sub-networks after BN recalibration;
-        for a language model, their validation perplexity.
+        for a language model, their validation perplexity. ``val_examples``: score only the first that many.
 
         The super-network's BN buffers are restored afterwards, so evaluating
         never changes what training does next.
         """
+        from torch.utils.data import Subset
+
         net = self.supernet
         configs = configs or {"max": net.max_config(), "mid": middle_config(net), "min": net.min_config()}
+        val = self.data.val if val_examples is None else Subset(self.data.val, range(min(val_examples, len(self.data.val))))
         if self.language_model:
             from sliver.train.accuracy import perplexity
 
             out = {}
             for name, cfg in configs.items():
                 net.activate(cfg)
-                out[name] = perplexity(net, self.data.val)
+                out[name] = perplexity(net, val)
             return out
         saved = [b.detach().clone() for b in net.buffers()]
         # shuffled: the splits keep the data set's order (often sorted by class), and per-batch
         # variances of one-class batches average to far less than the true variance
         calib = loader(self.data.calib, self.config.train.batch_size, shuffle=True, seed=self.config.train.seed)
-        val = loader(self.data.val, 256)
+        batches = loader(val, 256)
         try:
-            return {name: evaluate_subnet(net, cfg, calib, val, self.config.train.bn_batches) for name, cfg in configs.items()}
+            return {name: evaluate_subnet(net, cfg, calib, batches, self.config.train.bn_batches) for name, cfg in configs.items()}
         finally:
             with torch.no_grad():
                 for b, s in zip(net.buffers(), saved):
