@@ -8,7 +8,8 @@ dequantised to float32), the text the 2012 US convention speeches
    ranked by block influence, on ``--importance-batches`` training batches
    (what ``train.start.reorder: activation`` does in a ``sliver train`` run).
 2. Target architectures (``--rule fixed``, as Minitron chooses its pruned
-   architectures before distilling): LINAS over the importance-ordered,
+   architectures before distilling; ``train.sampling.targets``, done by the
+   Trainer before its first step): LINAS over the importance-ordered,
    untrained network (selection perplexity, non-embedding parameters),
    ``--pre-budget`` evaluations; for each size the measured sub-network with the
    lowest selection perplexity within it.
@@ -123,31 +124,25 @@ def main() -> None:
                   Objective("params_no_embed", "min", "", "expensive", "non-embedding parameters", additive=True)]
     store = ResultStore(f"sqlite:///{work / 'search.db'}")
 
-    def evaluator(model):
-        def evaluate(cfg):
-            model.activate(cfg)
-            return {"perplexity": perplexity(model, select), "params_no_embed": model.costs(cfg)["params_no_embed"]}
-        return evaluate
+    def evaluate(cfg):
+        net.activate(cfg)
+        return {"perplexity": perplexity(net, select), "params_no_embed": net.costs(cfg)["params_no_embed"]}
 
     def best_within(points, size):
         inside = [p for p in points if p.values["params_no_embed"] <= size * full_params]
         return min(inside, key=lambda p: p.values["perplexity"])
 
-    if args.rule == "fixed":
-        untrained.eval()
-        pre = Search(untrained.space, objectives, evaluate=evaluator(untrained), evaluate_name="elastic_llm:untrained",
-                     strategy="linas", budget=args.pre_budget, store=store, study_name="elastic_llm_targets",
-                     strategy_options={"extremes": True}, seed=0).run()
-        targets = [best_within([p for p in pre.points if p.ok], size).config for size in sizes]
-        sampling = {"rule": "fixed", "configs": targets}
-        print(f"target architectures: {len(targets)} from {len(pre.points)} untrained sub-networks", flush=True)
+    if args.rule == "fixed":  # the trainer chooses the targets on the sorted weights before its first step
+        sampling = {"rule": "fixed", "targets": {"sizes": sizes, "cost": "params_no_embed", "budget": args.pre_budget,
+                                                 "val_examples": args.select_rows}}
     else:
-        targets, sampling = [], {"rule": "sandwich", "n": args.n, "draw": "correlated"}
+        sampling = {"rule": "sandwich", "n": args.n, "draw": "correlated"}
     train = {"tokens": args.tokens, "batch_size": args.batch, "optimizer": "adamw", "lr": args.lr, "weight_decay": 0.0,
              "warmup_epochs": 0.05, "final_lr_ratio": 0.1, "label_smoothing": 0.0, "grad_clip": 1.0, "freeze": ["embed"],
              "checkpoint_every": 10, "seed": 0, "threads": args.threads, "sampling": sampling}
     config = RunConfig(supernet=net.supernet_config(), data={"name": "speeches"}, train=train)
     trainer = Trainer(config, work / "run", supernet=net, data=data, progress=True)
+    targets = trainer.rule.configs if args.rule == "fixed" else []
     original = trainer.teacher  # the frozen original, units sorted by importance (same logits)
 
     full_ppl = done.get("full_ppl") or remember("full_ppl", perplexity(original, test))
@@ -160,7 +155,6 @@ def main() -> None:
     net.eval()
 
     # --- search on the selection rows, the trained targets first ----------------------------------------
-    evaluate = evaluator(net)
     trained = [SimpleNamespace(config=c, values=evaluate(c)) for c in targets]
     result = Search(net.space, objectives, evaluate=evaluate, evaluate_name=f"elastic_llm:{summary.get('hash')}",
                     strategy="linas", budget=args.budget, store=store, study_name=f"elastic_llm_{args.rule}",
