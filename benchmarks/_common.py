@@ -27,6 +27,14 @@ def nb201_data_dir(override: str | None = None) -> Path:
     return root
 
 
+def ofa_data_dir(override: str | None = None) -> Path:
+    """:func:`data_dir`, or a clean skip when it holds no OFA predictors."""
+    root = data_dir(override)
+    if not (root / "ofa").is_dir():
+        skip(f"{root / 'ofa'} is absent")
+    return root
+
+
 def skip(reason: str) -> None:
     """Say why the benchmark cannot run here (e.g. data absent) and exit cleanly."""
     print(f"SKIPPED: {reason}")

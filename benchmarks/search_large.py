@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import data_dir, skip, write_result  # noqa: E402
+from benchmarks._common import ofa_data_dir, write_result  # noqa: E402
 
 TARGETS = {100: 0.85, 500: 0.95, 1000: 0.98}
 OVERHEAD_TARGET_S = 0.1
@@ -42,21 +42,24 @@ def load_problem(name: str, data: Path):
     return PROBLEMS[name](root=data)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def common_arguments(ap: argparse.ArgumentParser, work: str) -> None:
+    """The options every large-problem benchmark takes: problems, seeds, budget, work folder, data folder."""
     ap.add_argument("--problems", default="ofa-mbv3,ofa-resnet50")
-    ap.add_argument("--strategies", default="linas,nsga2,random,optuna-gp")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=int, default=1000, help="unique evaluations per run")
-    ap.add_argument("--gp-budget", type=int, default=300, help="unique evaluations of an optuna-gp run")
-    ap.add_argument("--work", default="/tmp/sliver-search-large", help="finished runs, kept so that a rerun resumes")
+    ap.add_argument("--work", default=work, help="finished runs, kept so that a rerun resumes")
     ap.add_argument("--data", default=None, help="shared data folder (default $SLIVER_DATA or ../shared/data)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common_arguments(ap, work="/tmp/sliver-search-large")
+    ap.add_argument("--strategies", default="linas,nsga2,random,optuna-gp")
+    ap.add_argument("--gp-budget", type=int, default=300, help="unique evaluations of an optuna-gp run")
     args = ap.parse_args()
     from sliver.bench.runner import run_problem
 
-    data = data_dir(args.data)
-    if not (data / "ofa").is_dir():
-        skip(f"{data / 'ofa'} is absent")
+    data = ofa_data_dir(args.data)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
