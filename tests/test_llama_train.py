@@ -135,6 +135,8 @@ def test_fixed_rule_chooses_its_targets_on_the_start_weights_once(tmp_path):
     trainer.fit(max_steps=5)  # checkpoint_every 5
     again = make(tmp_path, epochs=2, sampling={"rule": "fixed", "targets": targets})
     assert again.resumed and again.rule.configs == chosen  # read back, not searched again
+    with pytest.raises(ConfigError, match=r"train.sampling.targets.*holds sub-networks chosen for"):
+        make(tmp_path, epochs=2, sampling={"rule": "fixed", "targets": {**targets, "sizes": [0.7]}})
     (tmp_path / TARGETS).unlink()
     with pytest.raises(CheckpointError, match="targets.json is missing"):
         make(tmp_path, epochs=2, sampling={"rule": "fixed", "targets": targets})

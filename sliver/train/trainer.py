@@ -204,14 +204,18 @@ class Trainer:
         from sliver.store import ResultStore
         from sliver.train.targets import choose_targets
 
+        tg = self.config.train.sampling.targets
+        assert tg is not None  # the config allows rule 'fixed' only with configs or targets
         path = self.out / TARGETS
         if path.exists():
-            return json.loads(path.read_text())["configs"]
+            kept = json.loads(path.read_text())
+            if kept.get("targets") != tg.model_dump():
+                raise ConfigError(f"field 'train.sampling.targets': {path} holds sub-networks chosen for "
+                                  f"{kept.get('targets')}, not {tg.model_dump()}; give the same targets or train in a new output folder")
+            return kept["configs"]
         if self.resumed:
             raise CheckpointError(f"{path} is missing: the checkpoint in {self.out} trained sub-networks chosen "
                                   "before it; restore the file or train in a new output folder")
-        tg = self.config.train.sampling.targets
-        assert tg is not None  # the config allows rule 'fixed' only with configs or targets
         self.out.mkdir(parents=True, exist_ok=True)
         quality = "perplexity" if self.language_model else "accuracy"
 
@@ -223,7 +227,7 @@ class Trainer:
                                  evaluate_name=f"targets:{quality}:{tg.val_examples}", seed=self.config.train.seed,
                                  where="train.sampling.targets.")
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"sizes": tg.sizes, "cost": tg.cost, "configs": configs}, indent=1))
+        tmp.write_text(json.dumps({"targets": tg.model_dump(), "configs": configs}, indent=1))
         tmp.replace(path)
         if self.progress:
             print(f"targets: {len(configs)} sub-networks chosen for sizes {tg.sizes} of the largest's {tg.cost} "
