@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
+from test_train_toy import ToyNet, digits, run_config
 
 import sliver.train.trainer as trainer_mod
 from sliver.train import Trainer, load_supernet
 from sliver.train.checkpoint import CheckpointError
-from test_train_toy import ToyNet, digits, run_config
 
 
 def make(tmp_path, seed=0, **train):
@@ -35,7 +35,7 @@ def test_sandwich_step_trains_max_and_min_every_step(tmp_path):
     original = trainer.supernet.activate
     trainer.supernet.activate = lambda c: activated.append(dict(c)) or original(c)
     x, y = digits().train.tensors
-    for step in range(6):
+    for _ in range(6):
         activated.clear()
         trainer.train_step(x[:64], y[:64])
         trainer.step += 1
