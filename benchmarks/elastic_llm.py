@@ -94,6 +94,7 @@ def main() -> None:
     from sliver.train.accuracy import perplexity
     from sliver.train.config import RunConfig
     from sliver.train.start import prepare_start
+    from sliver.train.targets import best_within
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -128,10 +129,6 @@ def main() -> None:
         net.activate(cfg)
         return {"perplexity": perplexity(net, select), "params_no_embed": net.costs(cfg)["params_no_embed"]}
 
-    def best_within(points, size):
-        inside = [p for p in points if p.values["params_no_embed"] <= size * full_params]
-        return min(inside, key=lambda p: p.values["perplexity"])
-
     if args.rule == "fixed":  # the trainer chooses the targets on the sorted weights before its first step
         sampling = {"rule": "fixed", "targets": {"sizes": sizes, "cost": "params_no_embed", "budget": args.pre_budget,
                                                  "val_examples": args.select_rows}}
@@ -164,7 +161,7 @@ def main() -> None:
 
     rows = []
     for size in sizes:
-        best = best_within(points, size)
+        best = best_within(points, "params_no_embed", size * full_params, "perplexity")
         cfg = best.config
         params = best.values["params_no_embed"]
         key = f"{size:.2f}"

@@ -11,7 +11,7 @@ and for each size the best measured sub-network whose cost is within it.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from sliver.config import ConfigError
 from sliver.core import BUILTIN, Objective
@@ -66,15 +66,21 @@ def choose_targets(supernet, quality: Callable[[Config], float], sizes: Sequence
                         seed=seed).run()
     finally:
         supernet.train(was_training)
-    sign = 1.0 if lower_is_better else -1.0
     measured = [p for p in result.points if p.ok]
     chosen: list[Config] = []
     for size in sorted(sizes, reverse=True):
-        inside = [p for p in measured if p.values[cost] <= size * full]
-        if not inside:
+        best = best_within(measured, cost, size * full, quality_name, lower_is_better)
+        if best is None:
             raise UserError(f"no sub-network within {size} of the largest {cost} was measured (failed evaluations: "
                             f"{len(result.points) - len(measured)}); see the search's log, or give a larger budget")
-        best = min(inside, key=lambda p: sign * p.values[quality_name]).config
-        if best not in chosen:
-            chosen.append(best)
+        if best.config not in chosen:
+            chosen.append(best.config)
     return chosen
+
+
+def best_within(points: Iterable, cost: str, limit: float, quality: str, lower_is_better: bool = True):
+    """The point (anything with ``config`` and ``values``) with the best ``quality`` among those whose ``cost``
+    is at most ``limit``; None when there is none."""
+    inside = [p for p in points if p.values[cost] <= limit]
+    sign = 1.0 if lower_is_better else -1.0
+    return min(inside, key=lambda p: sign * p.values[quality]) if inside else None

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.utils.data import Subset
 
 from sliver.config import ConfigError
 from sliver.data import DataBundle, load_dataset, loader
@@ -206,12 +207,12 @@ class Trainer:
 
         tg = self.config.train.sampling.targets
         assert tg is not None  # the config allows rule 'fixed' only with configs or targets
-        path = self.out / TARGETS
+        path, wanted = self.out / TARGETS, tg.model_dump()
         if path.exists():
             kept = json.loads(path.read_text())
-            if kept.get("targets") != tg.model_dump():
+            if kept.get("targets") != wanted:
                 raise ConfigError(f"field 'train.sampling.targets': {path} holds sub-networks chosen for "
-                                  f"{kept.get('targets')}, not {tg.model_dump()}; give the same targets or train in a new output folder")
+                                  f"{kept.get('targets')}, not {wanted}; give the same targets or train in a new output folder")
             return kept["configs"]
         if self.resumed:
             raise CheckpointError(f"{path} is missing: the checkpoint in {self.out} trained sub-networks chosen "
@@ -227,7 +228,7 @@ class Trainer:
                                  evaluate_name=f"targets:{quality}:{tg.val_examples}", seed=self.config.train.seed,
                                  where="train.sampling.targets.")
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"targets": tg.model_dump(), "configs": configs}, indent=1))
+        tmp.write_text(json.dumps({"targets": wanted, "configs": configs}, indent=1))
         tmp.replace(path)
         if self.progress:
             print(f"targets: {len(configs)} sub-networks chosen for sizes {tg.sizes} of the largest's {tg.cost} "
@@ -366,8 +367,6 @@ class Trainer:
         The super-network's BN buffers are restored afterwards, so evaluating
         never changes what training does next.
         """
-        from torch.utils.data import Subset
-
         net = self.supernet
         configs = configs or {"max": net.max_config(), "mid": middle_config(net), "min": net.min_config()}
         val = self.data.val if val_examples is None else Subset(self.data.val, range(min(val_examples, len(self.data.val))))
