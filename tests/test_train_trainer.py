@@ -222,3 +222,17 @@ def test_fixed_targets_of_a_classifier_take_the_most_accurate_within_each_size(t
     assert trainer.rule.configs == [max(inside, key=lambda t: t.values["accuracy"]).config]  # accuracy: higher is better
     assert trainer.evaluate({"c": trainer.rule.configs[0]}, val_examples=100)["c"] == pytest.approx(
         max(t.values["accuracy"] for t in inside))
+
+
+def test_each_epoch_of_a_fixed_run_scores_the_networks_it_trains(tmp_path):
+    net = ToyNet()
+    listed = [net.min_config(), middle := trainer_mod.middle_config(net)]
+    trainer = make(tmp_path, epochs=1, sampling={"rule": "fixed", "configs": listed})
+    trainer.fit()
+    row = metrics(tmp_path)[-1]
+    assert {"acc_max", "acc_mid", "acc_min", "acc_fixed1", "acc_fixed2"} <= set(row) and "acc_fixed3" not in row
+    assert row["acc_fixed1"] == pytest.approx(row["acc_min"]) and row["acc_fixed2"] == pytest.approx(row["acc_mid"])
+    assert trainer.evaluate({"m": middle})["m"] == pytest.approx(row["acc_fixed2"])  # the weights after the epoch
+    assert " fixed1 " in trainer_mod._format_record(row) and " fixed2 " in trainer_mod._format_record(row)
+    sandwich = make(tmp_path / "sandwich", epochs=1)
+    assert set(sandwich.epoch_configs()) == {"max", "mid", "min"}

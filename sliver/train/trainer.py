@@ -343,7 +343,7 @@ class Trainer:
             "phase": self.rule.phase(self.step - 1),
             "lr": self.schedule.lr(self.step - 1),
             "loss": total / max(count, 1),
-            **{f"{self.metric_prefix}_{k}": v for k, v in self.evaluate().items()},
+            **{f"{self.metric_prefix}_{k}": v for k, v in self.evaluate(self.epoch_configs()).items()},
             "train_seconds": round(train_seconds, 3),
             "images_per_s": round(count * self.config.train.batch_size / max(train_seconds, 1e-9), 1),
         }
@@ -359,6 +359,16 @@ class Trainer:
     def metric_prefix(self) -> str:
         """``ppl`` for a language model (perplexity, lower is better), else ``acc`` (top-1 %)."""
         return "ppl" if self.language_model else "acc"
+
+    def epoch_configs(self) -> dict[str, Config]:
+        """The sub-networks each epoch's metrics score, by name: the largest, middle and smallest (``max``,
+        ``mid``, ``min``) and, under rule ``fixed``, the ones it trains (``fixed1``, ``fixed2``, ... in its order),
+        since those are the networks the run is for."""
+        net = self.supernet
+        configs = {"max": net.max_config(), "mid": middle_config(net), "min": net.min_config()}
+        if isinstance(self.rule, FixedRule):
+            configs.update({f"fixed{i}": c for i, c in enumerate(self.rule.configs, 1)})
+        return configs
 
     def evaluate(self, configs: dict[str, Config] | None = None, val_examples: int | None = None) -> dict[str, float]:
         """Validation accuracy (percent) of the largest, middle and smallest sub-networks after BN recalibration;
@@ -462,6 +472,7 @@ class Trainer:
 
 
 def _format_record(r: dict[str, Any], metric: str = "acc") -> str:
+    fixed = "".join(f" {k[len(metric) + 1:]} {v:.2f}" for k, v in r.items() if k.startswith(f"{metric}_fixed"))
     return (f"epoch {r['epoch']} [{r['phase']}] loss {r['loss']:.3f} lr {r['lr']:.4f} | {metric} max "
-            f"{r[f'{metric}_max']:.2f} mid {r[f'{metric}_mid']:.2f} min {r[f'{metric}_min']:.2f} | "
+            f"{r[f'{metric}_max']:.2f} mid {r[f'{metric}_mid']:.2f} min {r[f'{metric}_min']:.2f}{fixed} | "
             f"{r['images_per_s']:.0f} examples/s")

@@ -341,7 +341,8 @@ function sliverTrainingPage(name) {
     const keys = [...new Set(records.flatMap(r => Object.keys(r).filter(k => k.startsWith(prefix))))];
     chart("loss", [line(records, "loss", "loss")], "training loss", "loss");
     chart("accuracy", keys.map(k => line(records, k, SIZE_NAMES[k.slice(4)] || k)),
-          `validation ${lm ? "perplexity" : "accuracy"} of the largest / middle / smallest sub-networks`,
+          `validation ${lm ? "perplexity" : "accuracy"} of the largest / middle / smallest sub-networks` +
+            (keys.some(k => k.includes("_fixed")) ? " and of those the fixed rule trains" : ""),
           lm ? "perplexity" : "accuracy (%)");
     chart("lr", [line(records, "lr", "learning rate")], "learning rate", "lr");
     const last = records[records.length - 1];
