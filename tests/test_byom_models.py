@@ -2,11 +2,10 @@
 "bring your own model" converter tests build, run, trace with torch.fx, and (full size) have
 torchvision's parameter counts."""
 
+import byom_models as B
 import pytest
 import torch
 import torch.fx
-
-import byom_models as B
 
 
 def _n_params(model: torch.nn.Module) -> int:

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from torch.utils.data import TensorDataset
 from typer.testing import CliRunner
 
 from sliver.cli import app
-from sliver.multitask import ElasticMultiTask, MultiTaskData, MultiTaskEvaluator, heads_for, load_multitask_data
+from sliver.multitask import MultiTaskData, MultiTaskEvaluator, load_multitask_data
 from sliver.multitask.controller import Controller, parse_priorities
 from sliver.multitask.train import MultiTaskRunConfig, train_supernet
 from sliver.store import ResultStore

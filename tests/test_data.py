@@ -109,8 +109,8 @@ def test_missing_and_unknown_sources(tmp_path):
 
 
 def test_text_sets_load_through_the_training_data_section():
-    from sliver.train.config import DataSection
     from sliver.text import TEXT_SETS
+    from sliver.train.config import DataSection
 
     try:
         section = DataSection(name="rotten_tomatoes", max_examples=200, max_length=24)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from sliver import load_model
 from sliver.cli import app
-from sliver.demo import first_of_each_network, print_comparison
 from sliver.core import get_objective
+from sliver.demo import first_of_each_network, print_comparison
 from sliver.space import Dimension, SearchSpace
 from sliver.store import ResultStore
 

@@ -5,13 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sliver.elastic.layers import (
-    ElasticBatchNorm2d,
-    ElasticConv2d,
-    ElasticLayerNorm,
-    ElasticLinear,
-    make_divisible,
-)
+from sliver.elastic.layers import ElasticBatchNorm2d, ElasticConv2d, ElasticLayerNorm, ElasticLinear, make_divisible
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import byom_models as bm
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,6 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-import byom_models as bm
 from sliver import elastify
 from sliver.elastic.auto import AutoSupernet, ElastifyError
 from sliver.measure.latency import export_onnx

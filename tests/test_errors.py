@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import typer
+from test_train_toy import ToyNet, digits, run_config
 from typer.testing import CliRunner
 
 from sliver.cli import app
@@ -20,7 +21,6 @@ from sliver.predict.lut import OperatorLUT
 from sliver.store import ResultStore
 from sliver.train import Trainer, load_supernet
 from sliver.train.checkpoint import FORMAT, CheckpointError, load_checkpoint, remove_stale_temporaries
-from test_train_toy import ToyNet, digits, run_config
 
 
 def one_line_error(result, *names: str) -> str:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from sliver.core import get_objective
 from sliver.elastic.mobilenet import ElasticMobileNet
 from sliver.export import ExportError, export_subnetwork, front_points, load_model, pick
 from sliver.measure.model import ModelEvaluator
-from sliver.core import get_objective
 
 OBJECTIVES = [get_objective("accuracy"), get_objective("latency_ms")]
 POINTS = [

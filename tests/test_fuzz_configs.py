@@ -96,8 +96,8 @@ def example(name: str) -> dict:
 @FUZZ
 @given(text=documents(example("search_nb201.yaml")))
 def test_search_config(tmp_path, text):
-    from sliver.search.config import SearchConfig
     from sliver.config import load
+    from sliver.search.config import SearchConfig
 
     path = write(tmp_path, "search.yaml", text)
     assert_one_line_user_error(lambda: load(SearchConfig, path))
@@ -236,9 +236,9 @@ def test_hat_latency_table(tmp_path, text):
 @pytest.mark.parametrize("name", ["search_nb201.yaml", "train_digits.yaml", "multitask_mnist.yaml"])
 def test_the_valid_examples_load(name):
     # the fuzzed documents start from these: they must be valid, or the mutations test nothing deep
-    from sliver.search.config import SearchConfig
     from sliver.config import load
     from sliver.multitask.train import load_run_config as load_multitask
+    from sliver.search.config import SearchConfig
     from sliver.train import load_run_config
 
     loader = {"search_nb201.yaml": lambda p: load(SearchConfig, p), "train_digits.yaml": load_run_config,

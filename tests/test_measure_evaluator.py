@@ -2,9 +2,9 @@
 
 import pytest
 
+from sliver.core import BUILTIN
 from sliver.measure.base import Evaluator, Measured
 from sliver.measure.evaluator import evaluate
-from sliver.core import BUILTIN
 from sliver.space import DepthGate, Dimension, SearchSpace
 from sliver.store import Origin, ResultStore
 

@@ -1,11 +1,25 @@
 """ModelEvaluator, latency, hardware targets and ONNX export, on a tiny stand-in super-network."""
 
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
+from sliver.config import ConfigError
 from sliver.elastic.base import Supernet
+from sliver.measure import timing as timing_mod
+from sliver.measure.evaluator import evaluate
+from sliver.measure.hardware import HardwareTarget
+from sliver.measure.latency import export_onnx, measure_latency
+from sliver.measure.model import ModelEvaluator, model_size_bytes, peak_memory_bytes
+from sliver.measure.timing import ort_session, time_runs
 from sliver.space import Dimension, SearchSpace
+from sliver.store import ResultStore
 
 
 class ToySupernet(Supernet):
@@ -47,10 +61,12 @@ class ToySupernet(Supernet):
         m = nn.Sequential(nn.Conv2d(1, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(w, 3))
         with torch.no_grad():
-            m[0].weight.copy_(self.conv.weight[:w]); m[0].bias.copy_(self.conv.bias[:w])
+            m[0].weight.copy_(self.conv.weight[:w])
+            m[0].bias.copy_(self.conv.bias[:w])
             for name in ("weight", "bias", "running_mean", "running_var"):
                 getattr(m[1], name).copy_(getattr(self.bn, name)[:w])
-            m[5].weight.copy_(self.fc.weight[:, :w]); m[5].bias.copy_(self.fc.bias)
+            m[5].weight.copy_(self.fc.weight[:, :w])
+            m[5].bias.copy_(self.fc.bias)
         return m.eval()
 
     def costs(self, config):
@@ -63,22 +79,6 @@ class ToySupernet(Supernet):
 
 
 # ----------------------------------------------------------------------------- tests
-import math
-from types import SimpleNamespace
-
-import numpy as np
-import pytest
-from torch.utils.data import TensorDataset
-
-from sliver.config import ConfigError
-from sliver.measure import timing as timing_mod
-from sliver.measure.evaluator import evaluate
-from sliver.measure.hardware import HardwareTarget
-from sliver.measure.latency import export_onnx, measure_latency
-from sliver.measure.timing import ort_session, time_runs
-from sliver.measure.model import ModelEvaluator, model_size_bytes, peak_memory_bytes
-from sliver.store import ResultStore
-
 FAST = dict(warmup=2, warmup_s=0.0, min_repeats=5, max_repeats=15, max_seconds=2.0)
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from sliver.config import ConfigError, validate
 from sliver.elastic.base import build_extracted
 from sliver.elastic.multitask import ElasticMultiTask, multitask_costs
 from sliver.measure.base import Evaluator
@@ -13,7 +14,6 @@ from sliver.measure.evaluator import evaluate
 from sliver.multitask import MultiTaskData, MultiTaskEvaluator, heads_for, load_multitask_data
 from sliver.multitask.tasks import get_task, psnr_per_example, soft_label_loss
 from sliver.multitask.train import MultiTaskRunConfig, TaskWeighting, ci_kd, task_losses, train_supernet
-from sliver.config import ConfigError, validate
 from sliver.store import ResultStore
 from sliver.train.checkpoint import load_supernet
 

@@ -11,15 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_search import ToyEvaluator
 
-from sliver.core import BUILTIN
 from sliver.measure.base import Measured
-from sliver.parallel import (
-    DaskExecutor, ProcessExecutor, hardware_resource, make_executor, measure_on, needs_hardware,
-)
+from sliver.parallel import DaskExecutor, ProcessExecutor, hardware_resource, make_executor, measure_on, needs_hardware
 from sliver.search import Search
 from sliver.store import ResultStore
-from test_search import ToyEvaluator
 
 OBJECTIVES = ["accuracy", "latency_ms"]
 

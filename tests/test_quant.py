@@ -226,9 +226,9 @@ def test_joint_search_runs_through_the_search_loop(supernet, data, tmp_path, str
 def test_example_yaml_builds_a_joint_search_from_a_checkpoint(supernet, tmp_path):
     from pathlib import Path
 
-    from sliver.search.config import SearchConfig, build_search
     from sliver.config import read_yaml, validate
     from sliver.quant import QuantEvaluator
+    from sliver.search.config import SearchConfig, build_search
     from sliver.train.checkpoint import save_checkpoint
 
     cfg = read_yaml(Path(__file__).resolve().parent.parent / "examples" / "search_quant.yaml")

@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from test_measure_model import FAST, ToySupernet
 from typer.testing import CliRunner
 
 from sliver.cli import app
@@ -14,9 +15,8 @@ from sliver.config import ConfigError
 from sliver.errors import UserError
 from sliver.measure.hardware import PRESET_EXAMPLES, HardwareTarget
 from sliver.measure.latency import export_onnx, measure_latency, torch_latency
-from sliver.measure.timing import ort_session, time_runs
 from sliver.measure.model import ModelEvaluator
-from test_measure_model import FAST, ToySupernet
+from sliver.measure.timing import ort_session, time_runs
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from sliver.bench.nb201 import data_root
 from sliver.cli import app
-from sliver.search.config import SearchConfig, build_search
 from sliver.config import ConfigError, validate
+from sliver.search.config import SearchConfig, build_search
 
 HAVE_NB201 = (data_root() / "nb201" / "nb201_acc_latency.csv").is_file()
 needs_nb201 = pytest.mark.skipif(not HAVE_NB201, reason="NB201 table not in ../shared/data (set SLIVER_DATA)")

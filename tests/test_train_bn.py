@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train_toy import ToyNet, digits, run_config
 
 from sliver.data import loader
 from sliver.train import Trainer, accuracy, recalibrate_bn
-from test_train_toy import ToyNet, digits, run_config
 
 
 def test_running_stats_are_the_cumulative_average_of_the_batches():

