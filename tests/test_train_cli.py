@@ -35,6 +35,17 @@ def test_train_command_trains_then_resumes(tmp_path):
     assert again.exit_code == 0 and "resuming" in again.output and info["hash"] in again.output
 
 
+def test_train_command_reports_the_fixed_rules_networks(tmp_path):
+    targets = {"sizes": [0.8, 0.6], "cost": "params", "budget": 4, "val_examples": 64}
+    config = write_config(tmp_path / "fixed.yaml", sampling={"rule": "fixed", "targets": targets})
+    result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    chosen = json.loads((tmp_path / "run" / "targets.json").read_text())["configs"]
+    assert {f"acc_fixed{i}" for i in range(1, len(chosen) + 1)} <= set(row)
+    assert f", fixed1 {row['acc_fixed1']:.2f}" in " ".join(result.output.split())  # the last line names them (rich wraps it)
+
+
 def test_train_command_bad_config_is_one_line(tmp_path):
     config = write_config(tmp_path / "bad.yaml", epoch=3)
     result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run")])

@@ -49,5 +49,6 @@ def train(
     accs = ""
     if last:
         metric, label = ("ppl", "perplexity") if "ppl_max" in last else ("acc", "accuracy")
-        accs = f"; {label} max {last[f'{metric}_max']:.2f}, mid {last[f'{metric}_mid']:.2f}, min {last[f'{metric}_min']:.2f}"
+        fixed = "".join(f", {k[len(metric) + 1:]} {v:.2f}" for k, v in last.items() if k.startswith(f"{metric}_fixed"))
+        accs = f"; {label} max {last[f'{metric}_max']:.2f}, mid {last[f'{metric}_mid']:.2f}, min {last[f'{metric}_min']:.2f}{fixed}"
     console.print(f"done: {summary['step']} steps, checkpoint {summary['checkpoint']} (hash {summary.get('hash')}){accs}")
