@@ -19,6 +19,7 @@ def train(
     """Train an elastic super-network; restarted with the same --out, it resumes where it stopped."""
     # heavy imports here so that `sliver --help` stays fast
     from sliver.train import Trainer, load_run_config
+    from sliver.train.trainer import fixed_scores
 
     out = out or Path("runs") / config.stem
     try:
@@ -49,6 +50,6 @@ def train(
     accs = ""
     if last:
         metric, label = ("ppl", "perplexity") if "ppl_max" in last else ("acc", "accuracy")
-        fixed = "".join(f", {k[len(metric) + 1:]} {v:.2f}" for k, v in last.items() if k.startswith(f"{metric}_fixed"))
+        fixed = "".join(f", {name} {v:.2f}" for name, v in fixed_scores(last, metric))
         accs = f"; {label} max {last[f'{metric}_max']:.2f}, mid {last[f'{metric}_mid']:.2f}, min {last[f'{metric}_min']:.2f}{fixed}"
     console.print(f"done: {summary['step']} steps, checkpoint {summary['checkpoint']} (hash {summary.get('hash')}){accs}")

@@ -471,8 +471,13 @@ class Trainer:
             self.metrics_path.write_text("".join(ln + "\n" for ln in keep))
 
 
+def fixed_scores(record: dict[str, Any], metric: str = "acc") -> list[tuple[str, float]]:
+    """``(name, score)`` of each trained network of a ``fixed`` run in an epoch's metrics record (``fixed1``, ...)."""
+    return [(k[len(metric) + 1:], v) for k, v in record.items() if k.startswith(f"{metric}_fixed")]
+
+
 def _format_record(r: dict[str, Any], metric: str = "acc") -> str:
-    fixed = "".join(f" {k[len(metric) + 1:]} {v:.2f}" for k, v in r.items() if k.startswith(f"{metric}_fixed"))
+    fixed = "".join(f" {name} {v:.2f}" for name, v in fixed_scores(r, metric))
     return (f"epoch {r['epoch']} [{r['phase']}] loss {r['loss']:.3f} lr {r['lr']:.4f} | {metric} max "
             f"{r[f'{metric}_max']:.2f} mid {r[f'{metric}_mid']:.2f} min {r[f'{metric}_min']:.2f}{fixed} | "
             f"{r['images_per_s']:.0f} examples/s")
