@@ -343,7 +343,7 @@ class Trainer:
             "phase": self.rule.phase(self.step - 1),
             "lr": self.schedule.lr(self.step - 1),
             "loss": total / max(count, 1),
-            **{f"{self.metric_prefix}_{k}": v for k, v in self.evaluate(self.epoch_configs()).items()},
+            **{f"{self.metric_prefix}_{k}": v for k, v in self.evaluate().items()},
             "train_seconds": round(train_seconds, 3),
             "images_per_s": round(count * self.config.train.batch_size / max(train_seconds, 1e-9), 1),
         }
@@ -371,30 +371,34 @@ class Trainer:
         return configs
 
     def evaluate(self, configs: dict[str, Config] | None = None, val_examples: int | None = None) -> dict[str, float]:
-        """Validation accuracy (percent) of the largest, middle and smallest sub-networks after BN recalibration;
-        for a language model, their validation perplexity. ``val_examples``: score only the first that many.
+        """Validation accuracy (percent) of each named sub-network after BN recalibration (default: the
+        :meth:`epoch_configs`); for a language model, its validation perplexity. ``val_examples``: score only
+        the first that many. A network listed under two names is scored once.
 
         The super-network's BN buffers are restored afterwards, so evaluating
         never changes what training does next.
         """
         net = self.supernet
-        configs = configs or {"max": net.max_config(), "mid": middle_config(net), "min": net.min_config()}
+        named = configs or self.epoch_configs()
+        keys = {name: net.space.key(cfg) for name, cfg in named.items()}
+        configs = {keys[name]: cfg for name, cfg in named.items()}  # each distinct network once
         val = self.data.val if val_examples is None else Subset(self.data.val, range(min(val_examples, len(self.data.val))))
         if self.language_model:
             from sliver.train.accuracy import perplexity
 
-            out = {}
-            for name, cfg in configs.items():
+            scores = {}
+            for key, cfg in configs.items():
                 net.activate(cfg)
-                out[name] = perplexity(net, val)
-            return out
+                scores[key] = perplexity(net, val)
+            return {name: scores[keys[name]] for name in named}
         saved = [b.detach().clone() for b in net.buffers()]
         # shuffled: the splits keep the data set's order (often sorted by class), and per-batch
         # variances of one-class batches average to far less than the true variance
         calib = loader(self.data.calib, self.config.train.batch_size, shuffle=True, seed=self.config.train.seed)
         batches = loader(val, 256)
         try:
-            return {name: evaluate_subnet(net, cfg, calib, batches, self.config.train.bn_batches) for name, cfg in configs.items()}
+            scores = {key: evaluate_subnet(net, cfg, calib, batches, self.config.train.bn_batches) for key, cfg in configs.items()}
+            return {name: scores[keys[name]] for name in named}
         finally:
             with torch.no_grad():
                 for b, s in zip(net.buffers(), saved):
