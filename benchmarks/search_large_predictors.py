@@ -1,20 +1,27 @@
-"""How well LINAS's predictors tell apart networks of one size, on the large problems.
+"""How well LINAS's predictors rank networks of one size, near the reference front and near LINAS's own.
 
 ``search_large_ceiling.py`` shows that the predictor is what holds LINAS back on
 OFA-MobileNetV3. This benchmark measures where: each seed runs LINAS as
 ``search_large.py`` does (same features, budget and seeds) and keeps the networks it
 measured, in order. Every predictor family is then fitted on the first 100 and the
-first 1,000 of them and scored on the networks a search near the front must rank:
-the reference front and ``--neighbours`` networks one gene away from it (seeded).
+first 1,000 of them and scored on two sets of networks a search must rank:
 
-Two figures per family, medians over seeds:
+* ``reference``: the reference front and ``--neighbours`` networks one gene away from
+  it (seeded): the region the search has to reach;
+* ``local``: ``--neighbours`` networks one gene away from the front of the networks the
+  predictor was fitted on, none of them measured (seeded): the region the search is in.
 
-* ``tau``: Kendall's tau between predicted and true accuracy over all those networks;
+Figures per family and set, medians over seeds:
+
+* ``tau``: Kendall's tau between predicted and true accuracy over the set;
 * ``same_size``: among pairs whose cost (the problem's second objective, MACs) is within
   3 % and whose accuracy differs by more than 0.05 points, the share the predictor
   orders correctly (0.5 is a coin toss, 1.0 the exact accuracy). A front is made of
   the most accurate network at each size, so this is the ranking that decides it, and
-  overall tau hides it: most of the spread in accuracy follows the size.
+  overall tau hides it: most of the spread in accuracy follows the size;
+* ``front_bias`` (reference set only): the mean of predicted minus true accuracy over
+  the reference front, in accuracy points. Below zero the predictor takes the best
+  networks for worse than they are, so the search has no reason to measure them.
 
 Every LINAS run is kept in ``--work`` and reused by a rerun.
 
@@ -57,16 +64,32 @@ def measured_by_linas(problem, seed: int, budget: int, work: Path) -> np.ndarray
     return X
 
 
-def test_networks(problem, n: int, seed: int = 0) -> np.ndarray:
-    """The reference front and ``n`` networks one gene away from its members (seeded)."""
-    front = problem.text_to_genes(problem.reference["genes"])
+def one_gene_away(problem, front: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` canonical networks, each one gene away from a random member of ``front`` (seeded)."""
     rng = np.random.default_rng(seed)
     cardinality = problem.space.gene_cardinalities
     rows = front[rng.integers(len(front), size=n)].copy()
     genes = rng.integers(problem.space.n_genes, size=n)
     rows[np.arange(n), genes] = (rows[np.arange(n), genes] + 1 + rng.integers(0, 1 << 30, n) % (cardinality[genes] - 1)) \
         % cardinality[genes]
-    return np.vstack([front, rows])
+    return problem.space.canonical_vectors(rows)
+
+
+def reference_networks(problem, n: int) -> np.ndarray:
+    """The reference front, then ``n`` networks one gene away from its members (seeded)."""
+    front = problem.text_to_genes(problem.reference["genes"])
+    return np.vstack([front, one_gene_away(problem, front, n)])
+
+
+def local_networks(problem, X: np.ndarray, n: int) -> np.ndarray:
+    """Unmeasured networks one gene away from the front of the measured rows ``X`` (up to ``n``, seeded)."""
+    from sliver.search.hv import nondominated
+
+    front = X[nondominated(problem.minimised(problem.values_batch(X)))]
+    measured = set(problem.space.keys(X))
+    rows = one_gene_away(problem, front, n)
+    keep = [k not in measured for k in problem.space.keys(rows)]
+    return np.unique(rows[keep], axis=0)
 
 
 def same_size_pairs(accuracy: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +97,12 @@ def same_size_pairs(accuracy: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray,
     i, j = np.triu_indices(len(cost), 1)
     keep = (np.abs(np.log(cost[i]) - np.log(cost[j])) < SAME_SIZE) & (np.abs(accuracy[i] - accuracy[j]) > MIN_GAP)
     return i[keep], j[keep]
+
+
+def ordered_share(pred: np.ndarray, accuracy: np.ndarray, cost: np.ndarray) -> float:
+    """The share of same-size pairs (see :func:`same_size_pairs`) that ``pred`` orders as ``accuracy`` does."""
+    i, j = same_size_pairs(accuracy, cost)
+    return float(np.mean(np.sign(pred[i] - pred[j]) == np.sign(accuracy[i] - accuracy[j])))
 
 
 def main() -> None:
@@ -94,26 +123,34 @@ def main() -> None:
         problem = load_problem(name, data)
         quality, cost = (o.name for o in problem.objectives[:2])
         features = getattr(problem, "linas_features", None) or partial(features_from_vectors, problem.space)
-        T = test_networks(problem, args.neighbours)
-        truth = problem.values_batch(T)
-        i, j = same_size_pairs(truth[quality], truth[cost])
-        FT = features(T)
-        scores: dict[str, dict[str, list]] = {f"{f}@{n}": {"tau": [], "same_size": []} for f in FAMILIES for n in prefixes}
+        reference = reference_networks(problem, args.neighbours)
+        n_front = len(problem.reference["genes"])
+        scores: dict[str, dict[str, list]] = {
+            f"{f}@{n}": {"tau": [], "same_size": [], "front_bias": [], "local_tau": [], "local_same_size": []}
+            for f in FAMILIES for n in prefixes}
         for seed in range(args.seeds):
             X = measured_by_linas(problem, seed, args.budget, work)
             y = problem.values_batch(X)[quality]
             for n in prefixes:
+                local = local_networks(problem, X[:n], args.neighbours)
                 for family in FAMILIES:
-                    pred = Predictor(family, seed=seed).fit(features(X[:n]), y[:n]).predict(FT)
+                    model = Predictor(family, seed=seed).fit(features(X[:n]), y[:n])
                     s = scores[f"{family}@{n}"]
-                    s["tau"].append(kendall_tau(pred, truth[quality]))
-                    s["same_size"].append(float(np.mean(np.sign(pred[i] - pred[j]) == np.sign(truth[quality][i] - truth[quality][j]))))
-            print(f"{name} seed {seed}: " + ", ".join(f"{k} {v['same_size'][-1]:.3f}" for k, v in scores.items()), flush=True)
+                    for prefix, T in (("", reference), ("local_", local)):
+                        truth = problem.values_batch(T)
+                        pred = model.predict(features(T))
+                        s[f"{prefix}tau"].append(kendall_tau(pred, truth[quality]))
+                        s[f"{prefix}same_size"].append(ordered_share(pred, truth[quality], truth[cost]))
+                        if not prefix:
+                            s["front_bias"].append(float(np.mean(pred[:n_front] - truth[quality][:n_front])))
+            print(f"{name} seed {seed}: " + ", ".join(f"{k} {v['same_size'][-1]:.3f}/{v['local_same_size'][-1]:.3f}"
+                                                       for k, v in scores.items()), flush=True)
         medians = {k: {m: float(np.median(v)) for m, v in s.items()} for k, s in scores.items()}
-        table[name] = {"test_networks": len(T), "same_size_pairs": int(len(i)), "median": medians,
-                       "runs": scores}
-        parts.append(f"{name} same-size pairs ordered right at {' / '.join(map(str, prefixes))} measurements: "
+        table[name] = {"reference_networks": len(reference), "median": medians, "runs": scores}
+        parts.append(f"{name} same-size pairs ordered right at {' / '.join(map(str, prefixes))} measurements, "
+                     "near the reference front | near LINAS's own: "
                      + ", ".join(f"{f} " + " / ".join(f"{medians[f'{f}@{n}']['same_size']:.2f}" for n in prefixes)
+                                 + " | " + " / ".join(f"{medians[f'{f}@{n}']['local_same_size']:.2f}" for n in prefixes)
                                  for f in FAMILIES))
     figure = f"median of {args.seeds} seeds | " + " | ".join(parts)
     write_result("search_large_predictors", figure, "information: how well each predictor ranks networks of one size",
