@@ -280,3 +280,33 @@ def test_linas_extremes_measures_the_largest_and_smallest_networks_first():
     first = [p for p in result.points if p.origin == "search"][:2]
     assert {ev.space.key(p.config) for p in first} == {ev.space.key(ev.space.max_config()), ev.space.key(ev.space.min_config())}
     assert len({p.key for p in result.points}) == len(result.points)
+
+
+def test_linas_far_share_is_validated_and_defaults_by_the_size_of_the_space():
+    with pytest.raises(ValueError, match="far_share must be between 0 and 1"):
+        make_strategy("linas", far_share=-0.1)
+    ev = ToyEvaluator()
+    searched = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=8, seed=0,
+                      strategy_options=FAST_OPTIONS["linas"])
+    scored = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=8, seed=0,
+                    strategy_options=dict(FAST_OPTIONS["linas"], inner="exhaustive"))
+    assert searched.strategy._far_share() == 0.1 and scored.strategy._far_share() == 0.0
+
+
+def test_linas_far_picks_differ_from_every_measured_network_in_three_genes():
+    ev = ToyEvaluator()
+    opts = dict(FAST_OPTIONS["linas"], far_share=0.25, local_share=0.0)  # one pick of each batch of 4
+    search = Search(ev.space, ev, ["accuracy", "latency_ms"], "linas", budget=24, seed=0, strategy_options=opts)
+    assert search.run().n_evaluations == 24
+    strategy = search.strategy
+    measured = strategy.measured()
+    rows = np.stack([ev.space.encode(c) for _, c, _ in measured])
+    X = np.stack([ev.space.encode(c) for c in ev.space.sample(np.random.default_rng(1), n=200)])
+    hamming = (X[:, None, :] != rows[None]).sum(2)
+    assert (strategy._far_from_measured(X, measured) == (hamming >= 3).all(1)).all()
+    # each batch after the first 8 random draws holds a network 3 genes away from all measured before it
+    keys = [ev.space.encode(c) for _, c, _ in measured]
+    for start in range(8, 24, 4):
+        before = np.stack(keys[:start])
+        batch = np.stack(keys[start:start + 4])
+        assert ((batch[:, None, :] != before[None]).sum(2).min(1) >= 3).any()

@@ -13,7 +13,12 @@ hypervolume improvement over the measured front, averaged over draws from the
 predictive distributions (rank-target models are drawn in rank space and mapped
 back, so a draw stays plausible). The batch first takes, for each expensive
 objective, the candidate most expected to extend its end of the front (the ends
-fix the reference point, so no hypervolume values them); then ``local_share``
+fix the reference point, so no hypervolume values them); in a space searched
+rather than scored, ``far_share`` of it (a tenth) comes from networks at least
+three genes away from every measured one: the predictors rank well next to
+what was measured but can misjudge a whole region never measured (see
+``benchmarks/search_large_predictors.py``), and picks that all sit next to
+measurements would never show it; then ``local_share``
 of it (in a space searched rather than scored, a fifth) comes from networks one gene away from a measured front point (a Pareto
 local search the predictors steer: it saves evaluations, see
 ``benchmarks/search_nb201.py``, because the predictors rank the region around the best
@@ -53,6 +58,9 @@ from sliver.search.evolutionary import make_algorithm
 from sliver.search.hv import hvi, nondominated
 from sliver.space import Config
 
+#: genes in which a ``far_share`` pick differs from every measured network, at least: beyond the single-gene moves
+#: of the local share and the local search, where a predictor fitted on the measurements interpolates
+_FAR_GENES = 3
 #: predicted-front networks a round of local search moves: every move of each is predicted, so this bounds a round's cost
 _LOCAL_WIDTH = 16
 
@@ -72,6 +80,11 @@ class LINAS(Strategy):
     ``local_share`` of each batch chosen among networks one gene away from a
     measured front point (default: 0.8 where every network is scored, 0.2
     where the space is searched, so batches spread along the predicted front);
+    ``far_share`` of each batch chosen among networks at least three genes away
+    from every measured one (default: 0.1 where the space is searched, so a
+    batch of 10 spends one pick testing the predictors where no measurement
+    backs them; 0 where every network is scored and the predictors see the
+    whole space);
     ``features`` a callable mapping encoded configs ``(n, n_genes)`` to
     predictor features (default: the space's one-hot; e.g.
     :func:`~sliver.bench.nb201.nb201_features` zeroes a cell's dead edges);
@@ -118,6 +131,7 @@ class LINAS(Strategy):
         members: tuple[str, ...] = ("ridge", "svr", "lgbm"),
         features=None,
         local_share: float | None = None,
+        far_share: float | None = None,
         extremes: bool = False,
         candidates: int = 1000,
         local_rounds: int = 4,
@@ -142,12 +156,13 @@ class LINAS(Strategy):
         self.inner, self.inner_pop, self.inner_generations = inner, inner_pop, inner_generations
         self.samples, self.exhaustive_limit, self.shortlist, self.cv_every = samples, exhaustive_limit, shortlist, cv_every
         self.target = target
-        if local_share is not None and not 0.0 <= local_share <= 1.0:
-            raise UserError(f"linas option local_share must be between 0 and 1, got {local_share}")
+        for option, share in (("local_share", local_share), ("far_share", far_share)):
+            if share is not None and not 0.0 <= share <= 1.0:
+                raise UserError(f"linas option {option} must be between 0 and 1, got {share}")
         for option, value, least in (("candidates", candidates, 1), ("local_rounds", local_rounds, 0), ("max_fit", max_fit, 10)):
             if int(value) < least:
                 raise UserError(f"linas option {option} must be at least {least}, got {value}")
-        self.local_share = local_share
+        self.local_share, self.far_share = local_share, far_share
         self.n_candidates, self.local_rounds, self.max_fit = int(candidates), int(local_rounds), int(max_fit)
         self.extremes = bool(extremes)
         self.rounds = 0
@@ -552,6 +567,22 @@ class LINAS(Strategy):
             front = np.vstack([front, mean[i]])
         score = ehvi(idx, front)
         short = idx[np.argsort(-score)[: self.shortlist]]
+        n_far = int(round(self._far_share() * n))
+        far = idx[self._far_from_measured(X, measured)] if n_far else idx[:0]
+        for _ in range(min(n_far, len(far), max(n - len(picks), 0))):
+            # the far network most expected to improve, else the one the predictions put nearest the front:
+            # either way a measurement where the predictors have none
+            taken = np.isin(far, picks)
+            s = np.where(taken, -1.0, ehvi(far, front))
+            if s.max() > 0:
+                best = int(far[int(np.argmax(s))])
+            else:
+                nearest = self._closest_to_front(mean[far], front, 1, exclude=set(np.flatnonzero(taken).tolist()))
+                if not nearest:
+                    break
+                best = int(far[nearest[0]])
+            picks.append(best)
+            front = np.vstack([front, mean[best]])
         near = self._near_front(X, measured)
         local = idx[near][np.argsort(-score[near])[: self.shortlist]]
         n_local = int(round(self._local_share() * n)) if len(local) else 0
@@ -581,6 +612,32 @@ class LINAS(Strategy):
         if self.local_share is not None:
             return self.local_share
         return 0.8 if self._exhaustive() else 0.2
+
+    def _far_share(self) -> float:
+        """The share of a batch chosen far from every measurement: ``far_share``, else 0.1 in a searched space.
+
+        Where every network is scored the predictors see the whole space; in
+        a space searched for, a predictor fitted where the search has been
+        can misjudge a whole region it has never measured, and only a
+        measurement there shows it.
+        """
+        if self.far_share is not None:
+            return self.far_share
+        return 0.0 if self._exhaustive() else 0.1
+
+    def _far_from_measured(self, X: np.ndarray, measured) -> np.ndarray:
+        """Boolean mask of candidates at least ``_FAR_GENES`` genes away from every measured network."""
+        card = self.space.gene_cardinalities
+        offsets = np.concatenate([[0], np.cumsum(card)[:-1]])
+
+        def one_hot(rows: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(rows), int(card.sum())), dtype=np.float32)
+            out[np.arange(len(rows))[:, None], offsets + rows] = 1.0
+            return out
+
+        # genes two rows share = the dot product of their one-hot rows: one matrix product for the whole population
+        shared = one_hot(X) @ one_hot(self._rows(measured)).T
+        return (len(card) - shared >= _FAR_GENES).all(1)
 
     def _near_front(self, X: np.ndarray, measured) -> np.ndarray:
         """Boolean mask of candidates one gene away from a measured (feasible) front point."""
