@@ -44,6 +44,8 @@ told results, so a resumed search continues where it was.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from pymoo.core.problem import Problem as _PymooProblem
 from pymoo.optimize import minimize
@@ -172,7 +174,7 @@ class LINAS(Strategy):
         self._pool: np.ndarray | None = None
         self._known_keys: set[bytes] = set()  # canonical rows (SearchSpace.keys) of every told config
         self._encoded: dict[str, np.ndarray] = {}  # each told config's encoding, by its key, encoded once
-        self._cheap_cache: dict[tuple[int, ...], dict[str, float]] = {}
+        self._cheap_cache: dict[bytes, tuple[float, ...]] = {}  # row bytes -> cheap objectives, in cheap_names order
         self._model_cache: dict[tuple[int, ...], float] = {}  # the latency model's values, kept across rounds
         self._grid: dict[str, float] = {}  # metric -> the step its measured values lie on (whole milliseconds: 1.0)
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
@@ -370,18 +372,27 @@ class LINAS(Strategy):
         return np.round(values / step) * step
 
     def _cheap(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        keys = [tuple(int(v) for v in x) for x in X]
-        new = list({t: i for i, t in enumerate(keys) if t not in self._cheap_cache}.values())  # one row per new network
+        """Exact cheap objectives of encoded rows, each network computed once per search (cached by its row's bytes).
+
+        The inner search asks for tens of thousands of rows a round: keys and
+        values stay in numpy and C-level containers, never one Python int per gene.
+        """
+        names = self.problem.cheap_names
+        X = np.ascontiguousarray(X, dtype=np.int64)
+        rows = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()  # each row as one void scalar
+        keys = cast(list[bytes], rows.tolist())  # ... whose tolist() is its bytes
+        new = list({k: i for i, k in enumerate(keys) if k not in self._cheap_cache}.values())  # one row per new network
         if new and self.problem.cheap_vectors is not None:
             # the whole population's cheap metrics in one call, when the evaluator can score encoded rows
             values = self.problem.cheap_vectors(X[new])
-            for j, i in enumerate(new):
-                self._cheap_cache[keys[i]] = {n: float(values[n][j]) for n in values}
+            table = np.column_stack([np.asarray(values[n], dtype=float) for n in names])
+            self._cheap_cache.update(zip([keys[i] for i in new], map(tuple, table.tolist())))
         for i in new:
             if keys[i] not in self._cheap_cache:
-                self._cheap_cache[keys[i]] = self.problem.cheap_values(self.space.decode(X[i]))
-        rows = [self._cheap_cache[t] for t in keys]
-        return {n: np.array([r[n] for r in rows], dtype=float) for n in self.problem.cheap_names}
+                one = self.problem.cheap_values(self.space.decode(X[i]))
+                self._cheap_cache[keys[i]] = tuple(float(one[n]) for n in names)
+        table = np.asarray([self._cheap_cache[k] for k in keys], dtype=np.float64).reshape(len(keys), len(names))
+        return {n: table[:, j] for j, n in enumerate(names)}
 
     def _p_feasible(self, pred: dict) -> np.ndarray | float:
         """Probability that every constraint on a predicted metric holds (Gaussian around the ensemble mean)."""
