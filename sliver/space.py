@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence, overload
+from typing import Any, Iterable, Sequence, cast, overload
 
 import numpy as np
 
@@ -125,6 +125,16 @@ class DepthGate:
         if self.owners is not None:
             out["owners"] = [list(o) for o in self.owners]
         return out
+
+
+def row_keys(X: np.ndarray) -> list[bytes]:
+    """The bytes of each row of an integer matrix, as hashable keys (no canonicalisation: see :meth:`SearchSpace.keys`).
+
+    One numpy call for the whole matrix: each row viewed as one void scalar,
+    whose ``tolist()`` is its bytes, so no Python loop runs over a population.
+    """
+    C = np.ascontiguousarray(X, dtype=np.int64)
+    return cast(list[bytes], C.view(np.dtype((np.void, C.dtype.itemsize * C.shape[1]))).ravel().tolist())
 
 
 @dataclass
@@ -311,8 +321,7 @@ class SearchSpace:
         For duplicate checks within a process; :meth:`key` is the stable
         identifier that stores and studies record.
         """
-        C = np.ascontiguousarray(self.canonical_vectors(X), dtype=np.int64)
-        return [row.tobytes() for row in C]
+        return row_keys(self.canonical_vectors(X))
 
     def features_vectors(self, X: np.ndarray) -> np.ndarray:
         """:meth:`features` of every row of ``X``: one-hot genes, inactive genes all zero, shape ``(n, n_features)``."""

@@ -44,8 +44,6 @@ told results, so a resumed search continues where it was.
 
 from __future__ import annotations
 
-from typing import cast
-
 import numpy as np
 from pymoo.core.problem import Problem as _PymooProblem
 from pymoo.optimize import minimize
@@ -58,7 +56,7 @@ from sliver.predict.models import Predictor, kendall_tau, mape, threadpool_limit
 from sliver.search.base import Strategy, register_strategy
 from sliver.search.evolutionary import make_algorithm
 from sliver.search.hv import hvi, nondominated
-from sliver.space import Config
+from sliver.space import Config, row_keys
 
 #: genes in which a ``far_share`` pick differs from every measured network, at least: beyond the single-gene moves
 #: of the local share and the local search, where a predictor fitted on the measurements interpolates
@@ -174,7 +172,7 @@ class LINAS(Strategy):
         self._pool: np.ndarray | None = None
         self._known_keys: set[bytes] = set()  # canonical rows (SearchSpace.keys) of every told config
         self._encoded: dict[str, np.ndarray] = {}  # each told config's encoding, by its key, encoded once
-        self._cheap_cache: dict[bytes, tuple[float, ...]] = {}  # row bytes -> cheap objectives, in cheap_names order
+        self._cheap_cache: dict[bytes, tuple[float, ...]] = {}  # row_keys -> cheap objectives, in cheap_names order
         self._model_cache: dict[tuple[int, ...], float] = {}  # the latency model's values, kept across rounds
         self._grid: dict[str, float] = {}  # metric -> the step its measured values lie on (whole milliseconds: 1.0)
         cheap = set(problem.cheap_names) | {c.metric for c in problem.cheap_constraints()}
@@ -378,9 +376,7 @@ class LINAS(Strategy):
         values stay in numpy and C-level containers, never one Python int per gene.
         """
         names = self.problem.cheap_names
-        X = np.ascontiguousarray(X, dtype=np.int64)
-        rows = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()  # each row as one void scalar
-        keys = cast(list[bytes], rows.tolist())  # ... whose tolist() is its bytes
+        keys = row_keys(X)  # raw rows: canonicalising every row of the inner search would cost more than it saves
         new = list({k: i for i, k in enumerate(keys) if k not in self._cheap_cache}.values())  # one row per new network
         if new and self.problem.cheap_vectors is not None:
             # the whole population's cheap metrics in one call, when the evaluator can score encoded rows
@@ -638,6 +634,10 @@ class LINAS(Strategy):
 
     def _far_from_measured(self, X: np.ndarray, measured) -> np.ndarray:
         """Boolean mask of candidates at least ``_FAR_GENES`` genes away from every measured network."""
+        return np.asarray((self._genes_apart(X, self._rows(measured)) >= _FAR_GENES).all(1))
+
+    def _genes_apart(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """How many genes each row of ``X`` differs in from each row of ``Y``: shape ``(len(X), len(Y))``."""
         card = self.space.gene_cardinalities
         offsets = np.concatenate([[0], np.cumsum(card)[:-1]])
 
@@ -647,18 +647,14 @@ class LINAS(Strategy):
             return out
 
         # genes two rows share = the dot product of their one-hot rows: one matrix product for the whole population
-        shared = one_hot(X) @ one_hot(self._rows(measured)).T
-        return (len(card) - shared >= _FAR_GENES).all(1)
+        return len(card) - one_hot(X) @ one_hot(Y).T
 
     def _near_front(self, X: np.ndarray, measured) -> np.ndarray:
         """Boolean mask of candidates one gene away from a measured (feasible) front point."""
         return self._one_gene_away(X, self._measured_front(measured))
 
     def _one_gene_away(self, X: np.ndarray, front: np.ndarray) -> np.ndarray:
-        near = np.zeros(len(X), dtype=bool)
-        for f in front:  # one front point at a time keeps memory at O(candidates)
-            near |= (X != f).sum(1) == 1
-        return near
+        return np.asarray((self._genes_apart(X, front) == 1).any(1))
 
     def _unseen_extremes(self) -> list[Config]:
         """The largest and smallest networks, if not yet known and within the cheap constraints."""
