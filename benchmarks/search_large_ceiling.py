@@ -9,9 +9,16 @@ The gap between this ceiling and LINAS's own median share (``search_large.json``
 is what a better predictor could still win; the ceiling's own gap to the reference
 front is what the search machinery leaves.
 
+For scale, the same seeds also run pymoo's NSGA-II on the exact values with a
+hundred times LINAS's budget (``--long-evals`` unique networks, population
+``--long-pop``): the share it holds after 10,000 and 100,000 networks says how
+hard the reference front (built from over a million evaluations, see
+``reference_fronts_ofa.py``) is to reach for an optimiser that needs no predictor.
+
 Every finished run is kept in ``--work`` and skipped by a rerun.
 
     python benchmarks/search_large_ceiling.py [--problems ofa-mbv3,ofa-resnet50] [--seeds 5] [--budget 1000]
+        [--long-evals 100000] [--long-pop 1000]
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from benchmarks._common import ofa_data_dir, write_result  # noqa: E402
 from benchmarks.search_large import common_arguments, load_problem  # noqa: E402
 
 BUDGETS = (100, 500, 1000)
+#: unique networks at which the long exact NSGA-II run is scored
+LONG_BUDGETS = (10_000, 100_000)
 RESULTS = Path(__file__).resolve().parent / "results" / "search_large.json"
 
 
@@ -56,9 +65,47 @@ def exact_linas(problem):
     return ExactLINAS()
 
 
+def long_nsga2(problem, seed: int, evals: int, pop: int) -> dict[str, float]:
+    """HV share of the reference front after each of ``LONG_BUDGETS`` (up to ``evals``) unique networks of a pymoo NSGA-II
+    run on ``problem``'s exact values (all of them vectorised, so a hundred thousand networks take minutes)."""
+    from pymoo.core.evaluator import Evaluator
+    from pymoo.core.problem import Problem as PymooProblem
+
+    from sliver.search.evolutionary import make_algorithm
+
+    space, seen = problem.space, []
+    card = space.gene_cardinalities
+
+    class Exact(PymooProblem):
+        def __init__(self):
+            super().__init__(n_var=len(card), n_obj=len(problem.objective_names), xl=np.zeros(len(card)), xu=card - 1, vtype=int)
+
+        def _evaluate(self, x, out, *args, **kwargs):
+            x = space.canonical_vectors(np.rint(x).astype(np.int64))
+            seen.append(x)
+            out["F"] = problem.minimised(problem.values_batch(x))
+
+    exact = Exact()
+    algorithm = make_algorithm("nsga2", pop, len(problem.objective_names))
+    algorithm.setup(exact, seed=seed, verbose=False)
+    unique = 0
+    while unique < evals:  # generations repeat networks: run until enough distinct ones are scored
+        offspring = algorithm.ask()
+        Evaluator().eval(exact, offspring)
+        algorithm.tell(infills=offspring)
+        unique = len(np.unique(np.concatenate(seen), axis=0)) if len(seen) % 10 == 0 else unique
+    X = np.concatenate(seen)
+    _, first = np.unique(X, axis=0, return_index=True)
+    X = X[np.sort(first)]  # unique networks in the order the run first evaluated them
+    return {str(b): problem.hv_ratio_array(problem.normalise_array(problem.minimised(problem.values_batch(X[:b]))))
+            for b in LONG_BUDGETS if b <= len(X)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_arguments(ap, work="/tmp/sliver-search-large-ceiling")
+    ap.add_argument("--long-evals", type=int, default=100_000, help="networks of the exact NSGA-II run (0: skip it)")
+    ap.add_argument("--long-pop", type=int, default=1000, help="population of the exact NSGA-II run")
     args = ap.parse_args()
     from sliver.bench.runner import run_problem
 
@@ -87,6 +134,13 @@ def main() -> None:
         parts.append(f"{name} at {' / '.join(map(str, budgets))}: exact-prediction LINAS "
                      + " / ".join(f"{ceiling[str(b)]:.3f}" for b in budgets)
                      + (" vs LINAS " + " / ".join(f"{own[str(b)]:.3f}" for b in budgets) if own else ""))
+        if args.long_evals:
+            long_runs = [long_nsga2(problem, seed, args.long_evals, args.long_pop) for seed in range(args.seeds)]
+            at = sorted(long_runs[0], key=int)
+            long = {b: float(np.median([r[b] for r in long_runs])) for b in at}
+            table[name]["exact_nsga2"] = {"median_hv_ratio_at": long, "runs": long_runs, "population": args.long_pop}
+            print(f"{name} exact NSGA-II: " + ", ".join(f"{b}: {long[b]:.4f}" for b in at), flush=True)
+            parts.append(f"{name} exact NSGA-II at {' / '.join(at)}: " + " / ".join(f"{long[b]:.3f}" for b in at))
     figure = f"median HV share of the reference front ({args.seeds} seeds): " + " | ".join(parts)
     write_result("search_large_ceiling", figure, "information: the share a perfect predictor would give LINAS",
                  True, table, seconds=round(time.perf_counter() - started, 1))
