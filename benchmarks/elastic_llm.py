@@ -66,6 +66,9 @@ def main() -> None:
                     help="train the target architectures every step, or the sandwich rule over the whole space")
     ap.add_argument("--pre-budget", type=int, default=48, help="evaluations of the target-architecture search (fixed)")
     ap.add_argument("--n", type=int, default=1, help="random sub-networks per sandwich step")
+    ap.add_argument("--size-weight", type=float, default=0.0,
+                    help="train.sampling.size_weight: each pick's loss weighted by its cost to this negative power "
+                         "(with --rule fixed the non-embedding parameters the sizes measure, else all parameters)")
     ap.add_argument("--importance-batches", type=int, default=16)
     ap.add_argument("--heads", default="6,9", help="query-head choices per layer (whole KV groups of 3)")
     ap.add_argument("--ffn", default="768,1152,1536", help="FFN-neuron choices per layer")
@@ -134,6 +137,7 @@ def main() -> None:
                                                  "val_examples": args.select_rows}}
     else:
         sampling = {"rule": "sandwich", "n": args.n, "draw": "correlated"}
+    sampling["size_weight"] = args.size_weight
     train = {"tokens": args.tokens, "batch_size": args.batch, "optimizer": "adamw", "lr": args.lr, "weight_decay": 0.0,
              "warmup_epochs": 0.05, "final_lr_ratio": 0.1, "label_smoothing": 0.0, "grad_clip": 1.0, "freeze": ["embed"],
              "checkpoint_every": 10, "seed": 0, "threads": args.threads, "sampling": sampling}

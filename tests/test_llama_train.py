@@ -110,6 +110,41 @@ def test_fixed_rule_trains_only_the_listed_networks_from_the_frozen_original(tmp
         validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"}, "train": {"sampling": {"rule": "fixed"}}})
 
 
+def test_size_weight_scales_each_picks_loss_by_its_cost(tmp_path):
+    from sliver.train.trainer import distillation_loss, flat
+
+    space = tiny_llama(seed=1, depth_choices=[2, 3, 4]).space
+    big, small = space.max_config(), space.validate({**space.min_config(), "layers": 2})
+    trainer = make(tmp_path, sampling={"rule": "fixed", "configs": [big, small], "size_weight": 1.0})
+    net, picks = trainer.supernet, trainer.rule.picks(0)
+    cost = [net.costs(p.config)["params"] for p in picks]
+    weights = trainer._loss_weights(picks)
+    assert weights == pytest.approx([2 * (1 / c) / (1 / cost[0] + 1 / cost[1]) for c in cost])
+    assert weights[1] > 1 > weights[0]
+    # one step's gradient is the weighted sum of the picks' distillation-loss gradients
+    x, y = (t[:8] for t in trainer.data.train.tensors)
+    expected = {}
+    net.train()
+    with torch.no_grad():
+        soft = torch.softmax(flat(trainer.teacher(net.prepare_input(x, big))), -1)
+    for pick, w in zip(picks, weights):
+        net.zero_grad()
+        net.activate(pick.config)
+        distillation_loss(flat(net(net.prepare_input(x, pick.config))), soft).backward()
+        for name, p in net.named_parameters():
+            if p.grad is not None:
+                expected[name] = expected.get(name, 0) + w * p.grad.clone()
+    net.zero_grad()
+    trainer.optimizer.step = lambda: None  # keep the accumulated gradients for the comparison
+    trainer.scheduler.step = lambda: None
+    trainer.train_step(x, y)
+    for name, p in net.named_parameters():
+        if name in expected:
+            torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-6)
+    equal = make(tmp_path / "equal", sampling={"rule": "fixed", "configs": [big, small]})
+    assert equal._loss_weights(picks) == [1.0, 1.0]
+
+
 def test_fixed_rule_chooses_its_targets_on_the_start_weights_once(tmp_path):
     from sliver.store import ResultStore
     from sliver.train.checkpoint import CheckpointError

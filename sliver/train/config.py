@@ -97,6 +97,10 @@ class SamplingSection(StrictModel):
     temperature: float = Field(1.0, gt=0)
     #: weight of the distillation loss in a student's loss; the rest (1 - distill_weight) is cross-entropy on the labels
     distill_weight: float = Field(1.0, ge=0, le=1)
+    #: each pick's loss weighted by its cost to the power -size_weight (weights averaging 1 over a step's picks), the
+    #: cost being the one 'targets' sizes measure, else params: every larger sub-network shares and pulls on the
+    #: smaller ones' weights, so the smallest get a larger say; 0 weights every pick the same
+    size_weight: float = Field(0.0, ge=0)
     #: rungs of the nested ladder (default: the largest number of choices of any dimension)
     levels: int | None = Field(None, ge=2)
     #: the sub-networks every step trains (fixed), each a config of the super-network's space

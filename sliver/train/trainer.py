@@ -262,7 +262,7 @@ class Trainer:
                 teacher_logits = self.teacher(self.supernet.prepare_input(x, self.supernet.max_config()))
             soft = F.softmax(flat(teacher_logits) / s.temperature, dim=-1)
         y = y.reshape(-1)  # next-token targets (B, S) -> (B * S,), as flat() does to logits
-        for pick in picks:
+        for pick, weight in zip(picks, self._loss_weights(picks)):
             config = self.supernet.activate(pick.config)
             logits = flat(self.supernet(self.supernet.prepare_input(x, config)))
             if soft is not None and (not pick.teacher or self.teacher is not None):
@@ -276,7 +276,7 @@ class Trainer:
             if pick.teacher and self.rule.distill and self.teacher is None:
                 # detached: the students must not push the teacher towards themselves
                 soft = F.softmax(logits.detach() / s.temperature, dim=-1)
-            loss.backward()  # one backward per pick frees its graph before the next forward
+            (weight * loss).backward()  # one backward per pick frees its graph before the next forward
             losses.append(float(loss.detach()))
         if t.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), t.grad_clip)
@@ -284,6 +284,15 @@ class Trainer:
         self.scheduler.step()
         self.last_picks = picks
         return sum(losses) / len(losses)
+
+    def _loss_weights(self, picks) -> list[float]:
+        """Each pick's loss weight: its cost to the power ``-sampling.size_weight``, the weights averaging 1 (all 1 at 0)."""
+        s = self.config.train.sampling
+        if not s.size_weight or len(picks) < 2:
+            return [1.0] * len(picks)
+        cost = s.targets.cost if s.targets is not None else "params"
+        raw = [float(self.supernet.costs(p.config)[cost]) ** -s.size_weight for p in picks]
+        return [w * len(raw) / sum(raw) for w in raw]
 
     def fit(self, max_steps: int | None = None) -> dict[str, Any]:
         """Train to the end (or stop after global step ``max_steps`` without saving, as a kill would).
