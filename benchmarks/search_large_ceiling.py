@@ -72,8 +72,9 @@ def long_nsga2(problem, seed: int, evals: int, pop: int) -> dict[str, float]:
     from pymoo.core.problem import Problem as PymooProblem
 
     from sliver.search.evolutionary import make_algorithm
+    from sliver.space import row_keys
 
-    space, seen = problem.space, []
+    space, first_seen = problem.space, {}  # each distinct network's row, in the order the run first scored it
     card = space.gene_cardinalities
 
     class Exact(PymooProblem):
@@ -82,21 +83,18 @@ def long_nsga2(problem, seed: int, evals: int, pop: int) -> dict[str, float]:
 
         def _evaluate(self, x, out, *args, **kwargs):
             x = space.canonical_vectors(np.rint(x).astype(np.int64))
-            seen.append(x)
+            for key, row in zip(row_keys(x), x):
+                first_seen.setdefault(key, row)
             out["F"] = problem.minimised(problem.values_batch(x))
 
     exact = Exact()
     algorithm = make_algorithm("nsga2", pop, len(problem.objective_names))
     algorithm.setup(exact, seed=seed, verbose=False)
-    unique = 0
-    while unique < evals:  # generations repeat networks: run until enough distinct ones are scored
+    while len(first_seen) < evals:  # generations repeat networks: run until enough distinct ones are scored
         offspring = algorithm.ask()
         Evaluator().eval(exact, offspring)
         algorithm.tell(infills=offspring)
-        unique = len(np.unique(np.concatenate(seen), axis=0)) if len(seen) % 10 == 0 else unique
-    X = np.concatenate(seen)
-    _, first = np.unique(X, axis=0, return_index=True)
-    X = X[np.sort(first)]  # unique networks in the order the run first evaluated them
+    X = np.stack(list(first_seen.values()))
     return {str(b): problem.hv_ratio_array(problem.normalise_array(problem.minimised(problem.values_batch(X[:b]))))
             for b in LONG_BUDGETS if b <= len(X)}
 
