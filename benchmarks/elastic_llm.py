@@ -11,8 +11,9 @@ dequantised to float32), the text the 2012 US convention speeches
    architectures before distilling; ``train.sampling.targets``, done by the
    Trainer before its first step): LINAS over the importance-ordered,
    untrained network (selection perplexity, non-embedding parameters),
-   ``--pre-budget`` evaluations; for each size the measured sub-network with the
-   lowest selection perplexity within it.
+   ``--pre-budget`` evaluations, then ``--refine`` per size growing each size's
+   best network one gene at a time while it stays within the size; for each size
+   the measured sub-network with the lowest selection perplexity within it.
 3. Elastic distillation: ``sliver``'s Trainer, every pick distilled from the
    frozen original model (per-token logit cross-entropy), ``--tokens`` training
    tokens, the embedding (tied LM head) frozen. ``--rule fixed`` trains the
@@ -65,6 +66,8 @@ def main() -> None:
     ap.add_argument("--rule", choices=("fixed", "sandwich"), default="fixed",
                     help="train the target architectures every step, or the sandwich rule over the whole space")
     ap.add_argument("--pre-budget", type=int, default=48, help="evaluations of the target-architecture search (fixed)")
+    ap.add_argument("--refine", type=int, default=8,
+                    help="evaluations per size of the hill climb that grows each target within its size (fixed)")
     ap.add_argument("--n", type=int, default=1, help="random sub-networks per sandwich step")
     ap.add_argument("--size-weight", type=float, default=0.0,
                     help="train.sampling.size_weight: each pick's loss weighted by its cost to this negative power "
@@ -134,7 +137,7 @@ def main() -> None:
 
     if args.rule == "fixed":  # the trainer chooses the targets on the sorted weights before its first step
         sampling = {"rule": "fixed", "targets": {"sizes": sizes, "cost": "params_no_embed", "budget": args.pre_budget,
-                                                 "val_examples": args.select_rows}}
+                                                 "refine": args.refine, "val_examples": args.select_rows}}
     else:
         sampling = {"rule": "sandwich", "n": args.n, "draw": "correlated"}
     sampling["size_weight"] = args.size_weight

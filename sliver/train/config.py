@@ -56,7 +56,8 @@ class TargetsSection(StrictModel):
     """Rule ``fixed`` without ``configs``: choose them before training (see :mod:`sliver.train.targets`).
 
     For each size, the sub-network of the untrained (importance-sorted) weights
-    with the best validation score within it, found by a LINAS search.
+    with the best validation score within it, found by a LINAS search and a
+    hill climb that grows each size's best network while it stays within.
     """
 
     #: fractions of the largest network's cost, one target sub-network each
@@ -65,6 +66,8 @@ class TargetsSection(StrictModel):
     cost: str = "params"
     #: sub-networks the search measures
     budget: int = Field(48, ge=4)
+    #: sub-networks the hill climb measures per size after the search (0: none)
+    refine: int = Field(8, ge=0)
     #: validation examples each measurement scores (default: the whole validation split)
     val_examples: PositiveInt | None = None
 

@@ -210,6 +210,8 @@ class Trainer:
         path, wanted = self.out / TARGETS, tg.model_dump()
         if path.exists():
             kept = json.loads(path.read_text())
+            if kept.get("targets") is not None:  # chosen before the hill climb existed: chosen without one
+                kept["targets"].setdefault("refine", 0)
             if kept.get("targets") != wanted:
                 raise ConfigError(f"field 'train.sampling.targets': {path} holds sub-networks chosen for "
                                   f"{kept.get('targets')}, not {wanted}; give the same targets or train in a new output folder")
@@ -223,8 +225,8 @@ class Trainer:
         def score(config: Config) -> float:
             return self.evaluate({"c": config}, val_examples=tg.val_examples)["c"]
 
-        configs = choose_targets(self.supernet, score, tg.sizes, cost=tg.cost, budget=tg.budget, quality_name=quality,
-                                 lower_is_better=self.language_model, store=ResultStore(f"sqlite:///{self.out / TARGETS_STORE}"),
+        configs = choose_targets(self.supernet, score, tg.sizes, cost=tg.cost, budget=tg.budget, refine=tg.refine,
+                                 quality_name=quality, lower_is_better=self.language_model, store=ResultStore(f"sqlite:///{self.out / TARGETS_STORE}"),
                                  evaluate_name=f"targets:{quality}:{tg.val_examples}", seed=self.config.train.seed,
                                  where="train.sampling.targets.")
         tmp = path.with_suffix(".tmp")
