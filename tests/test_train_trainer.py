@@ -84,6 +84,28 @@ def test_inplace_distillation_uses_the_largest_networks_detached_outputs(tmp_pat
     assert seen == []
 
 
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_distillation_loss_equals_autograd_cross_entropy_in_value_and_gradient(temperature, monkeypatch):
+    torch.manual_seed(0)
+    logits = torch.randn(37, 1000, dtype=torch.float64) * 4
+    soft = torch.softmax(torch.randn(37, 1000, dtype=torch.float64) * 4, dim=-1)
+    monkeypatch.setattr(trainer_mod._SoftCrossEntropy, "BLOCK", 5000)  # several blocks of rows, the last one short
+    a, b = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    expected = torch.nn.functional.cross_entropy(a / temperature, soft) * temperature**2
+    got = trainer_mod.distillation_loss(b, soft, temperature)
+    (3 * expected).backward()
+    (3 * got).backward()
+    assert got.dtype == logits.dtype and got.shape == ()
+    assert got.item() == pytest.approx(expected.item(), rel=1e-12)
+    torch.testing.assert_close(b.grad, a.grad, rtol=1e-10, atol=1e-14)
+    # soft targets that carry a gradient, and logits of other shapes, take the autograd path
+    live = soft.clone().requires_grad_(True)
+    assert trainer_mod.distillation_loss(logits, live, temperature).grad_fn is not None
+    grid = logits.reshape(37, 10, 100).transpose(1, 2)  # (N, C, d), class probabilities along dim 1
+    torch.testing.assert_close(trainer_mod.distillation_loss(grid, soft.reshape(37, 10, 100).transpose(1, 2)),
+                               torch.nn.functional.cross_entropy(grid, soft.reshape(37, 10, 100).transpose(1, 2)))
+
+
 def test_students_mix_distillation_and_labels_by_distill_weight(tmp_path):
     trainer = make(tmp_path, sampling={"rule": "sandwich", "n": 0, "distill_weight": 0.25})
     net, smoothing = trainer.supernet, trainer.config.train.label_smoothing
