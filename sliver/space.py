@@ -284,6 +284,17 @@ class SearchSpace:
         whole = np.all(np.rint(X) == X, axis=1) if X.dtype.kind == "f" else np.ones(len(X), dtype=bool)
         return whole & np.all((X >= 0) & (X < self._card), axis=1)
 
+    def neighbour_vectors(self, X: np.ndarray) -> np.ndarray:
+        """Every row one gene away from a row of ``X``: each gene moved to each of its other choices, row by row."""
+        card = self._card
+        genes = np.repeat(np.arange(len(card)), card - 1)
+        shifts = np.concatenate([np.arange(1, c) for c in card])
+        N = np.repeat(self._rows(X), len(genes), axis=0)
+        g, step = np.tile(genes, len(X)), np.tile(shifts, len(X))
+        rows = np.arange(len(N))
+        N[rows, g] = (N[rows, g] + step) % card[g]
+        return N
+
     def _rows(self, X: np.ndarray) -> np.ndarray:
         """``X`` as an int64 genotype matrix (a single vector becomes one row); a :class:`SpaceError` names a bad gene."""
         X = np.asarray(X)

@@ -454,7 +454,7 @@ class LINAS(Strategy):
         pop = self.inner_pop
         # start from the measured front (and its neighbours) so the inner search refines it
         starts = front[self.rng.permutation(len(front))[: pop // 2]] if len(front) > pop // 2 else front
-        mutants = self._neighbours(starts)
+        mutants = self.space.neighbour_vectors(starts)
         mutants = mutants[self.rng.permutation(len(mutants))[: pop // 4]]
         fresh = [self.space.encode(c) for c in self.random_unseen(pop - len(starts) - len(mutants))]
         init = np.vstack([starts, mutants] + ([np.stack(fresh)] if fresh else []))
@@ -471,17 +471,6 @@ class LINAS(Strategy):
         feas = np.array([o.feasible for _, _, o in measured], dtype=bool)
         rows = np.flatnonzero(feas) if feas.any() else np.arange(len(measured))
         return self._rows([measured[i] for i in rows[nondominated(F[rows])]])
-
-    def _neighbours(self, X: np.ndarray) -> np.ndarray:
-        """Every row one gene away from a row of ``X`` (each gene moved to each of its other choices)."""
-        card = self.space.gene_cardinalities
-        genes = np.repeat(np.arange(len(card)), card - 1)
-        shifts = np.concatenate([np.arange(1, c) for c in card])
-        N = np.repeat(X, len(genes), axis=0)
-        g, step = np.tile(genes, len(X)), np.tile(shifts, len(X))
-        rows = np.arange(len(N))
-        N[rows, g] = (N[rows, g] + step) % card[g]
-        return N
 
     def _local_search(self, X: np.ndarray, front: np.ndarray, models) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pareto local search on the predictions: expand predicted-front rows by single-gene moves, ``local_rounds`` times.
@@ -502,7 +491,7 @@ class LINAS(Strategy):
             if not len(todo):
                 break
             expanded.update(self.space.keys(todo))
-            N = self.space.canonical_vectors(self._neighbours(todo))
+            N = self.space.canonical_vectors(self.space.neighbour_vectors(todo))
             keys = self.space.keys(N)
             fresh = {k: i for i, k in enumerate(keys) if k not in visited}
             if not fresh:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
-
 from sliver.config import ConfigError
 from sliver.core import BUILTIN, Objective
 from sliver.errors import UserError
@@ -28,8 +26,7 @@ from sliver.space import Config
 
 def choose_targets(supernet, quality: Callable[[Config], float], sizes: Sequence[float], *, cost: str = "params",
                    budget: int = 48, refine: int = 8, quality_name: str = "perplexity", lower_is_better: bool = True,
-                   store=None,
-                   study_name: str = "targets", evaluate_name: str = "targets", seed: int = 0,
+                   store=None, study_name: str = "targets", evaluate_name: str = "targets", seed: int = 0,
                    where: str = "") -> list[Config]:
     """For each of ``sizes`` (fractions of the largest network's ``cost``), the best sub-network within it.
 
@@ -42,8 +39,7 @@ def choose_targets(supernet, quality: Callable[[Config], float], sizes: Sequence
     Both searches keep their measurements in ``store`` (a
     :class:`~sliver.store.ResultStore`; None: in memory) under ``study_name``
     and ``evaluate_name``, so a rerun resumes them and, once they are finished,
-    measures nothing. Sizes that
-    pick the same network give it once; the list runs from the largest size down.
+    measures nothing. Sizes that pick the same network give it once; the list runs from the largest size down.
     A size below the smallest network's cost, or a cost the super-network
     does not compute, is a :class:`ConfigError` naming the field (its path
     prefixed by ``where``, e.g. ``"train.sampling.targets."``).
@@ -133,41 +129,24 @@ class GrowWithin(Strategy):
         out: list[Config] = []
         start = len(self.known)  # the limits take turns; counted from what is told, so a resumed climb goes on alike
         for i in range(len(self.limits)):
-            limit = self.limits[(start + i) % len(self.limits)]
-            candidate = self._next_growth(limit, taken={self.space.key(c) for c in out})
+            candidate = self._next_growth(self.limits[(start + i) % len(self.limits)], taken=out)
             if candidate is not None:
                 out.append(candidate)
                 if len(out) == n:
                     break
         return out
 
-    def _next_growth(self, limit: float, taken: set[str]) -> Config | None:
+    def _next_growth(self, limit: float, taken: list[Config]) -> Config | None:
+        """The costliest untried single-gene growth of the best measured network within ``limit`` that fits it."""
         inside = [(c, o) for _, c, o in self.measured() if o.values[self.cost] <= limit]
         if not inside:
             return None
         best, outcome = min(inside, key=lambda co: self.sign * co[1].values[self.quality])
-        base = self.space.encode(best)
-        rows = []
-        for gene, cardinality in enumerate(self.space.gene_cardinalities):
-            for value in range(int(cardinality)):
-                if value != base[gene]:
-                    row = base.copy()
-                    row[gene] = value
-                    rows.append(row)
-        if not rows:
-            return None
-        X = np.asarray(rows)
-        X = X[self.space.valid_vectors(X)]
-        ranked = []
-        for row in X:
+        skip = set(self.known) | self.pending | {self.space.key(c) for c in taken}
+        fits = []
+        for row in self.space.neighbour_vectors(self.space.encode(best)[None, :]):
             config = self.space.decode(row)
-            key = self.space.key(config)
-            if key in self.known or key in self.pending or key in taken:
-                continue
             c = self.cost_of(config)
-            if outcome.values[self.cost] < c <= limit:
-                ranked.append((c, key, config))
-        if not ranked:
-            return None
-        ranked.sort(key=lambda t: -t[0])
-        return ranked[0][2]
+            if outcome.values[self.cost] < c <= limit and self.space.key(config) not in skip:
+                fits.append((c, config))
+        return max(fits, key=lambda t: t[0])[1] if fits else None
