@@ -31,8 +31,9 @@ def test_train_command_trains_then_resumes(tmp_path):
     assert len(rows) == 1 and {"acc_max", "acc_mid", "acc_min"} <= set(rows[0])
     net, info = load_supernet(out / "checkpoint.pt")
     assert info["config"]["supernet"]["preset"] == "digits" and info["hash"] in first.output
-    again = runner.invoke(app, ["train", str(config), "--out", str(out), "--quiet"])
+    again = runner.invoke(app, ["train", str(config), "--out", str(out)])
     assert again.exit_code == 0 and "resuming" in again.output and info["hash"] in again.output
+    assert "epoch 2/1" not in again.output and "nan" not in again.output  # a finished run draws no empty progress bar
 
 
 def test_train_command_reports_the_fixed_rules_networks(tmp_path):

@@ -358,7 +358,8 @@ class Trainer:
             TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[ips]:.0f} ex/s"),
             TimeElapsedColumn(), TimeRemainingColumn(),
         ]
-        with Progress(*columns, disable=not self.progress) as bar:
+        # a finished run resumed (e.g. by a benchmark going on to its next stage) draws no bar: there is nothing to show
+        with Progress(*columns, disable=not self.progress or self.step >= self.total_steps) as bar:
             task = bar.add_task("train", total=self.total_steps, completed=self.step, epoch=self.step // spe + 1,
                                 epochs=self.total_epochs, loss=float("nan"), ips=0.0)
             order, order_epoch, epoch_seconds = None, -1, 0.0
