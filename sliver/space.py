@@ -286,10 +286,10 @@ class SearchSpace:
 
     def neighbour_vectors(self, X: np.ndarray) -> np.ndarray:
         """Every row one gene away from a row of ``X``: each gene moved to each of its other choices, row by row."""
-        card = self._card
+        X, card = self._rows(X), self._card  # a single vector is one row, for the counts below too
         genes = np.repeat(np.arange(len(card)), card - 1)
         shifts = np.concatenate([np.arange(1, c) for c in card])
-        N = np.repeat(self._rows(X), len(genes), axis=0)
+        N = np.repeat(X, len(genes), axis=0)
         g, step = np.tile(genes, len(X)), np.tile(shifts, len(X))
         rows = np.arange(len(N))
         N[rows, g] = (N[rows, g] + step) % card[g]

@@ -256,6 +256,16 @@ def test_valid_vectors_flags_rows_outside_the_space():
         space.features_vectors(X[:2])
 
 
+def test_neighbour_vectors_move_each_gene_to_each_other_choice():
+    space = ofa_like()
+    x = space.encode(space.sample(3))
+    N = space.neighbour_vectors(x)  # one vector is one row
+    card = space.gene_cardinalities
+    assert len(N) == int((card - 1).sum()) and space.valid_vectors(N).all()
+    assert ((N != x).sum(1) == 1).all() and len({r.tobytes() for r in N}) == len(N)
+    assert np.array_equal(space.neighbour_vectors(np.stack([x, x])), np.vstack([N, N]))
+
+
 def test_features_of_ten_thousand_configs_are_one_vectorised_call():
     """The paths a large search runs every round: one numpy pass, no config-by-config checks."""
     import time
