@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--size-weight", type=float, default=0.0,
                     help="train.sampling.size_weight: each pick's loss weighted by its cost to this negative power "
                          "(with --rule fixed the non-embedding parameters the sizes measure, else all parameters)")
+    ap.add_argument("--adapter-rank", type=int, default=0,
+                    help="rank of each fixed target's private low-rank adapter (0: none; rule fixed)")
     ap.add_argument("--importance-batches", type=int, default=16)
     ap.add_argument("--heads", default="6,9", help="query-head choices per layer (whole KV groups of 3)")
     ap.add_argument("--ffn", default="768,1152,1536", help="FFN-neuron choices per layer")
@@ -137,7 +139,8 @@ def main() -> None:
 
     if args.rule == "fixed":  # the trainer chooses the targets on the sorted weights before its first step
         sampling = {"rule": "fixed", "targets": {"sizes": sizes, "cost": "params_no_embed", "budget": args.pre_budget,
-                                                 "refine": args.refine, "val_examples": args.select_rows}}
+                                                 "refine": args.refine, "val_examples": args.select_rows},
+                    "adapter_rank": args.adapter_rank}
     else:
         sampling = {"rule": "sandwich", "n": args.n, "draw": "correlated"}
     sampling["size_weight"] = args.size_weight
@@ -211,7 +214,8 @@ def main() -> None:
                  "<= 1.25x at 60 %; decode >= 1.3x faster at 60 %", met, rows,
                  full_ppl=full_ppl, full_params_no_embed=full_params, full_decode_ms=latency["torch"]["full"],
                  full_decode_ms_ort=latency["ort"]["full"],
-                 rule=args.rule, target_configs=targets, tokens=summary["step"] * args.batch * args.seq, train_minutes=round(train_s / 60, 1),
+                 rule=args.rule, adapter_rank=args.adapter_rank, lr=args.lr, size_weight=args.size_weight,
+                 target_configs=targets, tokens=summary["step"] * args.batch * args.seq, train_minutes=round(train_s / 60, 1),
                  search_evaluations=len(points), test_tokens=test.tensors[1].numel(),
                  select_tokens=select.tensors[1].numel())
     ppls = " / ".join(f"{r['elastic_ppl']:.2f}" for r in rows)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from test_llama import VOCAB, tiny_llama
+from test_llama import VOCAB, tiny_llama, token_ids
 from torch.utils.data import TensorDataset
 
 from sliver.bundle import DataBundle
@@ -17,6 +17,7 @@ from sliver.config import ConfigError, validate
 from sliver.errors import UserError
 from sliver.train import Trainer
 from sliver.train.accuracy import perplexity
+from sliver.train.checkpoint import load_supernet
 from sliver.train.config import RunConfig
 from sliver.train.trainer import middle_config, token_schedule
 
@@ -108,6 +109,57 @@ def test_fixed_rule_trains_only_the_listed_networks_from_the_frozen_original(tmp
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match=r"train.sampling.*'configs'"):
         validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"}, "train": {"sampling": {"rule": "fixed"}}})
+
+
+
+def test_target_adapters_train_privately_merge_on_extraction_and_survive_a_checkpoint(tmp_path):
+    net = tiny_llama(seed=1, depth_choices=[2, 3, 4])
+    big = net.space.validate({**net.max_config(), "layers": 3})
+    small = net.space.validate({**net.min_config(), "layers": 2})
+    other = net.space.validate({**net.max_config(), "layers": 2})
+    ids = token_ids()
+    sampling = {"rule": "fixed", "configs": [big, small], "adapter_rank": 2}
+    trainer = make(tmp_path, epochs=2, lr=1e-2, sampling=sampling)
+    supernet = trainer.supernet
+    assert len(supernet.adapters) == 2
+    adapter_params = {id(p) for p in supernet.adapters.parameters()}
+    assert adapter_params <= {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    fresh = tiny_llama(seed=1, depth_choices=[2, 3, 4])
+    with torch.no_grad():  # B starts at zero: the adapters change nothing before training
+        for net_ in (supernet, fresh):
+            net_.activate(big)
+        assert torch.equal(supernet(ids), fresh(ids))
+    trainer.fit()
+    supernet.eval()
+    for adapter, cfg in zip(supernet.adapters, (big, small)):  # each target trains its kept layers' adapters only
+        kept = {pos for pos, _, _ in supernet.kept_layers(cfg)}
+        assert {int(k.split("_")[0]) for k, b in adapter.b.items() if b.detach().abs().max() > 0} == kept
+    with torch.no_grad():
+        for cfg in (big, small, other):  # the cut-out model computes what the super-network does, adapter included
+            supernet.activate(cfg)
+            assert torch.allclose(supernet.extract(cfg)(ids), supernet(ids), atol=1e-5)
+        supernet.activate(other)  # a config that is not a target runs the shared weights only
+        shared_other = supernet(ids)
+        supernet.activate(small)
+        with_adapter = supernet(ids)
+        saved = [b.detach().clone() for b in supernet.adapters[1].b.values()]
+        for b in supernet.adapters[1].b.values():
+            b.zero_()
+        assert not torch.allclose(supernet(ids), with_adapter, atol=1e-4)  # the target's adapter matters
+        for b, value in zip(supernet.adapters[1].b.values(), saved):
+            b.copy_(value)
+        supernet.activate(other)
+        assert torch.equal(supernet(ids), shared_other)
+    loaded, _ = load_supernet(tmp_path / "checkpoint.pt")  # rebuilt with its adapters from the checkpoint alone
+    with torch.no_grad():
+        assert torch.allclose(loaded.extract(small)(ids), supernet.extract(small)(ids), atol=1e-6)
+    assert make(tmp_path, epochs=2, lr=1e-2, sampling=sampling).resumed
+    with pytest.raises(ConfigError, match=r"train.sampling.*'adapter_rank' only applies to rule 'fixed'") as err:
+        validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"},
+                             "train": {"sampling": {"rule": "sandwich", "adapter_rank": 4}}})
+    assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="calibrate before adding target adapters"):
+        supernet.calibrate([ids])
 
 
 def test_size_weight_scales_each_picks_loss_by_its_cost(tmp_path):

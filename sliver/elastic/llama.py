@@ -34,6 +34,7 @@ importance permutations.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -204,6 +205,38 @@ def _build_llama(arch: dict[str, Any]) -> nn.Module:
 
 
 # --- the super-network ----------------------------------------------------------------------
+def _config_key(config: Config | None) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+#: weight matrices whose leading rows a sub-network keeps (the others: leading columns), and which size
+_ROWS = {"q": "q", "k": "kv", "v": "kv", "gate": "ffn", "up": "ffn"}
+_COLUMNS = {"o": "q", "down": "ffn"}
+
+
+class TargetAdapter(nn.Module):
+    """One target's low-rank deltas ``B @ A`` for the seven weight matrices of every layer."""
+
+    def __init__(self, layers: Sequence[nn.Module], rank: int, gen: torch.Generator) -> None:
+        super().__init__()
+        self.a, self.b = nn.ParameterDict(), nn.ParameterDict()
+        for pos, layer in enumerate(layers):
+            for name in (*_ROWS, *_COLUMNS):
+                out_dim, in_dim = getattr(layer, name).weight.shape
+                self.a[f"{pos}_{name}"] = nn.Parameter(torch.randn(rank, in_dim, generator=gen) / in_dim ** 0.5)
+                self.b[f"{pos}_{name}"] = nn.Parameter(torch.zeros(out_dim, rank))
+
+    def deltas(self, pos: int, q: int, kv: int, ffn: int) -> dict[str, torch.Tensor]:
+        """Layer ``pos``'s deltas, sliced like its weights for ``q`` query rows, ``kv`` key/value rows and ``ffn`` neurons."""
+        size = {"q": q, "kv": kv, "ffn": ffn}
+        out = {}
+        for name, dim in _ROWS.items():
+            out[name] = self.b[f"{pos}_{name}"][:size[dim]] @ self.a[f"{pos}_{name}"]
+        for name, dim in _COLUMNS.items():
+            out[name] = self.b[f"{pos}_{name}"] @ self.a[f"{pos}_{name}"][:, :size[dim]]
+        return out
+
+
 class ElasticDecoderLayer(DecoderLayer):
     """Decoder block holding its largest weights; ``sliced`` gives the first KV groups and neurons."""
 
@@ -240,7 +273,9 @@ class ElasticLlama(Supernet):
     ``head_choices`` must be multiples of the query heads per KV head
     (``num_heads / num_kv_heads``); by default every such multiple. ``ffn_choices``
     defaults to the full width only. Module names equal :class:`LlamaDecoder`'s,
-    so extraction takes the leading slice of every weight.
+    so extraction takes the leading slice of every weight. ``target_adapters``
+    (``{"rank": r, "configs": [...]}``, as :meth:`supernet_config` records it)
+    rebuilds :meth:`add_target_adapters`, so a checkpoint restores them.
     """
 
     family = "llama"
@@ -252,7 +287,7 @@ class ElasticLlama(Supernet):
                  ffn: int, head_dim: int | None = None, eps: float = 1e-5, rope_base: float = 10000.0,
                  tie_embeddings: bool = True, seq_len: int = 256,
                  head_choices: Sequence[int] | None = None, ffn_choices: Sequence[int] | None = None,
-                 depth_choices: Sequence[int] | None = None) -> None:
+                 depth_choices: Sequence[int] | None = None, target_adapters: dict[str, Any] | None = None) -> None:
         super().__init__()
         if num_kv_heads < 1 or num_heads % num_kv_heads:
             raise UserError(f"num_heads ({num_heads}) must be a positive multiple of num_kv_heads ({num_kv_heads})")
@@ -285,6 +320,11 @@ class ElasticLlama(Supernet):
             # one group of ranked layers: the genes of ranks beyond ``layers`` are inactive
             [DepthGate("layers", (num_layers,), ("heads", "ffn"))],
         )
+        self.adapters: nn.ModuleList | None = None
+        self._adapter_slots: dict[str, int] = {}
+        self._adapter_spec: dict[str, Any] | None = None
+        if target_adapters is not None:
+            self.add_target_adapters(target_adapters["configs"], target_adapters["rank"])
 
     # --- running a sub-network ---------------------------------------------------------------
     def layer_ranks(self) -> list[int]:
@@ -303,7 +343,38 @@ class ElasticLlama(Supernet):
     def _blocks(self) -> list[tuple[dict[str, torch.Tensor], int, int]]:
         if self._active is None:
             self.activate(self.max_config())
-        return [self.layers[pos].sliced(heads, ffn) for pos, heads, ffn in self._kept]
+        blocks = [self.layers[pos].sliced(heads, ffn) for pos, heads, ffn in self._kept]
+        slot = self._adapter_slots.get(_config_key(self._active))
+        if slot is None:
+            return blocks
+        adapter = self.adapters[slot]
+        out = []
+        for (pos, _, ffn), (w, h, kv) in zip(self._kept, blocks):
+            w = dict(w)
+            for name, delta in adapter.deltas(pos, h * self.head_dim, kv * self.head_dim, ffn).items():
+                w[name] = w[name] + delta
+            out.append((w, h, kv))
+        return out
+
+    # --- private low-rank adapters of fixed training targets ---------------------------------------
+    def add_target_adapters(self, configs: Sequence[Config], rank: int, seed: int = 0) -> None:
+        """Give each of ``configs`` its own low-rank adapter ``B @ A`` on every weight matrix of every layer.
+
+        Sub-networks trained together pull the shared weights in different directions; a private
+        adapter per target absorbs part of that conflict, as per-width batch norms do in slimmable
+        networks. ``B`` starts at zero, so every sub-network computes what it did before; any
+        other config runs the shared weights only. :meth:`extract` adds a target's adapter into
+        its weights, so the cut-out model has the same size and speed.
+        """
+        if self.adapters is not None:
+            raise UserError("this super-network already has target adapters")
+        if rank < 1:
+            raise UserError(f"target adapter rank must be at least 1, got {rank}")
+        configs = [self.space.validate(c) for c in configs]
+        gen = torch.Generator().manual_seed(seed)
+        self.adapters = nn.ModuleList(TargetAdapter(self.layers, rank, gen) for _ in configs)
+        self._adapter_slots = {_config_key(c): i for i, c in enumerate(configs)}
+        self._adapter_spec = {"rank": int(rank), "configs": configs}
 
     def _lm_head(self) -> torch.Tensor:
         return self.embed.weight if self.lm_head is None else self.lm_head.weight
@@ -337,14 +408,26 @@ class ElasticLlama(Supernet):
     def extract(self, config: Config) -> nn.Module:
         config = self.space.validate(config)
         model = build_extracted(self.arch_config(config))
-        return load_leading_slices(model, self.state_dict(), [pos for pos, _, _ in self.kept_layers(config)])
+        kept = self.kept_layers(config)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("adapters.")}
+        model = load_leading_slices(model, state, [pos for pos, _, _ in kept])
+        slot = self._adapter_slots.get(_config_key(config))
+        if slot is not None:  # the target's private adapter becomes part of its weights
+            with torch.no_grad():
+                for layer, (pos, heads, ffn) in zip(model.layers, kept):
+                    deltas = self.adapters[slot].deltas(pos, heads * self.head_dim,
+                                                        heads // self.group * self.head_dim, ffn)
+                    for name, delta in deltas.items():
+                        getattr(layer, name).weight.add_(delta)
+        return model
 
     def supernet_config(self) -> dict[str, Any]:
         return {"family": "llama", "vocab_size": self.vocab_size, "hidden": self.hidden,
                 "num_layers": self.num_layers, "num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads,
                 "ffn": self.ffn, "head_dim": self.head_dim, "eps": self.eps, "rope_base": self.rope_base,
                 "tie_embeddings": self.tie_embeddings, "seq_len": self.default_seq_len,
-                "head_choices": self.head_choices, "ffn_choices": self.ffn_choices, "depth_choices": self.depth_choices}
+                "head_choices": self.head_choices, "ffn_choices": self.ffn_choices, "depth_choices": self.depth_choices,
+                **({"target_adapters": self._adapter_spec} if self._adapter_spec is not None else {})}
 
     def teacher_model(self) -> nn.Module:
         """A frozen copy of the largest network as it was at the first call: the teacher that training distils
@@ -387,6 +470,8 @@ class ElasticLlama(Supernet):
         unchanged (a config's ``layers`` now keeps other layers). Returns the
         new order of each layer (old indices) and the layer scores.
         """
+        if self.adapters is not None:
+            raise UserError("calibrate before adding target adapters: sorting the units would not sort the adapters")
         previous = self._active
         self.activate(self.max_config())
         group_sum = torch.zeros(self.num_layers, self.num_kv_heads)

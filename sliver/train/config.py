@@ -110,6 +110,9 @@ class SamplingSection(StrictModel):
     configs: list[dict[str, Any]] | None = Field(None, min_length=1)
     #: instead of 'configs' (fixed): the sizes to train, the sub-networks chosen by a search before training
     targets: TargetsSection | None = None
+    #: rank of a private low-rank adapter per fixed sub-network on every weight matrix (0: none; llama family):
+    #: absorbs part of the pull between the sub-networks on the shared weights, merged into each one when cut out
+    adapter_rank: int = Field(0, ge=0)
     #: progressive phases in order (default for mobilenet: full, kernel [ks], depth [d], expand [e])
     phases: list[PhaseSection] | None = Field(None, min_length=1)
 
@@ -127,6 +130,8 @@ class SamplingSection(StrictModel):
             raise ValueError("give rule 'fixed' either 'configs' (the sub-networks) or 'targets' (the sizes to choose them for), not both")
         if (self.configs is not None or self.targets is not None) != (self.rule == "fixed"):
             raise ValueError("'configs' (or 'targets') names the sub-networks of rule 'fixed'; give one with that rule and only there")
+        if self.adapter_rank and self.rule != "fixed":
+            raise ValueError(f"'adapter_rank' only applies to rule 'fixed' (one adapter per listed sub-network), not {self.rule!r}")
         if self.rule == "fixed" and (self.n is not None or self.draw != "independent"):
             raise ValueError("'n' and 'draw' do not apply to rule 'fixed' (it trains the listed 'configs')")
         if self.n is not None and self.rule == "uniform":

@@ -155,6 +155,13 @@ class Trainer:
                                                                 self.steps_per_epoch)
         self.rule, segments = self._make_rule()
         self.teacher = self._frozen_teacher()
+        if t.sampling.adapter_rank and getattr(self.supernet, "adapters", None) is None:
+            if not hasattr(self.supernet, "add_target_adapters"):
+                family = self.supernet.supernet_config().get("family")
+                raise ConfigError(f"field 'train.sampling.adapter_rank': the {family} family has no target adapters "
+                                  "(the llama family has); remove the field")
+            # after the teacher copy and before the optimiser, so the adapters train and a checkpoint restores them
+            self.supernet.add_target_adapters(self.rule.configs, t.sampling.adapter_rank, seed=t.seed)
         if isinstance(self.rule, FixedRule):  # the largest teaches only when no frozen original does
             self.rule.largest_teaches = self.rule.distill and self.teacher is None
         self.total_steps = sum(s.steps for s in segments)
