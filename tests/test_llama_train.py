@@ -111,7 +111,6 @@ def test_fixed_rule_trains_only_the_listed_networks_from_the_frozen_original(tmp
         validate(RunConfig, {"supernet": {"family": "llama"}, "data": {"name": "x"}, "train": {"sampling": {"rule": "fixed"}}})
 
 
-
 def test_target_adapters_train_privately_merge_on_extraction_and_survive_a_checkpoint(tmp_path):
     net = tiny_llama(seed=1, depth_choices=[2, 3, 4])
     big = net.space.validate({**net.max_config(), "layers": 3})

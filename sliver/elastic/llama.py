@@ -217,8 +217,9 @@ _COLUMNS = {"o": "q", "down": "ffn"}
 class TargetAdapter(nn.Module):
     """One target's low-rank deltas ``B @ A`` for the seven weight matrices of every layer."""
 
-    def __init__(self, layers: Sequence[nn.Module], rank: int, gen: torch.Generator) -> None:
+    def __init__(self, layers: Sequence[ElasticDecoderLayer], rank: int, gen: torch.Generator) -> None:
         super().__init__()
+        self.head_dim, self.group = layers[0].head_dim, layers[0].heads // layers[0].kv_heads
         self.a, self.b = nn.ParameterDict(), nn.ParameterDict()
         for pos, layer in enumerate(layers):
             for name in (*_ROWS, *_COLUMNS):
@@ -226,9 +227,9 @@ class TargetAdapter(nn.Module):
                 self.a[f"{pos}_{name}"] = nn.Parameter(torch.randn(rank, in_dim, generator=gen) / in_dim ** 0.5)
                 self.b[f"{pos}_{name}"] = nn.Parameter(torch.zeros(out_dim, rank))
 
-    def deltas(self, pos: int, q: int, kv: int, ffn: int) -> dict[str, torch.Tensor]:
-        """Layer ``pos``'s deltas, sliced like its weights for ``q`` query rows, ``kv`` key/value rows and ``ffn`` neurons."""
-        size = {"q": q, "kv": kv, "ffn": ffn}
+    def deltas(self, pos: int, heads: int, ffn: int) -> dict[str, torch.Tensor]:
+        """Layer ``pos``'s deltas, sliced like its weights (:meth:`ElasticDecoderLayer.sliced`) for ``heads`` and ``ffn``."""
+        size = {"q": heads * self.head_dim, "kv": heads // self.group * self.head_dim, "ffn": ffn}
         out = {}
         for name, dim in _ROWS.items():
             out[name] = self.b[f"{pos}_{name}"][:size[dim]] @ self.a[f"{pos}_{name}"]
@@ -321,6 +322,7 @@ class ElasticLlama(Supernet):
             [DepthGate("layers", (num_layers,), ("heads", "ffn"))],
         )
         self.adapters: nn.ModuleList | None = None
+        self._adapter_slot: int | None = None  # the active config's adapter, if it is a target (an index: no submodule)
         self._adapter_slots: dict[str, int] = {}
         self._adapter_spec: dict[str, Any] | None = None
         if target_adapters is not None:
@@ -339,19 +341,19 @@ class ElasticLlama(Supernet):
 
     def _set_active(self, config: Config) -> None:
         self._kept = self.kept_layers(config)
+        self._adapter_slot = self._adapter_slots.get(_config_key(config)) if self._adapter_slots else None
 
     def _blocks(self) -> list[tuple[dict[str, torch.Tensor], int, int]]:
         if self._active is None:
             self.activate(self.max_config())
         blocks = [self.layers[pos].sliced(heads, ffn) for pos, heads, ffn in self._kept]
-        slot = self._adapter_slots.get(_config_key(self._active))
-        if slot is None:
+        if self._adapter_slot is None:
             return blocks
-        adapter = self.adapters[slot]
+        adapter = self.adapters[self._adapter_slot]
         out = []
-        for (pos, _, ffn), (w, h, kv) in zip(self._kept, blocks):
+        for (pos, heads, ffn), (w, h, kv) in zip(self._kept, blocks):
             w = dict(w)
-            for name, delta in adapter.deltas(pos, h * self.head_dim, kv * self.head_dim, ffn).items():
+            for name, delta in adapter.deltas(pos, heads, ffn).items():
                 w[name] = w[name] + delta
             out.append((w, h, kv))
         return out
@@ -375,6 +377,8 @@ class ElasticLlama(Supernet):
         self.adapters = nn.ModuleList(TargetAdapter(self.layers, rank, gen) for _ in configs)
         self._adapter_slots = {_config_key(c): i for i, c in enumerate(configs)}
         self._adapter_spec = {"rank": int(rank), "configs": configs}
+        if self._active is not None:  # the active config may be a target
+            self._set_active(self._active)
 
     def _lm_head(self) -> torch.Tensor:
         return self.embed.weight if self.lm_head is None else self.lm_head.weight
@@ -415,9 +419,7 @@ class ElasticLlama(Supernet):
         if slot is not None:  # the target's private adapter becomes part of its weights
             with torch.no_grad():
                 for layer, (pos, heads, ffn) in zip(model.layers, kept):
-                    deltas = self.adapters[slot].deltas(pos, heads * self.head_dim,
-                                                        heads // self.group * self.head_dim, ffn)
-                    for name, delta in deltas.items():
+                    for name, delta in self.adapters[slot].deltas(pos, heads, ffn).items():
                         getattr(layer, name).weight.add_(delta)
         return model
 
