@@ -37,7 +37,13 @@ dequantised to float32), the text the 2012 US convention speeches
    interleaved rounds (``sliver.measure.language.decode_latency``).
 
 Everything is kept in ``--work`` (the training run folder, the search store,
-finished baselines), so a killed run resumes where it stopped. The last line
+finished baselines), so a killed run resumes where it stopped. ``--baselines-from``
+reuses an earlier result's baseline (c) for a sub-network it already distilled
+with the same settings (baseline c does not depend on how the elastic network
+was trained); the reused rows name the file they came from. ``--targets-from``
+trains an earlier run's target architectures instead of choosing them again
+(the choice is a search whose floating-point ties can fall differently on
+another CPU), so that two training set-ups compare on the same networks. The last line
 prints the test perplexities at the three sizes against the full model's.
 """
 
@@ -86,7 +92,16 @@ def main() -> None:
     ap.add_argument("--sizes", default="0.75,0.60,0.50", help="fractions of the non-embedding parameters to report")
     ap.add_argument("--work", default="/tmp/sliver-elastic-llm")
     ap.add_argument("--name", default="elastic_llm")
+    ap.add_argument("--baselines-from", type=Path, default=None,
+                    help="an earlier result JSON of this script: its baseline (c) is reused at each size where it "
+                         "distilled the same sub-network with the same settings (it does not depend on the rule)")
+    ap.add_argument("--targets-from", type=Path, default=None,
+                    help="an earlier result JSON of this script (--rule fixed): train its target architectures "
+                         "instead of choosing them, so that two training set-ups are compared on the same networks")
     args = ap.parse_args()
+    earlier = earlier_result(ap, args, "--baselines-from", ALONE_SETTINGS)
+    earlier_alone = earlier["table"] if earlier else []
+    earlier_targets = earlier_result(ap, args, "--targets-from", SPACE_SETTINGS)
 
     try:
         from sliver.corpus import load_corpus
@@ -137,7 +152,9 @@ def main() -> None:
         net.activate(cfg)
         return {"perplexity": perplexity(net, select), "params_no_embed": net.costs(cfg)["params_no_embed"]}
 
-    if args.rule == "fixed":  # the trainer chooses the targets on the sorted weights before its first step
+    if args.rule == "fixed" and earlier_targets is not None:
+        sampling = {"rule": "fixed", "configs": earlier_targets["target_configs"], "adapter_rank": args.adapter_rank}
+    elif args.rule == "fixed":  # the trainer chooses the targets on the sorted weights before its first step
         sampling = {"rule": "fixed", "targets": {"sizes": sizes, "cost": "params_no_embed", "budget": args.pre_budget,
                                                  "refine": args.refine, "val_examples": args.select_rows},
                     "adapter_rank": args.adapter_rank}
@@ -182,11 +199,16 @@ def main() -> None:
             cut = untrained.extract(cfg)
             depth = max(d for d in range(1, net.num_layers + 1) if first_layers(original, d)[1] <= params)
             dropped, dropped_params = first_layers(original, depth)
-            alone = distil_alone(untrained.extract(cfg), original, data, train, args.batch, work / f"alone-{key}.pt")
             row = {"size": size, "config": cfg, "params_no_embed": params, "select_ppl": best.values["perplexity"],
                    "elastic_ppl": perplexity(elastic, test), "cut_ppl": perplexity(cut, test),
                    "last_layers_depth": depth, "last_layers_params": dropped_params,
-                   "last_layers_ppl": perplexity(dropped, test), "alone_ppl": perplexity(alone, test)}
+                   "last_layers_ppl": perplexity(dropped, test)}
+            reused = next((r for r in earlier_alone if r["config"] == cfg), None)
+            if reused is not None:
+                row["alone_ppl"], row["alone_from"] = reused["alone_ppl"], str(args.baselines_from)
+            else:
+                alone = distil_alone(untrained.extract(cfg), original, data, train, args.batch, work / f"alone-{key}.pt")
+                row["alone_ppl"] = perplexity(alone, test)
             remember(key, row)
         row["vs_full"] = row["elastic_ppl"] / full_ppl
         row["below_all_baselines"] = row["elastic_ppl"] < min(row["cut_ppl"], row["last_layers_ppl"], row["alone_ppl"])
@@ -214,7 +236,8 @@ def main() -> None:
                  "<= 1.25x at 60 %; decode >= 1.3x faster at 60 %", met, rows,
                  full_ppl=full_ppl, full_params_no_embed=full_params, full_decode_ms=latency["torch"]["full"],
                  full_decode_ms_ort=latency["ort"]["full"],
-                 rule=args.rule, adapter_rank=args.adapter_rank, lr=args.lr, size_weight=args.size_weight,
+                 rule=args.rule, targets_from=args.targets_from and str(args.targets_from),
+                 adapter_rank=args.adapter_rank, lr=args.lr, size_weight=args.size_weight,
                  target_configs=targets, tokens=summary["step"] * args.batch * args.seq, train_minutes=round(train_s / 60, 1),
                  search_evaluations=len(points), test_tokens=test.tensors[1].numel(),
                  select_tokens=select.tensors[1].numel())
@@ -223,6 +246,33 @@ def main() -> None:
     print(f"test perplexity at {sizes} of the non-embedding parameters: {ppls} "
           f"(full model {full_ppl:.2f}); "
           f"decode at 60 %: {by['0.60']['speedup_torch']:.2f}x faster; target {'met' if met else 'not met'}")
+
+
+# the arguments that decide baseline (c): the data, the start, the student's training and the test rows
+ALONE_SETTINGS = ("tokens", "seq", "batch", "lr", "heads", "ffn", "min_depth", "importance_batches", "test_rows",
+                  "threads")
+# the arguments that decide what a target architecture means: the sequence length, the space and the start weights
+SPACE_SETTINGS = ("seq", "heads", "ffn", "min_depth", "importance_batches")
+
+
+def earlier_result(ap: argparse.ArgumentParser, args, flag: str, settings: tuple[str, ...]) -> dict | None:
+    """The result JSON named by ``flag`` (None when it is not given), checked to come from this script run with
+    every argument in ``settings`` as this run has it; a one-line exit otherwise."""
+    import shlex
+
+    path = getattr(args, flag.lstrip("-").replace("-", "_"))
+    if path is None:
+        return None
+    try:
+        earlier = json.loads(path.read_text())
+        before = ap.parse_args(shlex.split(earlier["command"])[2:])
+    except (OSError, ValueError, KeyError, SystemExit) as exc:
+        sys.exit(f"{flag} {path}: not a result of this script ({exc})")
+    differ = [name for name in settings if getattr(before, name) != getattr(args, name)]
+    if differ:
+        sys.exit(f"{flag} {path}: it was run with other {', '.join('--' + d.replace('_', '-') for d in differ)}; "
+                 "run without it")
+    return earlier
 
 
 def subset(dataset, rows: int):
