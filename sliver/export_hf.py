@@ -37,11 +37,13 @@ import torch
 
 from sliver.elastic.llama import LlamaDecoder
 from sliver.errors import UserError
-from sliver.export import ONNX_TOLERANCE, ExportError, ExportResult
+from sliver.export import ExportError, ExportResult
 
-#: the padded matrices have other inner sizes, so their sums round in another order (as ONNX Runtime's kernels
-#: do): the padded model is held to the ONNX export's bound, not to the bit-for-bit extraction's
-HF_TOLERANCE = ONNX_TOLERANCE
+#: the padded weights are checked in float64, where zero padding changes no sum beyond double rounding: in
+#: float32 the padded matrices' other inner sizes make the sums round in another order, by as much as float32's
+#: own error on a real model's logits (about 1e-4 for logits near 80), so that check would judge the CPU's
+#: matrix kernels rather than the export
+HF_TOLERANCE = 1e-6
 #: what the exported weights are checked on: a few seeded rows of random token ids
 _CHECK_ROWS, _CHECK_LENGTH = 2, 16
 _LAYER_NAMES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
@@ -276,9 +278,13 @@ def _parameters(decoder: LlamaDecoder) -> dict[str, int]:
 
 @torch.no_grad()
 def _max_logit_diff(a: LlamaDecoder, b: LlamaDecoder) -> float:
+    """The largest logit difference between two decoders on seeded random token ids, both run in float64."""
+    import copy
+
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, a.arch["vocab_size"], (_CHECK_ROWS, _CHECK_LENGTH), generator=gen)
-    return float((a(ids) - b(ids)).abs().max())
+    with torch.no_grad():
+        return float((copy.deepcopy(a).double()(ids) - copy.deepcopy(b).double()(ids)).abs().max())
 
 
 def _tokenizer_config(tokenizer: Any, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -330,5 +336,6 @@ def _card(decoder: LlamaDecoder, cfg: dict[str, Any], config: dict[str, Any] | N
     lines += ["## Checks", ""]
     lines += [f"- {k}: {v:.4g}" for k, v in checks.items()]
     lines += ["", "`hf_max_abs_diff`: the largest logit difference between these weights and the sub-network "
-              "on seeded random tokens; `torch_max_abs_diff`: between the sub-network and the super-network."]
+              "on seeded random tokens, both run in float64 (where the zero padding is exact; in float32 the padded "
+              "shapes round their sums in another order); `torch_max_abs_diff`: between the sub-network and the super-network."]
     return "\n".join(lines) + "\n"
