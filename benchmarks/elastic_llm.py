@@ -99,9 +99,9 @@ def main() -> None:
                     help="an earlier result JSON of this script (--rule fixed): train its target architectures "
                          "instead of choosing them, so that two training set-ups are compared on the same networks")
     args = ap.parse_args()
-    earlier = earlier_result(ap, args, "--baselines-from", ALONE_SETTINGS)
+    earlier = earlier_result(ap, args, "--baselines-from", args.baselines_from, ALONE_SETTINGS)
     earlier_alone = earlier["table"] if earlier else []
-    earlier_targets = earlier_result(ap, args, "--targets-from", SPACE_SETTINGS)
+    earlier_targets = earlier_result(ap, args, "--targets-from", args.targets_from, SPACE_SETTINGS)
 
     try:
         from sliver.corpus import load_corpus
@@ -152,12 +152,11 @@ def main() -> None:
         net.activate(cfg)
         return {"perplexity": perplexity(net, select), "params_no_embed": net.costs(cfg)["params_no_embed"]}
 
-    if args.rule == "fixed" and earlier_targets is not None:
-        sampling = {"rule": "fixed", "configs": earlier_targets["target_configs"], "adapter_rank": args.adapter_rank}
-    elif args.rule == "fixed":  # the trainer chooses the targets on the sorted weights before its first step
-        sampling = {"rule": "fixed", "targets": {"sizes": sizes, "cost": "params_no_embed", "budget": args.pre_budget,
-                                                 "refine": args.refine, "val_examples": args.select_rows},
-                    "adapter_rank": args.adapter_rank}
+    if args.rule == "fixed":  # without --targets-from the trainer chooses the targets on the sorted weights
+        chosen = ({"configs": earlier_targets["target_configs"]} if earlier_targets is not None else
+                  {"targets": {"sizes": sizes, "cost": "params_no_embed", "budget": args.pre_budget,
+                               "refine": args.refine, "val_examples": args.select_rows}})
+        sampling = {"rule": "fixed", **chosen, "adapter_rank": args.adapter_rank}
     else:
         sampling = {"rule": "sandwich", "n": args.n, "draw": "correlated"}
     sampling["size_weight"] = args.size_weight
@@ -255,12 +254,12 @@ ALONE_SETTINGS = ("tokens", "seq", "batch", "lr", "heads", "ffn", "min_depth", "
 SPACE_SETTINGS = ("seq", "heads", "ffn", "min_depth", "importance_batches")
 
 
-def earlier_result(ap: argparse.ArgumentParser, args, flag: str, settings: tuple[str, ...]) -> dict | None:
-    """The result JSON named by ``flag`` (None when it is not given), checked to come from this script run with
-    every argument in ``settings`` as this run has it; a one-line exit otherwise."""
+def earlier_result(ap: argparse.ArgumentParser, args, flag: str, path: Path | None,
+                   settings: tuple[str, ...]) -> dict | None:
+    """The result JSON at ``path``, given as ``flag`` (None when it is not given), checked to come from this script
+    run with every argument in ``settings`` as this run has it; a one-line exit otherwise."""
     import shlex
 
-    path = getattr(args, flag.lstrip("-").replace("-", "_"))
     if path is None:
         return None
     try:

@@ -283,8 +283,7 @@ def _max_logit_diff(a: LlamaDecoder, b: LlamaDecoder) -> float:
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, a.arch["vocab_size"], (_CHECK_ROWS, _CHECK_LENGTH), generator=gen)
-    with torch.no_grad():
-        return float((copy.deepcopy(a).double()(ids) - copy.deepcopy(b).double()(ids)).abs().max())
+    return float((copy.deepcopy(a).double()(ids) - copy.deepcopy(b).double()(ids)).abs().max())
 
 
 def _tokenizer_config(tokenizer: Any, cfg: dict[str, Any]) -> dict[str, Any]:
