@@ -23,6 +23,12 @@ Figures per family and set, medians over seeds:
   the reference front, in accuracy points. Below zero the predictor takes the best
   networks for worse than they are, so the search has no reason to measure them.
 
+A control separates *where* the training networks lie from *how many* there are: every
+family is also fitted on as many networks placed two genes away from the reference
+front (seeded per seed, none in the reference set) and scored on the reference set
+(``placed_same_size``, ``placed_front_bias``): what a search that had already found the
+region would know after that many measurements.
+
 Every LINAS run is kept in ``--work`` and reused by a rerun.
 
     python benchmarks/search_large_predictors.py [--problems ofa-mbv3,ofa-resnet50] [--seeds 3] [--budget 1000]
@@ -81,6 +87,16 @@ def reference_networks(problem, n: int) -> np.ndarray:
     return np.vstack([front, one_gene_away(problem, front, n)])
 
 
+def placed_networks(problem, n: int, seed: int, reference: np.ndarray) -> np.ndarray:
+    """``n`` networks two genes away from the reference front, none of them in ``reference`` (seeded)."""
+    front = problem.text_to_genes(problem.reference["genes"])
+    scored = set(problem.space.keys(reference))
+    rows = one_gene_away(problem, one_gene_away(problem, front, 2 * n, seed=2 * seed + 1), 2 * n, seed=2 * seed + 2)
+    keys = problem.space.keys(rows)
+    keep = list({k: i for i, k in enumerate(keys) if k not in scored}.values())[:n]
+    return rows[keep]
+
+
 def local_networks(problem, X: np.ndarray, n: int) -> np.ndarray:
     """Unmeasured networks one gene away from the front of the measured rows ``X`` (up to ``n``, seeded)."""
     from sliver.search.hv import nondominated
@@ -126,13 +142,17 @@ def main() -> None:
         reference = reference_networks(problem, args.neighbours)
         n_front = len(problem.reference["genes"])
         scores: dict[str, dict[str, list]] = {
-            f"{f}@{n}": {"tau": [], "same_size": [], "front_bias": [], "local_tau": [], "local_same_size": []}
+            f"{f}@{n}": {"tau": [], "same_size": [], "front_bias": [], "local_tau": [], "local_same_size": [],
+                         "placed_same_size": [], "placed_front_bias": []}
             for f in FAMILIES for n in prefixes}
         for seed in range(args.seeds):
             X = measured_by_linas(problem, seed, args.budget, work)
             y = problem.values_batch(X)[quality]
+            ref_truth = problem.values_batch(reference)
             for n in prefixes:
                 local = local_networks(problem, X[:n], args.neighbours)
+                placed = placed_networks(problem, n, seed, reference)
+                y_placed = problem.values_batch(placed)[quality]
                 for family in FAMILIES:
                     model = Predictor(family, seed=seed).fit(features(X[:n]), y[:n])
                     s = scores[f"{family}@{n}"]
@@ -143,14 +163,18 @@ def main() -> None:
                         s[f"{prefix}same_size"].append(ordered_share(pred, truth[quality], truth[cost]))
                         if not prefix:
                             s["front_bias"].append(float(np.mean(pred[:n_front] - truth[quality][:n_front])))
+                    pred = Predictor(family, seed=seed).fit(features(placed), y_placed).predict(features(reference))
+                    s["placed_same_size"].append(ordered_share(pred, ref_truth[quality], ref_truth[cost]))
+                    s["placed_front_bias"].append(float(np.mean(pred[:n_front] - ref_truth[quality][:n_front])))
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {v['same_size'][-1]:.3f}/{v['local_same_size'][-1]:.3f}"
                                                        for k, v in scores.items()), flush=True)
         medians = {k: {m: float(np.median(v)) for m, v in s.items()} for k, s in scores.items()}
         table[name] = {"reference_networks": len(reference), "median": medians, "runs": scores}
         parts.append(f"{name} same-size pairs ordered right at {' / '.join(map(str, prefixes))} measurements, "
-                     "near the reference front | near LINAS's own: "
-                     + ", ".join(f"{f} " + " / ".join(f"{medians[f'{f}@{n}']['same_size']:.2f}" for n in prefixes)
-                                 + " | " + " / ".join(f"{medians[f'{f}@{n}']['local_same_size']:.2f}" for n in prefixes)
+                     "near the reference front | near LINAS's own | near the reference front, fitted on as many "
+                     "networks placed two genes from it: "
+                     + ", ".join(f"{f} " + " | ".join(" / ".join(f"{medians[f'{f}@{n}'][m]:.2f}" for n in prefixes)
+                                                      for m in ("same_size", "local_same_size", "placed_same_size"))
                                  for f in FAMILIES))
     figure = f"median of {args.seeds} seeds | " + " | ".join(parts)
     write_result("search_large_predictors", figure, "information: how well each predictor ranks networks of one size",
