@@ -9,6 +9,14 @@ The gap between this ceiling and LINAS's own median share (``search_large.json``
 is what a better predictor could still win; the ceiling's own gap to the reference
 front is what the search machinery leaves.
 
+Between the two, ``--sigmas`` runs LINAS with the exact accuracy plus a fixed error
+of ``sigma`` points per network (Gaussian, drawn from a hash of the network, so a
+network is always mispredicted the same way, and its draws spread by ``sigma``): a
+predictor as good everywhere as one that never learns more. It says how precise an
+accuracy predictor must be for LINAS to reach a given share; beside it, the share
+of same-size pairs near the reference front that such a predictor orders right
+(as ``search_large_predictors.py`` scores LINAS's own predictors).
+
 For scale, the same seeds also run pymoo's NSGA-II on the exact values with a
 hundred times LINAS's budget (``--long-evals`` unique networks, population
 ``--long-pop``): the share it holds after 10,000 and 100,000 networks says how
@@ -18,7 +26,7 @@ hard the reference front (built from over a million evaluations, see
 Every finished run is kept in ``--work`` and skipped by a rerun.
 
     python benchmarks/search_large_ceiling.py [--problems ofa-mbv3,ofa-resnet50] [--seeds 5] [--budget 1000]
-        [--long-evals 100000] [--long-pop 1000]
+        [--long-evals 100000] [--long-pop 1000] [--sigmas 0.2,0.5]
 """
 
 from __future__ import annotations
@@ -41,18 +49,34 @@ LONG_BUDGETS = (10_000, 100_000)
 RESULTS = Path(__file__).resolve().parent / "results" / "search_large.json"
 
 
-def exact_linas(problem):
-    """A LINAS whose predictions are ``problem``'s exact values (no predictor is fitted)."""
+def fixed_error(problem, X: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian error of ``sigma`` per encoded row, the same for every row of one network (drawn from its hash)."""
+    import hashlib
+
+    from scipy.special import ndtri
+
+    keys = problem.space.keys(X)
+    u = np.array([int.from_bytes(hashlib.blake2b(k, digest_size=8).digest(), "little") for k in keys], dtype=np.float64)
+    return sigma * ndtri((u + 0.5) / 2.0**64)
+
+
+def exact_linas(problem, sigma: float = 0.0):
+    """A LINAS whose predictions are ``problem``'s exact values (no predictor is fitted), the quality metric off by
+    :func:`fixed_error` when ``sigma`` > 0 (its draws then spread by ``sigma``)."""
     from sliver.search.linas import LINAS
 
+    quality = problem.objectives[0].name
+
     class ExactLINAS(LINAS):
-        name = "linas-exact"
+        name = "linas-exact" if not sigma else f"linas-sigma-{sigma:g}"
 
         def _fit(self, measured) -> dict:
             return {}
 
         def _exact(self, X: np.ndarray) -> np.ndarray:
             values = problem.values_batch(X)
+            if sigma:
+                values[quality] = values[quality] + fixed_error(problem, X, sigma)
             return np.column_stack([values[o.name] for o in self.problem.objectives]) * self.problem.signs
 
         def _predict_mean(self, X, models):
@@ -60,9 +84,24 @@ def exact_linas(problem):
 
         def _predict(self, X, models, eps=None):
             exact = self._exact(X)
-            return exact, None if eps is None else np.broadcast_to(exact, (len(eps),) + exact.shape), {}
+            if eps is None:
+                return exact, None, {}
+            draws = np.broadcast_to(exact, (len(eps),) + exact.shape).copy()
+            if sigma:  # the quality column (min-oriented) spreads by sigma; eps's first column is its normals
+                draws[:, :, 0] += (eps[:, 0] * sigma)[:, None]
+            return exact, draws, {}
 
     return ExactLINAS()
+
+
+def same_size_share(problem, sigma: float) -> float:
+    """Share of same-size pairs near the reference front that a ``sigma``-error predictor orders right."""
+    from benchmarks.search_large_predictors import ordered_share, reference_networks
+
+    X = reference_networks(problem, 3000)
+    truth = problem.values_batch(X)
+    quality, cost = (o.name for o in problem.objectives[:2])
+    return ordered_share(truth[quality] + fixed_error(problem, X, sigma), truth[quality], truth[cost])
 
 
 def long_nsga2(problem, seed: int, evals: int, pop: int) -> dict[str, float]:
@@ -104,6 +143,7 @@ def main() -> None:
     common_arguments(ap, work="/tmp/sliver-search-large-ceiling")
     ap.add_argument("--long-evals", type=int, default=100_000, help="networks of the exact NSGA-II run (0: skip it)")
     ap.add_argument("--long-pop", type=int, default=1000, help="population of the exact NSGA-II run")
+    ap.add_argument("--sigmas", default="0.2,0.5", help="accuracy errors (points) of the noisy-prediction runs ('' for none)")
     args = ap.parse_args()
     from sliver.bench.runner import run_problem
 
@@ -132,6 +172,25 @@ def main() -> None:
         parts.append(f"{name} at {' / '.join(map(str, budgets))}: exact-prediction LINAS "
                      + " / ".join(f"{ceiling[str(b)]:.3f}" for b in budgets)
                      + (" vs LINAS " + " / ".join(f"{own[str(b)]:.3f}" for b in budgets) if own else ""))
+        for sigma in [float(v) for v in args.sigmas.split(",") if v.strip()]:
+            noisy = []
+            for seed in range(args.seeds):
+                path = work / f"{name}-sigma{sigma:g}-{seed}-{args.budget}.json"
+                if not path.exists():
+                    t0 = time.perf_counter()
+                    strategy = exact_linas(problem, sigma)
+                    score = run_problem(problem, strategy, seed, args.budget)
+                    path.write_text(json.dumps({**score.to_dict(budgets), "strategy": strategy.name,
+                                                "wall_s": round(time.perf_counter() - t0, 1)}))
+                noisy.append(json.loads(path.read_text()))
+            at = {str(b): float(np.median([r["hv_ratio_at"][str(b)] for r in noisy])) for b in budgets}
+            share = same_size_share(problem, sigma)
+            table[name][f"sigma_{sigma:g}"] = {"median_hv_ratio_at": at, "runs": noisy, "same_size_ordered": share}
+            print(f"{name} LINAS on exact accuracy +- {sigma:g} points: "
+                  + ", ".join(f"{b}: {v:.4f}" for b, v in at.items()) + f" (same-size pairs ordered right {share:.2f})",
+                  flush=True)
+            parts.append(f"{name} with accuracy known to +-{sigma:g} points (same-size pairs ordered right {share:.2f}): "
+                         + " / ".join(f"{at[str(b)]:.3f}" for b in budgets))
         if args.long_evals:
             long_runs = [long_nsga2(problem, seed, args.long_evals, args.long_pop) for seed in range(args.seeds)]
             at = sorted(long_runs[0], key=int)
