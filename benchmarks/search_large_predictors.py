@@ -24,7 +24,7 @@ Figures per family and set, medians over seeds:
   networks for worse than they are, so the search has no reason to measure them.
 
 A control separates *where* the training networks lie from *how many* there are: every
-family is also fitted on as many networks placed two genes away from the reference
+family is also fitted on as many networks placed within two genes of the reference
 front (seeded per seed, none in the reference set) and scored on the reference set
 (``placed_same_size``, ``placed_front_bias``): what a search that had already found the
 region would know after that many measurements.
@@ -88,7 +88,7 @@ def reference_networks(problem, n: int) -> np.ndarray:
 
 
 def placed_networks(problem, n: int, seed: int, reference: np.ndarray) -> np.ndarray:
-    """``n`` networks two genes away from the reference front, none of them in ``reference`` (seeded)."""
+    """``n`` networks within two genes of the reference front (two random single-gene moves), none in ``reference`` (seeded)."""
     front = problem.text_to_genes(problem.reference["genes"])
     scored = set(problem.space.keys(reference))
     rows = one_gene_away(problem, one_gene_away(problem, front, 2 * n, seed=2 * seed + 1), 2 * n, seed=2 * seed + 2)
@@ -172,7 +172,7 @@ def main() -> None:
         table[name] = {"reference_networks": len(reference), "median": medians, "runs": scores}
         parts.append(f"{name} same-size pairs ordered right at {' / '.join(map(str, prefixes))} measurements, "
                      "near the reference front | near LINAS's own | near the reference front, fitted on as many "
-                     "networks placed two genes from it: "
+                     "networks placed within two genes of it: "
                      + ", ".join(f"{f} " + " | ".join(" / ".join(f"{medians[f'{f}@{n}'][m]:.2f}" for n in prefixes)
                                                       for m in ("same_size", "local_same_size", "placed_same_size"))
                                  for f in FAMILIES))

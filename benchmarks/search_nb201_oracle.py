@@ -17,7 +17,7 @@ accuracy prediction on the 300 most accurate networks it has not seen, fitted
 on n random networks with the cell features LINAS uses (accuracy does not
 depend on the device, so it is one figure per n).
 
-The third table asks the same of latency, on every device: the greedy search knows
+A third table asks the same of latency, on every device: the greedy search knows
 latency only as well as the cell predicts it (LightGBM on the one-hot cell, fitted on
 the other half of the table: two folds, so every prediction is out of sample) and
 accuracy exactly or to within ``--latency-sigmas`` points, and stops at 99%. The table
@@ -201,8 +201,10 @@ def main() -> None:
                  summary=summary, predictor_mae_top300=errors, latency_oracle=latency_table, seeds=args.seeds,
                  latency_seeds=args.latency_seeds,
                  seconds=round(time.perf_counter() - started, 1),
-                 note="oracle: exact latency, accuracy = truth + N(0, sigma^2) fixed per network, greedy hypervolume "
-                      "improvement; a real predictor's error shrinks near measured networks, so this is a yardstick, not a bound")
+                 note="oracle: greedy hypervolume improvement on predictions; table: exact latency, accuracy = truth + "
+                      "N(0, sigma^2) fixed per network; latency_oracle: latency from LightGBM on the cell fitted on the other "
+                      "half of the table, the same accuracy error; a real predictor's error shrinks near measured networks, "
+                      "so this is a yardstick, not a bound")
     print(figure)
 
 
