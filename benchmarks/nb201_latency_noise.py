@@ -29,6 +29,18 @@ from scipy.stats import kendalltau  # noqa: E402
 NOISY_TAU = 0.85  # Kendall tau below which a device's latency is called noisy
 
 
+def one_hot_cells(space, X: np.ndarray) -> np.ndarray:
+    """The one-hot rows of encoded NB201 cells (every gene one-hot over the largest number of choices)."""
+    return np.eye(int(space.gene_cardinalities.max()))[X].reshape(len(X), -1)
+
+
+def cell_latency_model(seed: int):
+    """The latency model whose error this benchmark reports: LightGBM sized for thousands of one-hot cells."""
+    import lightgbm as lgb
+
+    return lgb.LGBMRegressor(n_estimators=600, num_leaves=31, learning_rate=0.05, random_state=seed, n_jobs=1, verbose=-1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=8000, help="cells to fit on (of 15,625)")
@@ -36,8 +48,6 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     args = ap.parse_args()
     root = nb201_data_dir(args.data)
-    import lightgbm as lgb
-
     from sliver.bench.nb201 import NB201
     from sliver.search.linas import value_grid
 
@@ -45,14 +55,13 @@ def main() -> None:
     configs = first.space.enumerate()
     rows = np.array([first.row(c) for c in configs])
     X = first.space.encode_many(configs)
-    onehot = np.eye(int(first.space.gene_cardinalities.max()))[X].reshape(len(X), -1)
+    onehot = one_hot_cells(first.space, X)
     order = np.random.default_rng(args.seed).permutation(len(X))
     train, test = order[: args.train], order[args.train:]
     table = []
     for device in first.devices:
         y = first.table[f"lat_ms_{device}"].to_numpy(float)[rows]
-        model = lgb.LGBMRegressor(n_estimators=600, num_leaves=31, learning_rate=0.05, random_state=args.seed,
-                                  n_jobs=1, verbose=-1).fit(onehot[train], y[train])
+        model = cell_latency_model(args.seed).fit(onehot[train], y[train])
         pred = model.predict(onehot[test])
         positive = y[test] > 0.05  # a disconnected cell can time at ~0 ms, where a percentage means nothing
         mape = float(100 * np.mean(np.abs(pred - y[test])[positive] / y[test][positive]))

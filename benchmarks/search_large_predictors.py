@@ -87,10 +87,10 @@ def reference_networks(problem, n: int) -> np.ndarray:
     return np.vstack([front, one_gene_away(problem, front, n)])
 
 
-def placed_networks(problem, n: int, seed: int, reference: np.ndarray) -> np.ndarray:
-    """``n`` networks within two genes of the reference front (two random single-gene moves), none in ``reference`` (seeded)."""
+def placed_networks(problem, n: int, seed: int, scored: set[bytes]) -> np.ndarray:
+    """``n`` networks within two genes of the reference front (two random single-gene moves), none of whose keys is in
+    ``scored`` (seeded)."""
     front = problem.text_to_genes(problem.reference["genes"])
-    scored = set(problem.space.keys(reference))
     rows = one_gene_away(problem, one_gene_away(problem, front, 2 * n, seed=2 * seed + 1), 2 * n, seed=2 * seed + 2)
     keys = problem.space.keys(rows)
     keep = list({k: i for i, k in enumerate(keys) if k not in scored}.values())[:n]
@@ -140,6 +140,7 @@ def main() -> None:
         quality, cost = (o.name for o in problem.objectives[:2])
         features = getattr(problem, "linas_features", None) or partial(features_from_vectors, problem.space)
         reference = reference_networks(problem, args.neighbours)
+        scored = set(problem.space.keys(reference))
         n_front = len(problem.reference["genes"])
         scores: dict[str, dict[str, list]] = {
             f"{f}@{n}": {"tau": [], "same_size": [], "front_bias": [], "local_tau": [], "local_same_size": [],
@@ -151,7 +152,7 @@ def main() -> None:
             ref_truth = problem.values_batch(reference)
             for n in prefixes:
                 local = local_networks(problem, X[:n], args.neighbours)
-                placed = placed_networks(problem, n, seed, reference)
+                placed = placed_networks(problem, n, seed, scored)
                 y_placed = problem.values_batch(placed)[quality]
                 for family in FAMILIES:
                     model = Predictor(family, seed=seed).fit(features(X[:n]), y[:n])

@@ -66,20 +66,18 @@ def oracle_run(problem, sigma: float, seed: int, latency: np.ndarray | None = No
 
 def cross_fitted_latency(problem, seed: int = 0) -> np.ndarray:
     """Each table row's latency as LightGBM predicts it from the one-hot cell, fitted on the other half of the table."""
-    import lightgbm as lgb
+    from nb201_latency_noise import cell_latency_model, one_hot_cells
 
     from sliver.bench.nb201 import parse_arch
 
     X = problem.space.encode_many([{"ops": parse_arch(a)} for a in problem.table["arch_str"]])
-    onehot = np.eye(int(problem.space.gene_cardinalities.max()))[X].reshape(len(X), -1)
+    onehot = one_hot_cells(problem.space, X)
     y = problem.table[problem.lat_column].to_numpy(float)
     order = np.random.default_rng(seed).permutation(len(y))
     halves = order[: len(y) // 2], order[len(y) // 2:]
     out = np.empty(len(y))
     for fit, scored in (halves, halves[::-1]):
-        model = lgb.LGBMRegressor(n_estimators=600, num_leaves=31, learning_rate=0.05, random_state=seed, n_jobs=1,
-                                  verbose=-1)  # as nb201_latency_noise
-        out[scored] = model.fit(onehot[fit], y[fit]).predict(onehot[scored])
+        out[scored] = cell_latency_model(seed).fit(onehot[fit], y[fit]).predict(onehot[scored])
     return out
 
 
